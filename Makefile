@@ -1,0 +1,41 @@
+# airflow-graphlets: `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export GLOG_minloglevel ?= 1
+
+.PHONY: env services test demo bench clean constraints
+
+# uv comes from PyPI when the machine has none.
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+$(VENV)/.installed: pyproject.toml constraints.txt overrides.txt | $(UV)
+	test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip install --quiet --python $(PY) -e '.[test]' -c constraints.txt --override overrides.txt
+	touch $@
+
+env: $(VENV)/.installed
+
+services:
+	./scripts/services.sh
+
+test: env services
+	$(VENV)/bin/pytest -q
+
+demo: env
+	./scripts/demo.sh
+
+bench: env services
+	$(PY) benchmarks/recorder_overhead.py
+
+# Re-pin constraints.txt to what is installed now (names==versions only, no download addresses).
+constraints: env
+	$(UV) pip freeze --python $(PY) --exclude-editable | grep -v '^-e ' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .tools .airflow .pytest_cache

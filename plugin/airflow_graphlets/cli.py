@@ -1,0 +1,124 @@
+"""The ``graphlets`` command line.
+
+``graphlets spool status``   what waits in the spool
+``graphlets spool replay``   write what waits into the MLMD store, in order, once each
+``graphlets show --store URI [--dag DAG]``   executions recorded, for a quick look
+
+Without ``--store``/``--spool-dir`` the command reads ``[graphlets]`` and the ``mlmd_default``
+connection the way the listener does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from airflow_graphlets.errors import GraphletsError
+from airflow_graphlets.recorder.replay import replay_spool
+from airflow_graphlets.recorder.spool import Spool
+from airflow_graphlets.store.uri import StoreConfig, parse_store_uri
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code (0 ok, 1 incomplete, 2 bad input)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except GraphletsError as err:
+        print(f"graphlets: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graphlets", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(required=True, dest="command")
+
+    spool = commands.add_parser("spool", help="inspect or replay the local spool")
+    spool_commands = spool.add_subparsers(required=True, dest="spool_command")
+    status = spool_commands.add_parser("status", help="what waits in the spool")
+    replay = spool_commands.add_parser("replay", help="write what waits into the MLMD store")
+    for sub in (status, replay):
+        sub.add_argument("--spool-dir", help="spool directory (default: [graphlets] spool_dir)")
+        sub.add_argument("--json", action="store_true", help="print JSON")
+    replay.add_argument("--store", help="store URI (default: the mlmd_default connection)")
+    replay.add_argument("--timeout", type=float, default=None, help="seconds to spend at most")
+    status.set_defaults(run=_spool_status)
+    replay.set_defaults(run=_spool_replay)
+
+    show = commands.add_parser("show", help="list recorded executions")
+    show.add_argument("--store", help="store URI (default: the mlmd_default connection)")
+    show.add_argument("--dag", help="only this DAG (pipeline)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(run=_show)
+    return parser
+
+
+def _spool_status(args: argparse.Namespace) -> int:
+    status = Spool(args.spool_dir or _settings().spool_dir).status()
+    if args.json:
+        print(json.dumps(asdict(status), indent=2))
+    else:
+        age = "-" if status.oldest_age_seconds is None else f"{status.oldest_age_seconds:.0f}s"
+        print(f"spool       {status.directory}")
+        print(f"pending     {status.pending} records ({status.pending_bytes} bytes), oldest {age}")
+        print(f"quarantined {status.quarantined} unreadable records (see corrupt/)")
+    return 0
+
+
+def _spool_replay(args: argparse.Namespace) -> int:
+    spool = Spool(args.spool_dir or _settings().spool_dir)
+    store = _store(args.store)
+    report = replay_spool(spool, store, timeout=args.timeout)
+    summary = {
+        "store": str(store),
+        "written": report.written,
+        "quarantined": report.quarantined,
+        "remaining": report.remaining,
+        "error": report.error,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"wrote {report.written} records to {store}; {report.remaining} remain, "
+              f"{report.quarantined} quarantined" + (f"; stopped: {report.error}" if report.error else ""))
+    return 0 if report.complete else 1
+
+
+def _show(args: argparse.Namespace) -> int:
+    from airflow_graphlets.store.connect import open_store
+    from airflow_graphlets.store.snapshot import execution_rows
+
+    rows = execution_rows(open_store(_store(args.store)), dag_id=args.dag)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    columns = ("id", "pipeline", "node", "type", "state", "try", "inputs", "outputs")
+    print("  ".join(f"{c:<{_WIDTHS[c]}}" for c in columns))
+    for row in rows:
+        print("  ".join(f"{str(row[c])[:_WIDTHS[c]]:<{_WIDTHS[c]}}" for c in columns))
+    return 0
+
+
+_WIDTHS = {"id": 5, "pipeline": 20, "node": 30, "type": 44, "state": 9, "try": 3, "inputs": 40, "outputs": 40}
+
+
+def _store(uri: str | None) -> StoreConfig:
+    if uri:
+        return parse_store_uri(uri)
+    from airflow_graphlets.airflow_config import resolve_store
+
+    return resolve_store(_settings())
+
+
+def _settings():
+    from airflow_graphlets.airflow_config import load_settings
+
+    return load_settings()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The ``[graphlets]`` settings, as plain values with their defaults and checks.
+
+Airflow's configuration is read at the edge (``airflow_config.py``); this module only knows
+the names, defaults and rules, so it can be used and tested without Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from airflow_graphlets.errors import StoreConfigError
+
+SECTION = "graphlets"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``[graphlets]`` option: its default and what it does (rendered into the README)."""
+
+    name: str
+    default: str
+    description: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("enabled", "True", "Record task runs into MLMD. False turns the listener into a no-op."),
+    Option("conn_id", "mlmd_default", "Airflow connection that names the MLMD store."),
+    Option(
+        "default_store",
+        "{AIRFLOW_HOME}/graphlets/mlmd.sqlite",
+        "SQLite file used when the connection named by conn_id does not exist.",
+    ),
+    Option(
+        "spool_dir",
+        "{AIRFLOW_HOME}/graphlets/spool",
+        "Durable local spool where each record waits until it is in MLMD.",
+    ),
+    Option(
+        "record_timeout",
+        "5.0",
+        "Seconds a finishing task waits at most for its record to reach MLMD; after that the record "
+        "stays in the spool and is replayed later.",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class GraphletsSettings:
+    """Resolved ``[graphlets]`` settings."""
+
+    enabled: bool
+    conn_id: str
+    default_store: str
+    spool_dir: str
+    record_timeout: float
+
+
+def settings_from_mapping(values: Mapping[str, str], airflow_home: str | None = None) -> GraphletsSettings:
+    """Build settings from raw option strings (missing ones take their defaults).
+
+    Raises:
+      StoreConfigError: an option has a value of the wrong kind; the message names the option,
+        the environment variable that sets it, and a valid value.
+    """
+    home = airflow_home or os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    raw = {opt.name: values.get(opt.name) or opt.default for opt in OPTIONS}
+    expand = lambda text: os.path.expanduser(text.replace("{AIRFLOW_HOME}", home))  # noqa: E731
+    timeout = _parse_float("record_timeout", raw["record_timeout"])
+    if not 0 < timeout <= 600:
+        raise StoreConfigError(_bad("record_timeout", raw["record_timeout"], "a number of seconds in (0, 600]"))
+    return GraphletsSettings(
+        enabled=_parse_bool("enabled", raw["enabled"]),
+        conn_id=raw["conn_id"].strip(),
+        default_store=expand(raw["default_store"]),
+        spool_dir=expand(raw["spool_dir"]),
+        record_timeout=timeout,
+    )
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise StoreConfigError(_bad(name, text, "True or False"))
+
+
+def _parse_float(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise StoreConfigError(_bad(name, text, "a number such as 5.0")) from None
+
+
+def _bad(name: str, value: str, expected: str) -> str:
+    return (
+        f"[{SECTION}] {name} = {value!r} is not valid: give {expected} "
+        f"(set it in airflow.cfg or AIRFLOW__{SECTION.upper()}__{name.upper()})."
+    )

@@ -1,0 +1,23 @@
+"""The errors airflow-graphlets raises. Each message names what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class GraphletsError(Exception):
+    """Base class of every error raised by airflow-graphlets."""
+
+
+class StoreConfigError(GraphletsError, ValueError):
+    """A store URI, connection or setting is malformed."""
+
+
+class StoreUnavailableError(GraphletsError):
+    """The MLMD store could not be opened or written (down, refusing, or too slow)."""
+
+
+class RecordError(GraphletsError, ValueError):
+    """A task-run record or an artifact declaration is invalid."""
+
+
+class SpoolError(GraphletsError):
+    """The local spool cannot be written or read."""

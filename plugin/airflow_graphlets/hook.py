@@ -1,0 +1,71 @@
+"""Airflow edge: the ``mlmd`` connection type and a hook that opens the store it names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_graphlets.store.connect import open_store
+from airflow_graphlets.store.uri import StoreConfig, connection_to_store_uri, parse_store_uri
+
+
+class MlmdHook(BaseHook):
+    """Connects to an ML Metadata store named by an Airflow connection.
+
+    The connection is of type ``mlmd`` with the store's URI in its extra (``{"uri":
+    "postgresql://user@host:5432/mlmd"}``), or a plain ``sqlite``/``postgres``/``mysql``
+    connection such as ``AIRFLOW_CONN_MLMD_DEFAULT='mysql://root@127.0.0.1:3306/mlmd'``.
+
+    Args:
+      mlmd_conn_id: the connection's id.
+    """
+
+    conn_name_attr = "mlmd_conn_id"
+    default_conn_name = "mlmd_default"
+    conn_type = "mlmd"
+    hook_name = "ML Metadata"
+
+    def __init__(self, mlmd_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mlmd_conn_id = mlmd_conn_id
+
+    def store_config(self) -> StoreConfig:
+        """Where the store is.
+
+        Raises:
+          StoreConfigError: the connection does not describe a store (message says how to fix it).
+        """
+        return store_config_from_connection(self.get_connection(self.mlmd_conn_id))
+
+    def get_conn(self):
+        """MLMD's ``MetadataStore`` for the connection."""
+        return open_store(self.store_config())
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """How the connection form looks in the Airflow UI."""
+        return {
+            "hidden_fields": ["port", "schema", "login", "password", "host"],
+            "relabeling": {},
+            "placeholders": {"extra": '{"uri": "postgresql://user@host:5432/mlmd"}'},
+        }
+
+
+def store_config_from_connection(conn: Any) -> StoreConfig:
+    """The store an Airflow ``Connection`` names.
+
+    Raises:
+      StoreConfigError: the connection does not describe a store (message names it and the fix).
+    """
+    uri = connection_to_store_uri(
+        conn.conn_type,
+        host=conn.host,
+        port=conn.port,
+        login=conn.login,
+        password=conn.password,
+        schema=conn.schema,
+        extra=conn.extra_dejson,
+        conn_id=conn.conn_id,
+    )
+    return parse_store_uri(uri)

@@ -1,0 +1,1 @@
+"""Recording task runs: records, spool, writer, and the Airflow listener edge."""

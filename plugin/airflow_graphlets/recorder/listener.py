@@ -1,0 +1,111 @@
+"""Airflow edge: the listener that turns task-instance and DAG-run events into records.
+
+Thin by design: each hook builds a record and hands it to the :class:`Recorder`, which spools it
+and flushes it in a child process. Every hook catches everything: a failure here is logged once
+and never reaches the user's task.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pluggy import HookimplMarker
+
+from airflow_graphlets.errors import GraphletsError
+from airflow_graphlets.recorder.records import RunState
+from airflow_graphlets.recorder.recorder import Recorder
+from airflow_graphlets.recorder.spool import Spool
+
+hookimpl = HookimplMarker("airflow")
+log = logging.getLogger(__name__)
+
+# Task states the scheduler sets without running the task; a worker never reports these.
+_SCHEDULER_STATES = {"skipped": RunState.SKIPPED, "upstream_failed": RunState.UPSTREAM_FAILED}
+
+
+class GraphletsListener:
+    """Records every task try of every DAG into MLMD. One instance per process, made by the plugin."""
+
+    def __init__(self) -> None:
+        self._recorder: Recorder | None = None
+        self._disabled = False
+
+    @hookimpl
+    def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
+        self._record(task_instance, RunState.RUNNING, wait=False)
+
+    @hookimpl
+    def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
+        self._record(task_instance, RunState.SUCCESS, wait=True)
+
+    @hookimpl
+    def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
+        retrying = str(getattr(getattr(task_instance, "state", ""), "value", "")) == "up_for_retry"
+        self._record(task_instance, RunState.UP_FOR_RETRY if retrying else RunState.FAILED, wait=True, error=error)
+
+    @hookimpl
+    def on_task_instance_skipped(self, previous_state: Any, task_instance: Any) -> None:
+        self._record(task_instance, RunState.SKIPPED, wait=True)
+
+    @hookimpl
+    def on_dag_run_success(self, dag_run: Any, msg: str) -> None:
+        self._record_scheduler_outcomes(dag_run)
+
+    @hookimpl
+    def on_dag_run_failed(self, dag_run: Any, msg: str) -> None:
+        self._record_scheduler_outcomes(dag_run)
+
+    def _record(self, ti: Any, state: RunState, *, wait: bool, error: Any = None) -> None:
+        try:
+            recorder = self._get_recorder()
+            if recorder is None:
+                return
+            from airflow_graphlets.recorder.capture import task_run_record
+
+            context = ti.get_template_context() if state.is_terminal and hasattr(ti, "get_template_context") else None
+            recorder.record(task_run_record(ti, state, error=error, context=context), wait=wait)
+        except Exception:  # noqa: BLE001 - never let recording fail the user's task
+            log.warning("airflow-graphlets: could not record %s of %s", state.value, _describe(ti), exc_info=True)
+
+    def _record_scheduler_outcomes(self, dag_run: Any) -> None:
+        """Record tasks the scheduler skipped or failed upstream, which no worker ever ran."""
+        try:
+            recorder = self._get_recorder()
+            if recorder is None:
+                return
+            from airflow_graphlets.recorder.capture import task_run_record
+
+            dag = getattr(dag_run, "dag", None)
+            for ti in dag_run.get_task_instances(state=list(_SCHEDULER_STATES)):
+                if dag is not None and getattr(ti, "task", None) is None and ti.task_id in dag.task_dict:
+                    ti.task = dag.task_dict[ti.task_id]
+                state = _SCHEDULER_STATES[str(getattr(ti.state, "value", ti.state))]
+                record = task_run_record(ti, state)
+                recorder.record(record.with_state(state, source="scheduler"), wait=False)
+        except Exception:  # noqa: BLE001
+            log.warning("airflow-graphlets: could not record skipped tasks of %s", dag_run, exc_info=True)
+
+    def _get_recorder(self) -> Recorder | None:
+        if self._disabled:
+            return None
+        if self._recorder is None:
+            from airflow_graphlets.airflow_config import load_settings, resolve_store
+
+            try:
+                settings = load_settings()
+                if not settings.enabled:
+                    self._disabled = True
+                    return None
+                store = resolve_store(settings)
+            except GraphletsError as err:
+                # One clear line, then silence for this process: the task itself carries on.
+                log.error("airflow-graphlets: recording is off: %s", err)
+                self._disabled = True
+                return None
+            self._recorder = Recorder(store, Spool(settings.spool_dir), settings.record_timeout)
+        return self._recorder
+
+
+def _describe(ti: Any) -> str:
+    return f"{getattr(ti, 'dag_id', '?')}.{getattr(ti, 'task_id', '?')} (run {getattr(ti, 'run_id', '?')})"

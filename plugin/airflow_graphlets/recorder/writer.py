@@ -1,0 +1,243 @@
+"""Write one task try into MLMD: its execution, contexts, input and output artifacts and events.
+
+The write follows TFX's portable orchestrator (``execution_publish_utils.py``): one execution
+per try, associated with its ``pipeline``, ``pipeline_run`` and ``node`` contexts; INPUT events
+for what it read and, when it succeeded, LIVE output artifacts with OUTPUT events, each event path
+``[key, index]``. Every row carries a deterministic external id, so writing the same record twice,
+or two writers racing on it, leaves exactly one copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from ml_metadata import errors as mlmd_errors
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+
+from airflow_graphlets.recorder.records import InputRef, RunState, TaskRunRecord
+from airflow_graphlets.store import artifacts, schema
+from airflow_graphlets.store.contexts import task_contexts
+from airflow_graphlets.store.identity import artifact_external_id, execution_external_id
+from airflow_graphlets.store.properties import set_value
+from airflow_graphlets.store.types import TypeRegistry
+
+log = logging.getLogger(__name__)
+
+MLMD_STATE = {
+    RunState.RUNNING: mlmd_pb.Execution.RUNNING,
+    RunState.SUCCESS: mlmd_pb.Execution.COMPLETE,
+    RunState.FAILED: mlmd_pb.Execution.FAILED,
+    RunState.UP_FOR_RETRY: mlmd_pb.Execution.FAILED,
+    # MLMD has no SKIPPED state; the Airflow state is kept in the ``airflow_state`` property.
+    RunState.SKIPPED: mlmd_pb.Execution.CANCELED,
+    RunState.UPSTREAM_FAILED: mlmd_pb.Execution.CANCELED,
+}
+_TERMINAL = (
+    mlmd_pb.Execution.COMPLETE,
+    mlmd_pb.Execution.FAILED,
+    mlmd_pb.Execution.CANCELED,
+    mlmd_pb.Execution.CACHED,
+)
+_RACE_RETRIES = 3
+UNRESOLVED_INPUTS = "unresolved_inputs"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one write did: the execution's id, and whether the store changed."""
+
+    execution_id: int
+    changed: bool
+    unresolved_inputs: tuple[str, ...] = ()
+
+
+def write_task_run(
+    store: metadata_store.MetadataStore, types: TypeRegistry, record: TaskRunRecord
+) -> WriteResult:
+    """Write ``record`` into ``store``; idempotent and safe against concurrent writers.
+
+    A RUNNING record never moves an execution back from a terminal state, so records may be
+    written late or twice (a spool replay racing a live write) without harm.
+
+    Args:
+      store: the MLMD store.
+      types: the store's type registry.
+      record: one task try at its start or end.
+
+    Returns:
+      The execution id and whether anything was written.
+
+    Raises:
+      ml_metadata.errors.Error: the store failed; the caller keeps the record to try again.
+    """
+    for attempt in range(_RACE_RETRIES):
+        try:
+            return _write_once(store, types, record)
+        except mlmd_errors.AlreadyExistsError:
+            # A concurrent writer inserted the same execution or artifact first; re-read and merge.
+            if attempt == _RACE_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _write_once(store: metadata_store.MetadataStore, types: TypeRegistry, record: TaskRunRecord) -> WriteResult:
+    external_id = execution_external_id(
+        record.dag_id, record.run_id, record.task_id, record.map_index, record.try_number
+    )
+    existing = _execution_by_external_id(store, external_id)
+    if existing is not None and (
+        record.source == "scheduler" or (existing.last_known_state in _TERMINAL and not record.state.is_terminal)
+    ):
+        return WriteResult(existing.id, changed=False)
+
+    contexts = task_contexts(
+        store,
+        types,
+        record.dag_id,
+        record.run_id,
+        record.task_id,
+        run_properties={
+            schema.ContextProps.DAG_ID: record.dag_id,
+            schema.ContextProps.RUN_ID: record.run_id,
+            schema.ContextProps.LOGICAL_DATE_MS: record.logical_date_ms,
+            schema.ContextProps.RUN_TYPE: record.run_type or None,
+        },
+    )
+    execution = _execution_proto(types, record, external_id, existing)
+    known_events: set[tuple[int, int]] = set()
+    if existing is not None:
+        known_events = {(e.artifact_id, e.type) for e in store.get_events_by_execution_ids([existing.id])}
+
+    pairs: list[tuple[mlmd_pb.Artifact, mlmd_pb.Event]] = []
+    unresolved: list[str] = []
+    for ref in record.inputs:
+        found = _resolve_input(store, ref)
+        if not found:
+            unresolved.append(_describe(ref))
+        for index, artifact in enumerate(found):
+            if (artifact.id, mlmd_pb.Event.INPUT) not in known_events:
+                pairs.append((artifact, _event(mlmd_pb.Event.INPUT, ref.key, index)))
+    if record.state is RunState.SUCCESS:
+        for output in record.outputs:
+            artifact = artifacts.build_artifact(
+                types.artifact_type(output.type_name),
+                types.artifact_property_names(output.type_name),
+                output.uri,
+                output.properties,
+                artifact_external_id(external_id, output.key, output.index),
+                output.asset_uri,
+            )
+            stored = artifacts.by_external_id(store, artifact.external_id)
+            if stored is not None and (stored.id, mlmd_pb.Event.OUTPUT) in known_events:
+                continue
+            pairs.append((artifact, _event(mlmd_pb.Event.OUTPUT, output.key, output.index)))
+    if unresolved:
+        log.warning(
+            "airflow-graphlets: %s.%s (run %s) read inputs that are not in the MLMD store: %s",
+            record.dag_id,
+            record.task_id,
+            record.run_id,
+            "; ".join(unresolved),
+        )
+        execution.custom_properties[UNRESOLVED_INPUTS].string_value = json.dumps(unresolved)
+
+    execution_id, _, _ = store.put_execution(
+        execution,
+        pairs,
+        contexts,
+        reuse_context_if_already_exist=True,
+        reuse_artifact_if_already_exist_by_external_id=True,
+    )
+    return WriteResult(execution_id, changed=True, unresolved_inputs=tuple(unresolved))
+
+
+def _execution_by_external_id(store: metadata_store.MetadataStore, external_id: str) -> mlmd_pb.Execution | None:
+    try:
+        found = store.get_executions_by_external_ids([external_id])
+    except mlmd_errors.NotFoundError:
+        return None
+    return found[0] if found else None
+
+
+def _execution_proto(
+    types: TypeRegistry, record: TaskRunRecord, external_id: str, existing: mlmd_pb.Execution | None
+) -> mlmd_pb.Execution:
+    execution = mlmd_pb.Execution()
+    if existing is not None:
+        # Keep what the start record wrote (and the type it was created with); add the end.
+        execution.CopyFrom(existing)
+        execution.ClearField("create_time_since_epoch")
+        execution.ClearField("last_update_time_since_epoch")
+    else:
+        execution.type_id = _execution_type_id(types, record)
+        execution.name = external_id
+        execution.external_id = external_id
+    execution.last_known_state = MLMD_STATE[record.state]
+    props = schema.ExecutionProps
+    values = {
+        props.DAG_ID: record.dag_id,
+        props.TASK_ID: record.task_id,
+        props.RUN_ID: record.run_id,
+        props.TRY_NUMBER: record.try_number,
+        props.MAP_INDEX: record.map_index,
+        props.AIRFLOW_STATE: record.state.value,
+        props.OPERATOR_CLASS: record.operator_class or None,
+        props.COMPONENT_KIND: record.component_kind,
+        props.START_TIME_MS: record.start_time_ms,
+        props.END_TIME_MS: record.end_time_ms,
+        props.DURATION_SECONDS: record.duration_seconds,
+        props.POOL: record.pool or None,
+        props.POOL_SLOTS: record.pool_slots,
+        props.QUEUE: record.queue or None,
+        props.EXECUTOR: record.executor or None,
+        props.HOSTNAME: record.hostname or None,
+        props.CODE_HASH: record.code_hash or None,
+        props.PARAMETERS_HASH: record.parameters_hash or None,
+        props.DAG_STRUCTURE_HASH: record.dag_structure_hash or None,
+        props.DAG_VERSION: record.dag_version or None,
+        props.ERROR: record.error or None,
+        **record.properties,
+    }
+    for name, value in values.items():
+        if value is not None:
+            set_value(execution.custom_properties[name], name, value)
+    return execution
+
+
+def _execution_type_id(types: TypeRegistry, record: TaskRunRecord) -> int:
+    kind = schema.COMPONENT_KINDS.get(record.component_kind or "")
+    if kind is not None:
+        return types.execution_type(schema.component_type_name(kind.name), kind.base_type)
+    if record.component_kind:
+        return types.execution_type(schema.component_type_name(record.component_kind))
+    return types.execution_type(record.operator_class or "airflow.BaseOperator")
+
+
+def _resolve_input(store: metadata_store.MetadataStore, ref: InputRef) -> list[mlmd_pb.Artifact]:
+    if ref.by == "artifact_id":
+        return artifacts.by_ids(store, list(ref.artifact_ids))
+    if ref.by == "task_output":
+        return artifacts.task_outputs(store, ref.dag_id, ref.run_id, ref.task_id, ref.output_key, ref.map_index)
+    if ref.by == "uri":
+        return artifacts.latest_by_uri(store, ref.uri, ref.type_name)
+    return artifacts.pipeline_spans(store, ref.dag_id, ref.type_name, ref.span_min, ref.span_max)
+
+
+def _describe(ref: InputRef) -> str:
+    if ref.by == "artifact_id":
+        return f"{ref.key}: artifact ids {list(ref.artifact_ids)}"
+    if ref.by == "task_output":
+        return f"{ref.key}: output {ref.output_key!r} of {ref.dag_id}.{ref.task_id} in run {ref.run_id}"
+    if ref.by == "uri":
+        return f"{ref.key}: uri {ref.uri}"
+    return f"{ref.key}: {ref.type_name} spans {ref.span_min}..{ref.span_max} of {ref.dag_id}"
+
+
+def _event(event_type: int, key: str, index: int) -> mlmd_pb.Event:
+    event = mlmd_pb.Event(type=event_type)
+    event.path.steps.add().key = key
+    event.path.steps.add().index = index
+    return event

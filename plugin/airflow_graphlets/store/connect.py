@@ -1,0 +1,49 @@
+"""Open an MLMD store from a :class:`~airflow_graphlets.store.uri.StoreConfig`."""
+
+from __future__ import annotations
+
+import os
+
+from ml_metadata import errors as mlmd_errors
+from ml_metadata.metadata_store import metadata_store
+
+from airflow_graphlets.errors import StoreUnavailableError
+from airflow_graphlets.store.uri import StoreConfig
+
+
+def open_store(config: StoreConfig) -> metadata_store.MetadataStore:
+    """Connect to the MLMD store ``config`` names, creating its schema if it is new.
+
+    Args:
+      config: where the store lives.
+
+    Returns:
+      MLMD's ``MetadataStore`` handle.
+
+    Raises:
+      StoreUnavailableError: the database is down, refuses the credentials, or holds an MLMD
+        schema this version of ml-metadata cannot use. The message names the store (password
+        masked) and the cause.
+    """
+    if config.backend == "sqlite":
+        directory = os.path.dirname(config.path)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as err:
+            raise StoreUnavailableError(
+                f"Cannot create the directory {directory!r} for the SQLite MLMD store: {err.strerror}."
+            ) from err
+    try:
+        return metadata_store.MetadataStore(config.mlmd_connection_config())
+    except mlmd_errors.FailedPreconditionError as err:
+        raise StoreUnavailableError(
+            f"The MLMD store {config} has a schema this ml-metadata cannot use ({_first_line(err)}). "
+            "Point the connection at a store written by ml-metadata 1.11 to 1.17, or at a new database."
+        ) from err
+    except mlmd_errors.StatusError as err:
+        raise StoreUnavailableError(f"Cannot open the MLMD store {config}: {_first_line(err)}") from err
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

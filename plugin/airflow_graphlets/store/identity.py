@@ -1,0 +1,33 @@
+"""Deterministic external ids: what makes every write idempotent.
+
+An execution is one try of one (mapped) task instance of one DAG run; its external id is built
+from exactly those parts, so a retried, replayed or concurrent write finds the row that is
+already there instead of adding a second one. Output artifacts extend their execution's id with
+their event-path key and index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import quote
+
+_PREFIX = "airflow:"
+_HASHED_PREFIX = "airflow-sha256:"
+_MAX_LENGTH = 255  # MLMD's external_id is VARCHAR(255)
+
+
+def execution_external_id(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
+    """External id of one task try: ``airflow:<dag>/<run>/<task>/<map_index>/<try>``."""
+    parts = (dag_id, run_id, task_id, str(map_index), str(try_number))
+    return _bounded(_PREFIX + "/".join(quote(part, safe=":+-_.~") for part in parts))
+
+
+def artifact_external_id(execution_external: str, key: str, index: int) -> str:
+    """External id of an output artifact: its execution's id, then ``/<key>/<index>``."""
+    return _bounded(f"{execution_external}/{quote(key, safe='_-.')}/{index}")
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= _MAX_LENGTH:
+        return text
+    return _HASHED_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
