@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import socket
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,7 +32,39 @@ MLMD_INDEX = "mlmd_index"
 _STEERING = (MLMD_TYPE, MLMD_KEY, MLMD_URI, MLMD_INDEX)
 
 
-def task_run_record(ti: Any, state: RunState, *, error: Any = None, context: Any = None) -> TaskRunRecord:
+@dataclass(frozen=True)
+class TaskFingerprint:
+    """Hashes that tell code, parameter and pipeline-structure changes apart.
+
+    Taken when the task starts: by its end, operators such as TaskFlow's have replaced their
+    declared arguments with run-time values.
+    """
+
+    code_hash: str = ""
+    parameters_hash: str = ""
+    dag_structure_hash: str = ""
+
+
+def fingerprint(task: Any) -> TaskFingerprint:
+    """The :class:`TaskFingerprint` of a task as declared."""
+    if task is None:
+        return TaskFingerprint()
+    dag = getattr(task, "dag", None)
+    return TaskFingerprint(
+        code_hash=code_hash(task),
+        parameters_hash=parameters_hash(task),
+        dag_structure_hash=dag_structure_hash(dag) if dag is not None else "",
+    )
+
+
+def task_run_record(
+    ti: Any,
+    state: RunState,
+    *,
+    error: Any = None,
+    context: Any = None,
+    prints: TaskFingerprint | None = None,
+) -> TaskRunRecord:
     """The record of task instance ``ti`` in ``state``.
 
     Args:
@@ -40,9 +73,11 @@ def task_run_record(ti: Any, state: RunState, *, error: Any = None, context: Any
       error: the exception or message a failed try ended with.
       context: the task's template context (for runtime outlet extras and lineage declarations);
         read only when the task has ended.
+      prints: the fingerprint taken when the task started; taken now if not given.
     """
     task = getattr(ti, "task", None)
     dag = getattr(task, "dag", None)
+    prints = prints or fingerprint(task)
     declared = lineage_api.declared(context) if context is not None else None
     outputs: tuple[ArtifactRecord, ...] = ()
     inputs = _asset_inputs(ti, task, dag)
@@ -74,9 +109,9 @@ def task_run_record(ti: Any, state: RunState, *, error: Any = None, context: Any
         queue=str(getattr(ti, "queue", "") or getattr(task, "queue", "") or ""),
         executor=str(getattr(task, "executor", "") or getattr(ti, "executor", "") or ""),
         hostname=str(getattr(ti, "hostname", "") or socket.gethostname()),
-        code_hash=code_hash(task) if task is not None else "",
-        parameters_hash=parameters_hash(task) if task is not None else "",
-        dag_structure_hash=dag_structure_hash(dag) if dag is not None else "",
+        code_hash=prints.code_hash,
+        parameters_hash=prints.parameters_hash,
+        dag_structure_hash=prints.dag_structure_hash,
         dag_version=str(getattr(ti, "dag_version_id", "") or ""),
         error=_error_text(error),
         inputs=inputs,
@@ -117,7 +152,18 @@ def parameters_hash(task: Any) -> str:
         "op_kwargs": getattr(task, "op_kwargs", None),
         "params": params_dict,
     }
-    return _digest(json.dumps(payload, sort_keys=True, default=repr))
+    return _digest(json.dumps(payload, sort_keys=True, default=_stable_repr))
+
+
+def _stable_repr(value: Any) -> str:
+    """A repr that is the same in every process: no memory addresses, no attribute look-ups
+    (context accessors turn those into connection or variable fetches)."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    if isinstance(value, XComArg):  # name its source, not its identity
+        return f"xcom:{[op.task_id for op, _ in value.iter_references()]}"
+    text = repr(value)
+    return f"<{type(value).__module__}.{type(value).__qualname__}>" if " at 0x" in text else text
 
 
 def dag_structure_hash(dag: Any) -> str:

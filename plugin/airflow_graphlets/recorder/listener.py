@@ -30,6 +30,7 @@ class GraphletsListener:
     def __init__(self) -> None:
         self._recorder: Recorder | None = None
         self._disabled = False
+        self._fingerprints: dict[str, Any] = {}  # task-instance id -> fingerprint taken at start
 
     @hookimpl
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
@@ -61,10 +62,17 @@ class GraphletsListener:
             recorder = self._get_recorder()
             if recorder is None:
                 return
-            from airflow_graphlets.recorder.capture import task_run_record
+            from airflow_graphlets.recorder.capture import fingerprint, task_run_record
 
-            context = ti.get_template_context() if state.is_terminal and hasattr(ti, "get_template_context") else None
-            recorder.record(task_run_record(ti, state, error=error, context=context), wait=wait)
+            key = str(getattr(ti, "id", ""))
+            if state.is_terminal:
+                prints = self._fingerprints.pop(key, None)
+                context = ti.get_template_context() if hasattr(ti, "get_template_context") else None
+            else:
+                prints = self._fingerprints[key] = fingerprint(getattr(ti, "task", None))
+                context = None
+            record = task_run_record(ti, state, error=error, context=context, prints=prints)
+            recorder.record(record, wait=wait)
         except Exception:  # noqa: BLE001 - never let recording fail the user's task
             log.warning("airflow-graphlets: could not record %s of %s", state.value, _describe(ti), exc_info=True)
 

@@ -105,6 +105,8 @@ class Recorder:
                 code = FLUSHED if not report.error else STORE_UNAVAILABLE
                 if report.error:
                     _write_last_error(self.spool, report.error)
+            except BaseException as err:  # noqa: BLE001 - the child reports through its exit code
+                _write_last_error(self.spool, f"{type(err).__name__}: {err}")
             finally:
                 os._exit(code)
         self._children.append(pid)
@@ -152,8 +154,11 @@ class Recorder:
                 "(or run: graphlets spool replay).",
             )
         else:
-            self._warn_once("crash", f"airflow-graphlets: a flush process ended with status {status}; "
-                                     "records stay in the spool.")
+            self._warn_once(
+                "crash",
+                f"airflow-graphlets: a flush process failed ({_read_last_error(self.spool)}); records stay in "
+                f"the spool {self.spool.directory}.",
+            )
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -102,7 +102,7 @@ def _write_once(store: metadata_store.MetadataStore, types: TypeRegistry, record
         run_properties={
             schema.ContextProps.DAG_ID: record.dag_id,
             schema.ContextProps.RUN_ID: record.run_id,
-            schema.ContextProps.LOGICAL_DATE_MS: record.logical_date_ms,
+            schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS: _seconds(record.logical_date_ms),
             schema.ContextProps.RUN_TYPE: record.run_type or None,
         },
     )
@@ -186,8 +186,8 @@ def _execution_proto(
         props.AIRFLOW_STATE: record.state.value,
         props.OPERATOR_CLASS: record.operator_class or None,
         props.COMPONENT_KIND: record.component_kind,
-        props.START_TIME_MS: record.start_time_ms,
-        props.END_TIME_MS: record.end_time_ms,
+        props.START_EPOCH_SECONDS: _seconds(record.start_time_ms),
+        props.END_EPOCH_SECONDS: _seconds(record.end_time_ms),
         props.DURATION_SECONDS: record.duration_seconds,
         props.POOL: record.pool or None,
         props.POOL_SLOTS: record.pool_slots,
@@ -205,6 +205,10 @@ def _execution_proto(
         if value is not None:
             set_value(execution.custom_properties[name], name, value)
     return execution
+
+
+def _seconds(milliseconds: int | None) -> float | None:
+    return None if milliseconds is None else milliseconds / 1000.0
 
 
 def _execution_type_id(types: TypeRegistry, record: TaskRunRecord) -> int:

@@ -40,7 +40,8 @@ def open_store(config: StoreConfig) -> metadata_store.MetadataStore:
             f"The MLMD store {config} has a schema this ml-metadata cannot use ({_first_line(err)}). "
             "Point the connection at a store written by ml-metadata 1.11 to 1.17, or at a new database."
         ) from err
-    except mlmd_errors.StatusError as err:
+    except (mlmd_errors.StatusError, RuntimeError) as err:
+        # MLMD raises a bare RuntimeError when a PostgreSQL connection cannot be made at all.
         raise StoreUnavailableError(f"Cannot open the MLMD store {config}: {_first_line(err)}") from err
 
 

@@ -9,6 +9,10 @@ from ml_metadata.proto import metadata_store_pb2
 
 from airflow_graphlets.store import schema
 
+# MLMD's int_value column is a 32-bit INTEGER on PostgreSQL and MySQL (64-bit only on SQLite).
+_INT32 = range(-(2**31), 2**31)
+_EXACT_DOUBLE = 2**53
+
 # TFX stores these flags as INT 1/0 (tfx/components/evaluator/constants.py, pusher/executor.py).
 _INT_FLAGS = frozenset({schema.BLESSED, schema.PUSHED})
 
@@ -17,7 +21,9 @@ def set_value(target: metadata_store_pb2.Value, name: str, value: Any) -> None:
     """Write ``value`` into ``target`` as TFX would for a property called ``name``.
 
     Booleans become INT 1/0 for TFX's ``blessed``/``pushed`` flags and BOOLEAN otherwise; lists
-    and dicts become JSON strings (TFX writes ``split_names`` as a JSON list string).
+    and dicts become JSON strings (TFX writes ``split_names`` as a JSON list string). Integers
+    outside 32 bits become DOUBLE (exact up to 2**53) or, beyond that, decimal strings, because
+    PostgreSQL's and MySQL's MLMD schemas hold 32-bit integers only.
     """
     if isinstance(value, bool):
         if name in _INT_FLAGS:
@@ -25,7 +31,12 @@ def set_value(target: metadata_store_pb2.Value, name: str, value: Any) -> None:
         else:
             target.bool_value = value
     elif isinstance(value, int):
-        target.int_value = value
+        if value in _INT32:
+            target.int_value = value
+        elif abs(value) <= _EXACT_DOUBLE:
+            target.double_value = float(value)  # exact, and portable across the three databases
+        else:
+            target.string_value = str(value)
     elif isinstance(value, float):
         target.double_value = value
     elif isinstance(value, str):

@@ -178,8 +178,9 @@ class ExecutionProps:
     OPERATOR_CLASS = "operator_class"
     COMPONENT_KIND = "component_kind"
     AIRFLOW_STATE = "airflow_state"
-    START_TIME_MS = "start_time_ms"
-    END_TIME_MS = "end_time_ms"
+    # Seconds since the Unix epoch, as DOUBLE: MLMD's int_value is 32-bit on PostgreSQL and MySQL.
+    START_EPOCH_SECONDS = "start_epoch_seconds"
+    END_EPOCH_SECONDS = "end_epoch_seconds"
     DURATION_SECONDS = "duration_seconds"
     POOL = "pool"
     POOL_SLOTS = "pool_slots"
@@ -198,7 +199,7 @@ class ContextProps:
 
     DAG_ID = "dag_id"
     RUN_ID = "run_id"
-    LOGICAL_DATE_MS = "logical_date_ms"
+    LOGICAL_DATE_EPOCH_SECONDS = "logical_date_epoch_seconds"
     RUN_TYPE = "run_type"
 
 

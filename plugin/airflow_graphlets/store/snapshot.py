@@ -22,12 +22,12 @@ _EVENT_NAMES = {v.number: v.name for v in mlmd_pb.Event.Type.DESCRIPTOR.values}
 # Properties whose values differ between two equal runs (wall-clock times, hosts).
 VOLATILE_PROPERTIES = frozenset(
     {
-        schema.ExecutionProps.START_TIME_MS,
-        schema.ExecutionProps.END_TIME_MS,
+        schema.ExecutionProps.START_EPOCH_SECONDS,
+        schema.ExecutionProps.END_EPOCH_SECONDS,
         schema.ExecutionProps.DURATION_SECONDS,
         schema.ExecutionProps.HOSTNAME,
         schema.ExecutionProps.DAG_VERSION,
-        schema.ContextProps.LOGICAL_DATE_MS,
+        schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS,
     }
 )
 

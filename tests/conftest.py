@@ -1,0 +1,43 @@
+"""Shared fixtures: real MLMD stores on SQLite, PostgreSQL and MariaDB, and a real Airflow."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from support.airflow_env import AirflowEnv  # noqa: E402
+from support.databases import BACKENDS, create_store_uri, drop_store  # noqa: E402
+
+from airflow_graphlets.store.connect import open_store  # noqa: E402
+from airflow_graphlets.store.uri import parse_store_uri  # noqa: E402
+
+
+@pytest.fixture(params=BACKENDS)
+def store_uri(request, tmp_path) -> str:
+    """A fresh, empty database on each backend, as a store URI."""
+    uri = create_store_uri(request.param, str(tmp_path))
+    yield uri
+    drop_store(uri)
+
+
+@pytest.fixture
+def sqlite_store_uri(tmp_path) -> str:
+    return create_store_uri("sqlite", str(tmp_path))
+
+
+@pytest.fixture
+def store(store_uri):
+    """An open MLMD store on each backend."""
+    return open_store(parse_store_uri(store_uri))
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory) -> AirflowEnv:
+    """A migrated Airflow 3 metadata DB (SQLite) with the test DAGs, shared by the session."""
+    env = AirflowEnv(home=str(tmp_path_factory.mktemp("airflow_home")))
+    env.migrate()
+    return env
