@@ -188,5 +188,5 @@ def _acquire(fd: int, timeout: float | None) -> bool:
 def _remove_quietly(path: str) -> None:
     try:
         os.remove(path)
-    except FileNotFoundError:
+    except OSError:  # already gone, or its directory never existed
         pass

@@ -7,7 +7,10 @@ import os
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from airflow_graphlets.errors import StoreUnavailableError
+from airflow_graphlets.store.bootstrap import create_schema_once
 from airflow_graphlets.store.uri import StoreConfig
 
 
@@ -34,15 +37,21 @@ def open_store(config: StoreConfig) -> metadata_store.MetadataStore:
                 f"Cannot create the directory {directory!r} for the SQLite MLMD store: {err.strerror}."
             ) from err
     try:
-        return metadata_store.MetadataStore(config.mlmd_connection_config())
-    except mlmd_errors.FailedPreconditionError as err:
-        raise StoreUnavailableError(
+        return create_schema_once(config, lambda: metadata_store.MetadataStore(config.mlmd_connection_config()))
+    except (mlmd_errors.StatusError, SQLAlchemyError) as err:
+        raise _unavailable(config, err) from err
+    except RuntimeError as err:
+        # MLMD raises a bare RuntimeError when a PostgreSQL connection cannot be made at all.
+        raise _unavailable(config, err) from err
+
+
+def _unavailable(config: StoreConfig, err: Exception) -> StoreUnavailableError:
+    if isinstance(err, mlmd_errors.FailedPreconditionError):
+        return StoreUnavailableError(
             f"The MLMD store {config} has a schema this ml-metadata cannot use ({_first_line(err)}). "
             "Point the connection at a store written by ml-metadata 1.11 to 1.17, or at a new database."
-        ) from err
-    except (mlmd_errors.StatusError, RuntimeError) as err:
-        # MLMD raises a bare RuntimeError when a PostgreSQL connection cannot be made at all.
-        raise StoreUnavailableError(f"Cannot open the MLMD store {config}: {_first_line(err)}") from err
+        )
+    return StoreUnavailableError(f"Cannot open the MLMD store {config}: {_first_line(err)}")
 
 
 def _first_line(err: Exception) -> str:

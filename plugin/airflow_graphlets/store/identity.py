@@ -27,6 +27,17 @@ def artifact_external_id(execution_external: str, key: str, index: int) -> str:
     return _bounded(f"{execution_external}/{quote(key, safe='_-.')}/{index}")
 
 
+def bounded_name(text: str) -> str:
+    """A name that fits MLMD's VARCHAR(255) name columns, unique for every input.
+
+    Short names are kept as they are; a longer one keeps its first 238 characters (readable in
+    any MLMD tool) followed by ``~`` and 16 hex digits of its SHA-256.
+    """
+    if len(text) <= _MAX_LENGTH:
+        return text
+    return f"{text[:238]}~{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}"
+
+
 def _bounded(text: str) -> str:
     if len(text) <= _MAX_LENGTH:
         return text
