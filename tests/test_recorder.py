@@ -1,0 +1,149 @@
+"""The recorder never blocks or fails the task, and never loses a record."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+from test_records import make_record
+
+from airflow_graphlets.recorder.records import RunState
+from airflow_graphlets.recorder.recorder import Recorder
+from airflow_graphlets.recorder.replay import replay_spool
+from airflow_graphlets.recorder.spool import Spool
+from airflow_graphlets.store.connect import open_store
+from airflow_graphlets.store.uri import parse_store_uri
+
+
+@pytest.fixture
+def hung_server():
+    """A PostgreSQL 'server' on loopback that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"postgresql://postgres@127.0.0.1:{server.getsockname()[1]}/mlmd"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def recorder_for(uri: str, spool_dir, timeout: float = 5.0) -> Recorder:
+    return Recorder(parse_store_uri(uri), Spool(str(spool_dir)), record_timeout=timeout)
+
+
+def test_a_healthy_store_has_the_record_when_the_task_ends(sqlite_store_uri, tmp_path):
+    recorder = recorder_for(sqlite_store_uri, tmp_path / "spool")
+    recorder.record(make_record(state=RunState.RUNNING), wait=False)
+    recorder.record(make_record(), wait=True)
+    [execution] = open_store(parse_store_uri(sqlite_store_uri)).get_executions()
+    assert execution.custom_properties["airflow_state"].string_value == "success"
+    assert recorder.spool.pending() == []
+
+
+def test_a_hung_store_costs_a_task_at_most_the_time_budget(hung_server, tmp_path, caplog):
+    recorder = recorder_for(hung_server, tmp_path / "spool", timeout=1.0)
+    started = time.monotonic()
+    recorder.record(make_record(state=RunState.RUNNING), wait=False)
+    assert time.monotonic() - started < 0.5, "a task's start never waits for the store"
+
+    # The task's own Python code keeps running while the flush is stuck in MLMD's client.
+    counted = sum(1 for _ in range(200_000))
+    assert counted == 200_000 and time.monotonic() - started < 0.9
+
+    with caplog.at_level(logging.WARNING):
+        recorder.record(make_record(), wait=True)
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 3.0
+    assert "did not take the record within [graphlets] record_timeout=1.0s" in caplog.text
+    assert len(recorder.spool.pending()) == 2, "both records wait in the spool"
+
+
+def test_an_unavailable_store_warns_once_and_keeps_every_record(tmp_path, sqlite_store_uri, caplog):
+    recorder = recorder_for("postgresql://postgres@127.0.0.1:9/mlmd", tmp_path / "spool")
+    records = [make_record(task_id=f"t{i}") for i in range(4)]
+    with caplog.at_level(logging.WARNING):
+        for record in records:
+            recorder.record(record.with_state(RunState.RUNNING), wait=False)
+            recorder.record(record, wait=True)
+    assert caplog.text.count("is unavailable") == 1
+    assert "graphlets spool replay" in caplog.text
+    assert len(recorder.spool.pending()) == 8
+
+    report = replay_spool(recorder.spool, parse_store_uri(sqlite_store_uri))
+    assert (report.written, report.remaining, report.error) == (8, 0, "")
+    executions = open_store(parse_store_uri(sqlite_store_uri)).get_executions()
+    assert sorted(e.custom_properties["task_id"].string_value for e in executions) == ["t0", "t1", "t2", "t3"]
+    assert {e.custom_properties["airflow_state"].string_value for e in executions} == {"success"}
+
+
+def test_an_unwritable_spool_falls_back_to_writing_directly(sqlite_store_uri, caplog):
+    recorder = recorder_for(sqlite_store_uri, "/sys/graphlets-spool")
+    with caplog.at_level(logging.WARNING):
+        recorder.record(make_record(), wait=True)
+    assert "written directly, unspooled" in caplog.text
+    assert len(open_store(parse_store_uri(sqlite_store_uri)).get_executions()) == 1
+
+
+def test_a_flush_killed_midway_loses_and_duplicates_nothing(sqlite_store_uri, tmp_path):
+    spool = Spool(str(tmp_path / "spool"))
+    for i in range(200):
+        spool.append(make_record(task_id=f"t{i}", state=RunState.RUNNING))
+        spool.append(make_record(task_id=f"t{i}"))
+    pid = os.fork()
+    if pid == 0:
+        replay_spool(spool, parse_store_uri(sqlite_store_uri))
+        os._exit(0)
+    while len(spool.pending()) > 200:  # let it write about half, then kill it mid-write
+        time.sleep(0.001)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    left = len(spool.pending())
+    assert 0 < left < 400, "killed part-way through"
+
+    report = replay_spool(spool, parse_store_uri(sqlite_store_uri))
+    assert report.complete
+    executions = open_store(parse_store_uri(sqlite_store_uri)).get_executions()
+    assert len(executions) == 200
+    assert {e.custom_properties["airflow_state"].string_value for e in executions} == {"success"}
+
+
+def test_replay_sets_an_unreadable_record_aside_and_goes_on(sqlite_store_uri, tmp_path):
+    spool = Spool(str(tmp_path / "spool"))
+    spool.append(make_record(task_id="before"))
+    bad = spool.append(make_record(task_id="corrupted"))
+    spool.append(make_record(task_id="after"))
+    with open(bad.path, "w") as handle:
+        handle.write('{"format": 1, "dag_id": ')
+    report = replay_spool(spool, parse_store_uri(sqlite_store_uri))
+    assert (report.written, report.quarantined, report.remaining) == (2, 1, 0)
+    assert spool.status().quarantined == 1
+    tasks = {e.custom_properties["task_id"].string_value for e in open_store(parse_store_uri(sqlite_store_uri)).get_executions()}
+    assert tasks == {"before", "after"}
+
+
+def test_replay_waits_its_turn_for_the_lock(sqlite_store_uri, tmp_path):
+    spool = Spool(str(tmp_path / "spool"))
+    spool.append(make_record())
+    with spool.replay_lock(timeout=1):
+        report = replay_spool(spool, parse_store_uri(sqlite_store_uri), timeout=0.2)
+    assert not report.lock_taken and report.remaining == 1 and not report.complete
