@@ -10,16 +10,15 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 from test_records import make_record
 
 from airflow_graphlets.recorder.records import ArtifactRecord, InputRef, RunState
-from airflow_graphlets.recorder.writer import UNRESOLVED_INPUTS, write_task_run
+from airflow_graphlets.recorder.writer import UNRESOLVED_INPUTS, Writer
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.identity import execution_external_id
 from airflow_graphlets.store.snapshot import store_snapshot
-from airflow_graphlets.store.types import TypeRegistry
 from airflow_graphlets.store.uri import parse_store_uri
 
 
 def write(store, record):
-    return write_task_run(store, TypeRegistry(store), record)
+    return Writer(store).write(record)
 
 
 def examples(span: int, version: int = 0) -> ArtifactRecord:
@@ -167,13 +166,12 @@ def test_concurrent_writers_leave_exactly_one_copy(store_uri):
 
 def _write_all(uri: str, records) -> int:
     """Write every record, retrying one the store turns away (as a spool replay would)."""
-    store = open_store(parse_store_uri(uri))
-    types = TypeRegistry(store)
+    writer = Writer(open_store(parse_store_uri(uri)))
     failures = 0
     for record in records:
         for _ in range(50):
             try:
-                write_task_run(store, types, record)
+                writer.write(record)
                 break
             except Exception:  # noqa: BLE001 - e.g. SQLite's "database is locked"; try again
                 continue

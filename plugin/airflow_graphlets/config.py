@@ -41,7 +41,12 @@ OPTIONS: tuple[Option, ...] = (
         "record_timeout",
         "5.0",
         "Seconds a finishing task waits at most for its record to reach MLMD; after that the record "
-        "stays in the spool and is replayed later.",
+        "stays in the spool and is written later. No wait at all while the store is known to be down.",
+    ),
+    Option(
+        "flusher_idle_seconds",
+        "300",
+        "Seconds the background flusher of a spool stays alive without work before it exits.",
     ),
 )
 
@@ -55,6 +60,7 @@ class GraphletsSettings:
     default_store: str
     spool_dir: str
     record_timeout: float
+    flusher_idle_seconds: float
 
 
 def settings_from_mapping(values: Mapping[str, str], airflow_home: str | None = None) -> GraphletsSettings:
@@ -70,12 +76,16 @@ def settings_from_mapping(values: Mapping[str, str], airflow_home: str | None = 
     timeout = _parse_float("record_timeout", raw["record_timeout"])
     if not 0 < timeout <= 600:
         raise StoreConfigError(_bad("record_timeout", raw["record_timeout"], "a number of seconds in (0, 600]"))
+    idle = _parse_float("flusher_idle_seconds", raw["flusher_idle_seconds"])
+    if idle <= 0:
+        raise StoreConfigError(_bad("flusher_idle_seconds", raw["flusher_idle_seconds"], "a positive number of seconds"))
     return GraphletsSettings(
         enabled=_parse_bool("enabled", raw["enabled"]),
         conn_id=raw["conn_id"].strip(),
         default_store=expand(raw["default_store"]),
         spool_dir=expand(raw["spool_dir"]),
         record_timeout=timeout,
+        flusher_idle_seconds=idle,
     )
 
 

@@ -1,7 +1,7 @@
 """Airflow edge: the listener that turns task-instance and DAG-run events into records.
 
 Thin by design: each hook builds a record and hands it to the :class:`Recorder`, which spools it
-and flushes it in a child process. Every hook catches everything: a failure here is logged once
+and wakes the spool's flusher process. Every hook catches everything: a failure here is logged once
 and never reaches the user's task.
 """
 
@@ -111,7 +111,9 @@ class GraphletsListener:
                 log.error("airflow-graphlets: recording is off: %s", err)
                 self._disabled = True
                 return None
-            self._recorder = Recorder(store, Spool(settings.spool_dir), settings.record_timeout)
+            self._recorder = Recorder(
+                store, Spool(settings.spool_dir), settings.record_timeout, settings.flusher_idle_seconds
+            )
         return self._recorder
 
 

@@ -9,15 +9,14 @@ from ml_metadata import errors as mlmd_errors
 
 from airflow_graphlets.errors import RecordError, StoreUnavailableError
 from airflow_graphlets.recorder.spool import Spool
-from airflow_graphlets.recorder.writer import write_task_run
+from airflow_graphlets.recorder.writer import Writer
 from airflow_graphlets.store.connect import open_store
-from airflow_graphlets.store.types import TypeRegistry
 from airflow_graphlets.store.uri import StoreConfig
 
 
 @dataclass
 class ReplayReport:
-    """What one replay did.
+    """What one drain did.
 
     ``write_seconds`` holds the time each record took to write, for the benchmarks.
     """
@@ -34,62 +33,86 @@ class ReplayReport:
         return self.lock_taken and not self.error and self.remaining == 0
 
 
-def replay_spool(spool: Spool, store_config: StoreConfig, *, timeout: float | None = None) -> ReplayReport:
-    """Write every record waiting in ``spool`` to the store, in order, and remove it.
-
-    Stops at the first record the store cannot take (it stays, with everything after it, for
-    the next replay) or when ``timeout`` seconds have passed. Unreadable records are moved to
-    the spool's ``corrupt/`` folder with the reason, so one bad file never blocks the rest.
+class SpoolDrainer:
+    """Writes a spool's records into one store, keeping the connection between drains.
 
     Args:
       spool: the spool to drain.
       store_config: the MLMD store to write to.
-      timeout: seconds to spend at most, lock wait included; ``None`` for no limit.
-
-    Returns:
-      Counts of records written, quarantined and left, and the error that stopped it, if any.
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    report = ReplayReport()
-    with spool.replay_lock(timeout) as taken:
-        if not taken:
-            report.lock_taken = False
-            report.remaining = len(spool.pending())
-            return report
-        store = types = None
-        while True:
-            entries = spool.pending()
-            if not entries:
-                break
-            for entry in entries:
-                if deadline is not None and time.monotonic() > deadline:
-                    report.remaining = len(spool.pending())
-                    report.error = "timed out"
-                    return report
-                try:
-                    record = spool.read(entry)
-                except FileNotFoundError:
-                    continue
-                except RecordError as err:
-                    spool.quarantine(entry, str(err))
-                    report.quarantined += 1
-                    continue
-                started = time.perf_counter()
-                try:
-                    if store is None:
-                        store = open_store(store_config)
-                        types = TypeRegistry(store)
-                    write_task_run(store, types, record)
-                except mlmd_errors.InvalidArgumentError as err:
-                    # The store will never take this record; keep it aside instead of blocking the rest.
-                    spool.quarantine(entry, f"MLMD rejected the record: {err}")
-                    report.quarantined += 1
-                    continue
-                except (StoreUnavailableError, mlmd_errors.StatusError) as err:
-                    report.error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                    report.remaining = len(spool.pending())
-                    return report
-                report.write_seconds.append(time.perf_counter() - started)
-                spool.remove(entry)
-                report.written += 1
-    return report
+
+    def __init__(self, spool: Spool, store_config: StoreConfig) -> None:
+        self.spool = spool
+        self.store_config = store_config
+        self._writer: Writer | None = None
+
+    def drain(self, *, timeout: float | None = None) -> ReplayReport:
+        """Write every waiting record, in order, and remove it from the spool.
+
+        Stops at the first record the store cannot take (it stays, with everything after it,
+        for the next drain) or when ``timeout`` seconds have passed. Unreadable records, and
+        records MLMD rejects as invalid, are moved to the spool's ``corrupt/`` folder with the
+        reason, so one bad file never blocks the rest.
+
+        Args:
+          timeout: seconds to spend at most, lock wait included; ``None`` for no limit.
+
+        Returns:
+          Counts of records written, quarantined and left, and the error that stopped it.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        report = ReplayReport()
+        with self.spool.replay_lock(timeout) as taken:
+            if not taken:
+                report.lock_taken = False
+                report.remaining = len(self.spool.pending())
+                return report
+            while entries := self.spool.pending():
+                for entry in entries:
+                    if deadline is not None and time.monotonic() > deadline:
+                        report.remaining = len(self.spool.pending())
+                        report.error = "timed out"
+                        return report
+                    if not self._write_entry(entry, report):
+                        report.remaining = len(self.spool.pending())
+                        return report
+        return report
+
+    def _write_entry(self, entry, report: ReplayReport) -> bool:
+        """Write one entry; ``False`` when the store failed and draining must stop."""
+        try:
+            record = self.spool.read(entry)
+        except FileNotFoundError:
+            return True
+        except RecordError as err:
+            self.spool.quarantine(entry, str(err))
+            report.quarantined += 1
+            return True
+        started = time.perf_counter()
+        try:
+            if self._writer is None:
+                self._writer = Writer(open_store(self.store_config))
+            self._writer.write(record)
+        except mlmd_errors.InvalidArgumentError as err:
+            # The store will never take this record; keep it aside instead of blocking the rest.
+            self.spool.quarantine(entry, f"MLMD rejected the record: {err}")
+            report.quarantined += 1
+            return True
+        except (StoreUnavailableError, mlmd_errors.StatusError) as err:
+            self._writer = None  # reconnect next time: the connection may be the broken part
+            report.error = _first_line(err)
+            return False
+        report.write_seconds.append(time.perf_counter() - started)
+        self.spool.remove(entry)
+        report.written += 1
+        return True
+
+
+def replay_spool(spool: Spool, store_config: StoreConfig, *, timeout: float | None = None) -> ReplayReport:
+    """Drain ``spool`` into the store once (what ``graphlets spool replay`` runs)."""
+    return SpoolDrainer(spool, store_config).drain(timeout=timeout)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

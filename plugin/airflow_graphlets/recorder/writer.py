@@ -19,7 +19,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from airflow_graphlets.recorder.records import InputRef, RunState, TaskRunRecord
 from airflow_graphlets.store import artifacts, schema
-from airflow_graphlets.store.contexts import task_contexts
+from airflow_graphlets.store.contexts import ContextCache
 from airflow_graphlets.store.identity import artifact_external_id, execution_external_id
 from airflow_graphlets.store.properties import set_value
 from airflow_graphlets.store.types import TypeRegistry
@@ -54,104 +54,118 @@ class WriteResult:
     unresolved_inputs: tuple[str, ...] = ()
 
 
-def write_task_run(
-    store: metadata_store.MetadataStore, types: TypeRegistry, record: TaskRunRecord
-) -> WriteResult:
-    """Write ``record`` into ``store``; idempotent and safe against concurrent writers.
-
-    A RUNNING record never moves an execution back from a terminal state, so records may be
-    written late or twice (a spool replay racing a live write) without harm.
+class Writer:
+    """Writes task-run records into one MLMD store, remembering its types and contexts.
 
     Args:
       store: the MLMD store.
-      types: the store's type registry.
-      record: one task try at its start or end.
-
-    Returns:
-      The execution id and whether anything was written.
-
-    Raises:
-      ml_metadata.errors.Error: the store failed; the caller keeps the record to try again.
     """
-    for attempt in range(_RACE_RETRIES):
-        try:
-            return _write_once(store, types, record)
-        except mlmd_errors.AlreadyExistsError:
-            # A concurrent writer inserted the same execution or artifact first; re-read and merge.
-            if attempt == _RACE_RETRIES - 1:
-                raise
-    raise AssertionError("unreachable")
 
+    def __init__(self, store: metadata_store.MetadataStore) -> None:
+        self.store = store
+        self.types = TypeRegistry(store)
+        self.contexts = ContextCache(store, self.types)
 
-def _write_once(store: metadata_store.MetadataStore, types: TypeRegistry, record: TaskRunRecord) -> WriteResult:
-    external_id = execution_external_id(
-        record.dag_id, record.run_id, record.task_id, record.map_index, record.try_number
-    )
-    existing = _execution_by_external_id(store, external_id)
-    if existing is not None and (
-        record.source == "scheduler" or (existing.last_known_state in _TERMINAL and not record.state.is_terminal)
-    ):
-        return WriteResult(existing.id, changed=False)
+    def write(self, record: TaskRunRecord) -> WriteResult:
+        """Write ``record``; idempotent and safe against concurrent writers.
 
-    contexts = task_contexts(
-        store,
-        types,
-        record.dag_id,
-        record.run_id,
-        record.task_id,
-        run_properties={
-            schema.ContextProps.DAG_ID: record.dag_id,
-            schema.ContextProps.RUN_ID: record.run_id,
-            schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS: _seconds(record.logical_date_ms),
-            schema.ContextProps.RUN_TYPE: record.run_type or None,
-        },
-    )
-    execution = _execution_proto(types, record, external_id, existing)
-    known_events: set[tuple[int, int]] = set()
-    if existing is not None:
-        known_events = {(e.artifact_id, e.type) for e in store.get_events_by_execution_ids([existing.id])}
+        A RUNNING record never moves an execution back from a terminal state, and a scheduler's
+        record never overwrites a worker's, so records may be written late or twice (a spool
+        replay racing a live write) without harm.
 
-    pairs: list[tuple[mlmd_pb.Artifact, mlmd_pb.Event]] = []
-    unresolved: list[str] = []
-    for ref in record.inputs:
-        found = _resolve_input(store, ref)
-        if not found:
-            unresolved.append(_describe(ref))
-        for index, artifact in enumerate(found):
-            if (artifact.id, mlmd_pb.Event.INPUT) not in known_events:
-                pairs.append((artifact, _event(mlmd_pb.Event.INPUT, ref.key, index)))
-    if record.state is RunState.SUCCESS:
-        for output in record.outputs:
+        Returns:
+          The execution id, whether anything was written, and inputs not found in the store.
+
+        Raises:
+          ml_metadata.errors.StatusError: the store failed; the caller keeps the record to retry.
+        """
+        for attempt in range(_RACE_RETRIES):
+            try:
+                return self._write_once(record)
+            except mlmd_errors.AlreadyExistsError:
+                # A concurrent writer inserted the same execution or artifact first; re-read and merge.
+                if attempt == _RACE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _write_once(self, record: TaskRunRecord) -> WriteResult:
+        store = self.store
+        external_id = execution_external_id(
+            record.dag_id, record.run_id, record.task_id, record.map_index, record.try_number
+        )
+        existing = _execution_by_external_id(store, external_id)
+        if existing is not None and (
+            record.source == "scheduler" or (existing.last_known_state in _TERMINAL and not record.state.is_terminal)
+        ):
+            return WriteResult(existing.id, changed=False)
+
+        contexts = self.contexts.task_contexts(
+            record.dag_id,
+            record.run_id,
+            record.task_id,
+            run_properties={
+                schema.ContextProps.DAG_ID: record.dag_id,
+                schema.ContextProps.RUN_ID: record.run_id,
+                schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS: _seconds(record.logical_date_ms),
+                schema.ContextProps.RUN_TYPE: record.run_type or None,
+            },
+        )
+        execution = _execution_proto(self.types, record, external_id, existing)
+        pairs, unresolved = self._artifacts_and_events(record, external_id, existing)
+        if unresolved:
+            log.warning(
+                "airflow-graphlets: %s.%s (run %s) read inputs that are not in the MLMD store: %s",
+                record.dag_id,
+                record.task_id,
+                record.run_id,
+                "; ".join(unresolved),
+            )
+            execution.custom_properties[UNRESOLVED_INPUTS].string_value = json.dumps(unresolved)
+
+        execution_id, _, context_ids = store.put_execution(
+            execution,
+            pairs,
+            contexts,
+            reuse_context_if_already_exist=True,
+            reuse_artifact_if_already_exist_by_external_id=True,
+            force_reuse_context=True,  # contexts we hold an id for are left as they are
+        )
+        self.contexts.remember(contexts, list(context_ids))
+        return WriteResult(execution_id, changed=True, unresolved_inputs=tuple(unresolved))
+
+    def _artifacts_and_events(
+        self, record: TaskRunRecord, external_id: str, existing: mlmd_pb.Execution | None
+    ) -> tuple[list[tuple[mlmd_pb.Artifact, mlmd_pb.Event]], list[str]]:
+        outputs = record.outputs if record.state is RunState.SUCCESS else ()
+        if not record.inputs and not outputs:
+            return [], []
+        known_events: set[tuple[int, int]] = set()
+        if existing is not None:
+            known_events = {(e.artifact_id, e.type) for e in self.store.get_events_by_execution_ids([existing.id])}
+        pairs: list[tuple[mlmd_pb.Artifact, mlmd_pb.Event]] = []
+        unresolved: list[str] = []
+        for ref in record.inputs:
+            found = _resolve_input(self.store, ref)
+            if not found:
+                unresolved.append(_describe(ref))
+            for index, artifact in enumerate(found):
+                if (artifact.id, mlmd_pb.Event.INPUT) not in known_events:
+                    pairs.append((artifact, _event(mlmd_pb.Event.INPUT, ref.key, index)))
+        for output in outputs:
             artifact = artifacts.build_artifact(
-                types.artifact_type(output.type_name),
-                types.artifact_property_names(output.type_name),
+                self.types.artifact_type(output.type_name),
+                self.types.artifact_property_names(output.type_name),
                 output.uri,
                 output.properties,
                 artifact_external_id(external_id, output.key, output.index),
                 output.asset_uri,
             )
-            stored = artifacts.by_external_id(store, artifact.external_id)
-            if stored is not None and (stored.id, mlmd_pb.Event.OUTPUT) in known_events:
-                continue
+            if known_events:
+                stored = artifacts.by_external_id(self.store, artifact.external_id)
+                if stored is not None and (stored.id, mlmd_pb.Event.OUTPUT) in known_events:
+                    continue
             pairs.append((artifact, _event(mlmd_pb.Event.OUTPUT, output.key, output.index)))
-    if unresolved:
-        log.warning(
-            "airflow-graphlets: %s.%s (run %s) read inputs that are not in the MLMD store: %s",
-            record.dag_id,
-            record.task_id,
-            record.run_id,
-            "; ".join(unresolved),
-        )
-        execution.custom_properties[UNRESOLVED_INPUTS].string_value = json.dumps(unresolved)
-
-    execution_id, _, _ = store.put_execution(
-        execution,
-        pairs,
-        contexts,
-        reuse_context_if_already_exist=True,
-        reuse_artifact_if_already_exist_by_external_id=True,
-    )
-    return WriteResult(execution_id, changed=True, unresolved_inputs=tuple(unresolved))
+        return pairs, unresolved
 
 
 def _execution_by_external_id(store: metadata_store.MetadataStore, external_id: str) -> mlmd_pb.Execution | None:

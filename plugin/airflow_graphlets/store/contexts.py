@@ -30,55 +30,63 @@ def node_context_name(dag_id: str, task_id: str) -> str:
     return bounded_name(f"{dag_id}.{task_id}")
 
 
-def ensure_context(
-    store: metadata_store.MetadataStore,
-    types: TypeRegistry,
-    type_name: str,
-    name: str,
-    custom_properties: dict[str, Any] | None = None,
-) -> mlmd_pb.Context:
-    """The context ``type_name``/``name``, created if it does not exist yet.
+class ContextCache:
+    """The contexts one writer has seen, so each is looked up once per process.
 
-    Safe against a concurrent writer creating it at the same moment.
+    Contexts not yet in the store are returned without an id; ``put_execution`` creates them in
+    the same transaction as the execution (reusing one a concurrent writer made first).
     """
-    existing = store.get_context_by_type_and_name(type_name, name)
-    if existing is not None:
-        return existing
-    context = mlmd_pb.Context(type_id=types.context_type(type_name), name=name)
-    for key, value in (custom_properties or {}).items():
-        if value is not None:
-            set_value(context.custom_properties[key], key, value)
-    try:
-        [context.id] = store.put_contexts([context])
-    except mlmd_errors.AlreadyExistsError:
-        return store.get_context_by_type_and_name(type_name, name)
-    return context
+
+    def __init__(self, store: metadata_store.MetadataStore, types: TypeRegistry) -> None:
+        self._store = store
+        self._types = types
+        self._known: dict[tuple[str, str], mlmd_pb.Context] = {}
+        self._linked_runs: set[int] = set()
+
+    def task_contexts(
+        self, dag_id: str, run_id: str, task_id: str, run_properties: dict[str, Any] | None = None
+    ) -> list[mlmd_pb.Context]:
+        """The ``pipeline``, ``pipeline_run`` and ``node`` contexts of one task, in TFX's order."""
+        return [
+            self._context(schema.PIPELINE_CONTEXT, dag_id),
+            self._context(schema.PIPELINE_RUN_CONTEXT, pipeline_run_context_name(dag_id, run_id), run_properties),
+            self._context(schema.NODE_CONTEXT, node_context_name(dag_id, task_id)),
+        ]
+
+    def remember(self, contexts: list[mlmd_pb.Context], context_ids: list[int]) -> None:
+        """Record the ids ``put_execution`` gave the contexts, and link each run to its pipeline."""
+        type_names = [schema.PIPELINE_CONTEXT, schema.PIPELINE_RUN_CONTEXT, schema.NODE_CONTEXT]
+        for type_name, context, context_id in zip(type_names, contexts, context_ids):
+            if not context.HasField("id"):
+                stored = mlmd_pb.Context()
+                stored.CopyFrom(context)
+                stored.id = context_id
+                self._known[(type_name, context.name)] = stored
+        pipeline_id, run_id = context_ids[0], context_ids[1]
+        if run_id not in self._linked_runs:
+            link_parent(self._store, run_id, pipeline_id)
+            self._linked_runs.add(run_id)
+
+    def _context(self, type_name: str, name: str, properties: dict[str, Any] | None = None) -> mlmd_pb.Context:
+        key = (type_name, name)
+        if key not in self._known:
+            stored = self._store.get_context_by_type_and_name(type_name, name)
+            if stored is not None:
+                self._known[key] = stored
+            else:
+                context = mlmd_pb.Context(type_id=self._types.context_type(type_name), name=name)
+                for prop, value in (properties or {}).items():
+                    if value is not None:
+                        set_value(context.custom_properties[prop], prop, value)
+                return context
+        return self._known[key]
 
 
-def link_parent(store: metadata_store.MetadataStore, child: mlmd_pb.Context, parent: mlmd_pb.Context) -> None:
-    """Record that ``child`` (a pipeline run) belongs to ``parent`` (its pipeline), once."""
-    if any(p.id == parent.id for p in store.get_parent_contexts_by_context(child.id)):
+def link_parent(store: metadata_store.MetadataStore, child_id: int, parent_id: int) -> None:
+    """Record that context ``child_id`` (a pipeline run) belongs to ``parent_id`` (its pipeline), once."""
+    if any(p.id == parent_id for p in store.get_parent_contexts_by_context(child_id)):
         return
-    link = mlmd_pb.ParentContext(child_id=child.id, parent_id=parent.id)
     try:
-        store.put_parent_contexts([link])
+        store.put_parent_contexts([mlmd_pb.ParentContext(child_id=child_id, parent_id=parent_id)])
     except mlmd_errors.AlreadyExistsError:
         pass
-
-
-def task_contexts(
-    store: metadata_store.MetadataStore,
-    types: TypeRegistry,
-    dag_id: str,
-    run_id: str,
-    task_id: str,
-    run_properties: dict[str, Any] | None = None,
-) -> list[mlmd_pb.Context]:
-    """The ``pipeline``, ``pipeline_run`` and ``node`` contexts of one task, in TFX's order."""
-    pipeline = ensure_context(store, types, schema.PIPELINE_CONTEXT, dag_id)
-    run = ensure_context(
-        store, types, schema.PIPELINE_RUN_CONTEXT, pipeline_run_context_name(dag_id, run_id), run_properties
-    )
-    link_parent(store, run, pipeline)
-    node = ensure_context(store, types, schema.NODE_CONTEXT, node_context_name(dag_id, task_id))
-    return [pipeline, run, node]

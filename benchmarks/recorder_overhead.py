@@ -1,0 +1,129 @@
+"""Recorder overhead: added time per task, and the recorder's own time per execution.
+
+1. Whole-DAG slowdown: a DAG of 50 trivial tasks run by real Airflow (``dag.test``, in one
+   process, tasks one after another) with the plugin recording and with it disabled
+   (``[graphlets] enabled = False``), alternating, in the same run of this script. The figure is
+   the ratio of median DAG-run times (the run alone, without start-up and DAG parsing).
+2. The recorder's own time per execution on SQLite and PostgreSQL: the start and end records of
+   one task try written into an open MLMD store (``Writer.write``), p50 and p99 over 500
+   executions with TFX-shaped inputs and outputs; and the whole flush as a task sees it (spool
+   write, fork, connect, write, wait), p50 and p99.
+
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/recorder_overhead.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+from support.airflow_env import AirflowEnv  # noqa: E402
+from support.databases import create_store_uri, drop_store  # noqa: E402
+
+from airflow_graphlets.recorder.records import ArtifactRecord, InputRef, RunState, TaskRunRecord  # noqa: E402
+from airflow_graphlets.recorder.recorder import Recorder  # noqa: E402
+from airflow_graphlets.recorder.spool import Spool  # noqa: E402
+from airflow_graphlets.recorder.writer import Writer  # noqa: E402
+from airflow_graphlets.store.connect import open_store  # noqa: E402
+from airflow_graphlets.store.uri import parse_store_uri  # noqa: E402
+
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+EXECUTIONS = int(os.environ.get("BENCH_EXECUTIONS", "500"))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def dag_slowdown(work: str) -> None:
+    env = AirflowEnv(home=os.path.join(work, "airflow"), dags_folder=os.path.join(HERE, "dags"))
+    env.migrate()
+    store_uri = create_store_uri("sqlite", work)
+    times: dict[str, list[float]] = {"with plugin": [], "without plugin": []}
+    for repeat in range(REPEATS):
+        for label in ("without plugin", "with plugin"):
+            result = env.run_dag(
+                "bench_fifty_tasks",
+                f"2026-01-{repeat + 1:02d}T00:00:00+00:00",
+                store_uri=store_uri,
+                spool_dir=os.path.join(work, "spool"),
+                env={"AIRFLOW__GRAPHLETS__ENABLED": str(label == "with plugin")},
+            )
+            assert result.state == "success", result.output[-2000:]
+            times[label].append(result.elapsed_seconds)
+    recorded = len(open_store(parse_store_uri(store_uri)).get_executions())
+    base, rec = statistics.median(times["without plugin"]), statistics.median(times["with plugin"])
+    print("== Whole-DAG slowdown: 50 trivial tasks, dag.test, SQLite MLMD store ==")
+    for label, values in times.items():
+        print(f"  {label:15s} runs: {', '.join(f'{v:.2f}s' for v in values)}  median {statistics.median(values):.2f}s")
+    print(f"  per task: {base / 50 * 1000:.1f} ms without, {rec / 50 * 1000:.1f} ms with "
+          f"(+{(rec - base) / 50 * 1000:.1f} ms)")
+    print(f"  ratio with/without: {rec / base:.3f}  (slowdown {100 * (rec / base - 1):+.1f}%, target <= +5%)")
+    print(f"  executions recorded: {recorded} (expected {50 * REPEATS})")
+
+
+def records(count: int, dag_id: str):
+    """Start and end records of ``count`` TFX-shaped task tries (ingest, then train on a window)."""
+    for i in range(count):
+        run_id = f"scheduled__{i:05d}"
+        if i % 2 == 0:
+            outputs = (ArtifactRecord("examples", "Examples", f"/d/{i}", {"span": i, "version": 0,
+                                                                           "split_names": ["train", "eval"]}),)
+            inputs: tuple = ()
+            task_id, kind = "example_gen", "ExampleGen"
+        else:
+            outputs = (ArtifactRecord("model", "Model", f"/m/{i}"),)
+            inputs = (InputRef(key="examples", by="spans", dag_id=dag_id, type_name="Examples",
+                               span_min=max(0, i - 6), span_max=i),)
+            task_id, kind = "trainer", "Trainer"
+        start = TaskRunRecord(dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=1, map_index=-1,
+                              state=RunState.RUNNING, component_kind=kind, operator_class="bench.Op",
+                              start_time_ms=1_700_000_000_000 + i, code_hash="c", dag_structure_hash="s")
+        yield start, start.with_state(RunState.SUCCESS, end_time_ms=1_700_000_001_000 + i,
+                                      inputs=inputs, outputs=outputs)
+
+
+def recorder_latency(backend: str, work: str) -> None:
+    uri = create_store_uri(backend, work)
+    try:
+        writer = Writer(open_store(parse_store_uri(uri)))
+        per_execution = []
+        for start, end in records(EXECUTIONS, "bench"):
+            began = time.perf_counter()
+            writer.write(start)
+            writer.write(end)
+            per_execution.append((time.perf_counter() - began) * 1000)
+
+        recorder = Recorder(parse_store_uri(uri), Spool(os.path.join(work, f"spool-{backend}")), record_timeout=10)
+        flush = []
+        for start, end in records(100, "bench_flush"):
+            for record in (start, end):
+                began = time.perf_counter()
+                recorder.record(record, wait=True)
+                flush.append((time.perf_counter() - began) * 1000)
+        target = {"sqlite": 5, "postgresql": 15}[backend]
+        print(f"== Recorder time per execution, {backend} ({EXECUTIONS} executions, start + end records) ==")
+        print(f"  store writes   p50 {percentile(per_execution, 50):6.2f} ms   p99 {percentile(per_execution, 99):6.2f} ms"
+              f"   (target p50 <= {target} ms)")
+        print(f"  whole flush    p50 {percentile(flush, 50):6.2f} ms   p99 {percentile(flush, 99):6.2f} ms"
+              "   per record, as a finishing task waits for it (spool, fork, connect, write)")
+    finally:
+        drop_store(uri)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as work:
+        recorder_latency("sqlite", work)
+        recorder_latency("postgresql", work)
+        dag_slowdown(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The flusher: one long-lived process per spool that writes records into MLMD as they arrive.
+
+Why a separate process: MLMD's client holds Python's GIL for the length of every call, so a
+slow or hung database would freeze a task's own code if MLMD were called inside the task's
+process; and a connection kept open across tasks makes each record cost a few milliseconds
+instead of a fork and a connect.
+
+How it works: a task appends its record to the spool and sends one datagram to the flusher's
+socket in the spool directory. If nobody listens there, the task starts a flusher
+(``python -m airflow_graphlets.recorder.flusher``, in its own session, so it outlives the
+task). The flusher holds the spool's ``.flusher.lock`` while it lives, drains the spool on every
+datagram, backs off while the store is down, publishes its health in ``.flusher.state``, and
+exits after ``flusher_idle_seconds`` without work. The store's URI reaches it through the
+environment, never the command line, so passwords do not show in ``ps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+from airflow_graphlets.recorder.replay import SpoolDrainer
+from airflow_graphlets.recorder.spool import Spool
+from airflow_graphlets.store.uri import StoreConfig, parse_store_uri
+
+SOCKET_NAME = ".flusher.sock"
+LOCK_NAME = ".flusher.lock"
+STATE_NAME = ".flusher.state"
+STORE_ENV = "GRAPHLETS_FLUSHER_STORE_URI"
+# A drain busy for longer than this is taken for hung (a database that accepts and never answers).
+STALL_SECONDS = 60.0
+_MAX_BACKOFF_SECONDS = 30.0
+_SPAWN_LOCK_WAIT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class FlusherState:
+    """What the flusher publishes about itself, for the tasks that wait on it."""
+
+    pid: int = 0
+    busy_since: float | None = None  # wall-clock time a drain started, None when idle
+    last_error: str = ""  # why the last drain stopped, "" when it wrote everything
+    error_since: float | None = None
+
+    @property
+    def store_failing(self) -> bool:
+        return bool(self.last_error)
+
+    def stalled(self, now: float | None = None) -> bool:
+        return self.busy_since is not None and (now or time.time()) - self.busy_since > STALL_SECONDS
+
+
+def read_state(spool_dir: str) -> FlusherState:
+    """The flusher's last published state (an empty one if it never ran)."""
+    try:
+        with open(os.path.join(spool_dir, STATE_NAME), encoding="utf-8") as handle:
+            return FlusherState(**json.load(handle))
+    except (OSError, ValueError, TypeError):
+        return FlusherState()
+
+
+def notify(spool_dir: str, store_config: StoreConfig, idle_seconds: float = 300.0) -> None:
+    """Wake the spool's flusher, starting one if none listens. Never raises."""
+    path = os.path.join(spool_dir, SOCKET_NAME)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.sendto(b".", path)
+        return
+    except BlockingIOError:
+        return  # its queue is full of wake-ups already
+    except OSError as err:
+        if err.errno not in (errno.ENOENT, errno.ECONNREFUSED):
+            return
+    start_flusher(spool_dir, store_config, idle_seconds)
+
+
+def start_flusher(spool_dir: str, store_config: StoreConfig, idle_seconds: float = 300.0) -> None:
+    """Start a flusher for ``spool_dir`` in the background (it exits at once if one runs)."""
+    env = {**os.environ, STORE_ENV: store_config.uri(hide_password=False), "GLOG_minloglevel": "2"}
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "airflow_graphlets.recorder.flusher", "--spool-dir", spool_dir,
+             "--idle-seconds", str(idle_seconds)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            start_new_session=True,
+        )
+    except OSError:
+        pass  # the record stays in the spool; the next task, or `graphlets spool replay`, writes it
+
+
+def stop_stalled_flusher(spool_dir: str) -> bool:
+    """Kill a flusher whose drain has hung past :data:`STALL_SECONDS`; ``True`` if one was."""
+    state = read_state(spool_dir)
+    if not state.pid or not state.stalled():
+        return False
+    try:
+        os.kill(state.pid, 9)
+    except OSError:
+        return False
+    return True
+
+
+def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
+    """The flusher's main loop; returns when idle for ``idle_seconds`` (or if another runs)."""
+    spool = Spool(spool_dir)
+    os.makedirs(spool_dir, exist_ok=True)
+    lock_fd = os.open(os.path.join(spool_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+    if not _take_lock(lock_fd):
+        return 0  # another flusher owns this spool
+    sock_path = os.path.join(spool_dir, SOCKET_NAME)
+    sock = _bind(sock_path)
+    drainer = SpoolDrainer(spool, store_config)
+    backoff = 0.0
+    idle_since = time.monotonic()
+    try:
+        while os.path.isdir(spool_dir):
+            _publish(spool_dir, FlusherState(pid=os.getpid(), busy_since=time.time(),
+                                             **_error_fields(read_state(spool_dir))))
+            report = drainer.drain()
+            if report.error:
+                previous = read_state(spool_dir)
+                _publish(spool_dir, FlusherState(pid=os.getpid(), last_error=report.error,
+                                                 error_since=previous.error_since or time.time()))
+                backoff = min(_MAX_BACKOFF_SECONDS, max(1.0, backoff * 2))
+                _wait(sock, backoff)  # retry after the backoff, however many wake-ups come
+                _drain_wakeups(sock)
+                continue
+            _publish(spool_dir, FlusherState(pid=os.getpid()))
+            backoff = 0.0
+            if report.written:
+                idle_since = time.monotonic()
+            remaining = idle_seconds - (time.monotonic() - idle_since)
+            if remaining <= 0:
+                break
+            if _wait(sock, remaining):
+                _drain_wakeups(sock)
+                idle_since = time.monotonic()
+    finally:
+        # Stop listening first, then drain once more: a record spooled after this point finds no
+        # socket and starts a new flusher, which waits for this one's lock.
+        sock.close()
+        _unlink(sock_path)
+        if os.path.isdir(spool_dir):
+            drainer.drain(timeout=10)
+        os.close(lock_fd)
+    return 0
+
+
+def _take_lock(fd: int) -> bool:
+    deadline = time.monotonic() + _SPAWN_LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+
+def _bind(path: str) -> socket.socket:
+    _unlink(path)  # a stale socket of a flusher that was killed
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    return sock
+
+
+def _wait(sock: socket.socket, seconds: float) -> bool:
+    """Block until a wake-up arrives or ``seconds`` pass; ``True`` if woken."""
+    sock.settimeout(max(0.001, seconds))
+    try:
+        sock.recv(64)
+        return True
+    except socket.timeout:
+        return False
+
+
+def _drain_wakeups(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    try:
+        while True:
+            sock.recv(64)
+    except OSError:
+        pass
+
+
+def _error_fields(state: FlusherState) -> dict:
+    return {"last_error": state.last_error, "error_since": state.error_since}
+
+
+def _publish(spool_dir: str, state: FlusherState) -> None:
+    path = os.path.join(spool_dir, STATE_NAME)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(asdict(state), handle)
+        os.replace(temporary, path)
+    except OSError:
+        pass
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Drain an airflow-graphlets spool into MLMD.")
+    parser.add_argument("--spool-dir", required=True)
+    parser.add_argument("--idle-seconds", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    uri = os.environ.get(STORE_ENV)
+    if not uri:
+        parser.error(f"set {STORE_ENV} to the store URI")
+    return run(args.spool_dir, parse_store_uri(uri), args.idle_seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
