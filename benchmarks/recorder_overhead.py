@@ -6,8 +6,9 @@
    the ratio of median DAG-run times (the run alone, without start-up and DAG parsing).
 2. The recorder's own time per execution on SQLite and PostgreSQL: the start and end records of
    one task try written into an open MLMD store (``Writer.write``), p50 and p99 over 500
-   executions with TFX-shaped inputs and outputs; and the whole flush as a task sees it (spool
-   write, fork, connect, write, wait), p50 and p99.
+   executions of a TFX-shaped pipeline (ingest, statistics, train on a 7-span window, evaluate,
+   push); and per record as a finishing task sees it (spool write, wake the flusher, wait until
+   written), p50 and p99.
 
 Run: ``make bench`` (or ``.venv/bin/python benchmarks/recorder_overhead.py``).
 """
@@ -69,25 +70,51 @@ def dag_slowdown(work: str) -> None:
     print(f"  executions recorded: {recorded} (expected {50 * REPEATS})")
 
 
+PIPELINE = (
+    # (task id, component kind, inputs as (key, how), outputs as (key, type, properties))
+    ("example_gen", "ExampleGen", (), (("examples", "Examples", "span"),)),
+    ("statistics_gen", "StatisticsGen", (("examples", "example_gen"),), (("statistics", "ExampleStatistics", "span"),)),
+    ("trainer", "Trainer", (("examples", "window"),), (("model", "Model", None),)),
+    ("evaluator", "Evaluator", (("model", "trainer"),), (("blessing", "ModelBlessing", "blessed"),)),
+    ("pusher", "Pusher", (("model", "trainer"), ("model_blessing", "evaluator")), (("pushed_model", "PushedModel", "pushed"),)),
+)
+
+
 def records(count: int, dag_id: str):
-    """Start and end records of ``count`` TFX-shaped task tries (ingest, then train on a window)."""
-    for i in range(count):
-        run_id = f"scheduled__{i:05d}"
-        if i % 2 == 0:
-            outputs = (ArtifactRecord("examples", "Examples", f"/d/{i}", {"span": i, "version": 0,
-                                                                           "split_names": ["train", "eval"]}),)
-            inputs: tuple = ()
-            task_id, kind = "example_gen", "ExampleGen"
-        else:
-            outputs = (ArtifactRecord("model", "Model", f"/m/{i}"),)
-            inputs = (InputRef(key="examples", by="spans", dag_id=dag_id, type_name="Examples",
-                               span_min=max(0, i - 6), span_max=i),)
-            task_id, kind = "trainer", "Trainer"
-        start = TaskRunRecord(dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=1, map_index=-1,
-                              state=RunState.RUNNING, component_kind=kind, operator_class="bench.Op",
-                              start_time_ms=1_700_000_000_000 + i, code_hash="c", dag_structure_hash="s")
-        yield start, start.with_state(RunState.SUCCESS, end_time_ms=1_700_000_001_000 + i,
-                                      inputs=inputs, outputs=outputs)
+    """Start and end records of ``count`` task tries of a TFX-shaped pipeline, five tasks a run:
+    ingest a span, analyse it, train on a rolling window of seven spans, evaluate, push."""
+    made = 0
+    run = 0
+    while made < count:
+        run_id = f"scheduled__{run:05d}"
+        for task_id, kind, inputs, outputs in PIPELINE:
+            refs = []
+            for key, how in inputs:
+                if how == "window":
+                    refs.append(InputRef(key=key, by="spans", dag_id=dag_id, type_name="Examples",
+                                         span_min=max(0, run - 6), span_max=run))
+                else:
+                    source_key = {"example_gen": "examples", "trainer": "model", "evaluator": "blessing"}[how]
+                    refs.append(InputRef(key=key, by="task_output", dag_id=dag_id, run_id=run_id, task_id=how,
+                                         output_key=source_key))
+            arts = []
+            for key, type_name, prop in outputs:
+                props = {"span": {"span": run, "version": 0, "split_names": ["train", "eval"]},
+                         "blessed": {"blessed": run % 3 != 0}, "pushed": {"pushed": run % 3 != 0}}.get(prop, {})
+                if type_name == "ExampleStatistics":
+                    props = {"span": run}
+                arts.append(ArtifactRecord(key, type_name, f"/{dag_id}/{run_id}/{key}", props))
+            start = TaskRunRecord(dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=1, map_index=-1,
+                                  state=RunState.RUNNING, component_kind=kind, operator_class="bench.Op",
+                                  start_time_ms=1_700_000_000_000 + run * 1000, code_hash="c0de",
+                                  parameters_hash="p4r4", dag_structure_hash="s7ruc", pool="default_pool",
+                                  queue="default", hostname="bench")
+            yield start, start.with_state(RunState.SUCCESS, end_time_ms=1_700_000_000_500 + run * 1000,
+                                          inputs=tuple(refs), outputs=tuple(arts))
+            made += 1
+            if made == count:
+                return
+        run += 1
 
 
 def recorder_latency(backend: str, work: str) -> None:
@@ -113,7 +140,7 @@ def recorder_latency(backend: str, work: str) -> None:
         print(f"  store writes   p50 {percentile(per_execution, 50):6.2f} ms   p99 {percentile(per_execution, 99):6.2f} ms"
               f"   (target p50 <= {target} ms)")
         print(f"  whole flush    p50 {percentile(flush, 50):6.2f} ms   p99 {percentile(flush, 99):6.2f} ms"
-              "   per record, as a finishing task waits for it (spool, fork, connect, write)")
+              "   per record, as a finishing task waits for it (spool, wake flusher, written)")
     finally:
         drop_store(uri)
 

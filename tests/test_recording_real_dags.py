@@ -94,7 +94,8 @@ def test_a_pipeline_run_is_recorded_in_tfx_shape_on_every_backend(airflow_env, s
         assert props["end_epoch_seconds"].double_value >= props["start_epoch_seconds"].double_value > 0
         assert props["duration_seconds"].double_value >= 0
         assert len(props["code_hash"].string_value) == 16 and props["dag_version"].string_value
-        assert props["pool"].string_value == "default_pool"
+        resources = json.loads(props["resources"].string_value)
+        assert resources["pool"] == "default_pool" and resources["pool_slots"] == 1 and resources["hostname"]
         structure_hashes.add(props["dag_structure_hash"].string_value)
         contexts = {c.name for c in store.get_contexts_by_execution(execution.id)}
         assert contexts == {PIPELINE, f"{PIPELINE}.{first.run_id}", f"{PIPELINE}.{key[0]}"}

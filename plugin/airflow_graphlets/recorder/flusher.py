@@ -27,7 +27,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from airflow_graphlets.recorder.replay import SpoolDrainer
 from airflow_graphlets.recorder.spool import Spool
 from airflow_graphlets.store.uri import StoreConfig, parse_store_uri
 
@@ -115,6 +114,8 @@ def stop_stalled_flusher(spool_dir: str) -> bool:
 
 def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
     """The flusher's main loop; returns when idle for ``idle_seconds`` (or if another runs)."""
+    from airflow_graphlets.recorder.replay import SpoolDrainer  # MLMD is imported here, never in a task
+
     spool = Spool(spool_dir)
     os.makedirs(spool_dir, exist_ok=True)
     lock_fd = os.open(os.path.join(spool_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
@@ -42,6 +44,7 @@ _TERMINAL = (
     mlmd_pb.Execution.CACHED,
 )
 _RACE_RETRIES = 3
+_RECENT_LIMIT = 4096
 UNRESOLVED_INPUTS = "unresolved_inputs"
 
 
@@ -65,6 +68,10 @@ class Writer:
         self.store = store
         self.types = TypeRegistry(store)
         self.contexts = ContextCache(store, self.types)
+        # What this writer wrote lately, so a task's end record and its downstream tasks' inputs
+        # need no look-ups (a flusher writes a task's start, end and successors in a row).
+        self._written: _Recent[str, _Written] = _Recent(_RECENT_LIMIT)
+        self._outputs: _Recent[tuple[str, str, str, str], list[mlmd_pb.Artifact]] = _Recent(_RECENT_LIMIT)
 
     def write(self, record: TaskRunRecord) -> WriteResult:
         """Write ``record``; idempotent and safe against concurrent writers.
@@ -79,23 +86,37 @@ class Writer:
         Raises:
           ml_metadata.errors.StatusError: the store failed; the caller keeps the record to retry.
         """
+        external_id = execution_external_id(
+            record.dag_id, record.run_id, record.task_id, record.map_index, record.try_number
+        )
         for attempt in range(_RACE_RETRIES):
             try:
-                return self._write_once(record)
+                return self._write_once(record, external_id, trust_memory=attempt == 0)
             except mlmd_errors.AlreadyExistsError:
                 # A concurrent writer inserted the same execution or artifact first; re-read and merge.
+                self._written.pop(external_id)
                 if attempt == _RACE_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
 
-    def _write_once(self, record: TaskRunRecord) -> WriteResult:
+    def _write_once(self, record: TaskRunRecord, external_id: str, *, trust_memory: bool) -> WriteResult:
         store = self.store
-        external_id = execution_external_id(
-            record.dag_id, record.run_id, record.task_id, record.map_index, record.try_number
-        )
-        existing = _execution_by_external_id(store, external_id)
+        remembered = self._written.get(external_id) if trust_memory else None
+        if remembered is not None:
+            existing, known_events = remembered.execution, remembered.events
+        elif trust_memory and not record.state.is_terminal and record.source == "worker":
+            # A task's start is nearly always new: insert, and look up only if the insert collides.
+            existing, known_events = None, set()
+        else:
+            existing = _execution_by_external_id(store, external_id)
+            known_events = (
+                {(e.artifact_id, e.type) for e in store.get_events_by_execution_ids([existing.id])}
+                if existing is not None
+                else set()
+            )
         if existing is not None and (
             record.source == "scheduler" or (existing.last_known_state in _TERMINAL and not record.state.is_terminal)
+            or (remembered is not None and not record.state.is_terminal)
         ):
             return WriteResult(existing.id, changed=False)
 
@@ -111,7 +132,7 @@ class Writer:
             },
         )
         execution = _execution_proto(self.types, record, external_id, existing)
-        pairs, unresolved = self._artifacts_and_events(record, external_id, existing)
+        pairs, unresolved = self._artifacts_and_events(record, external_id, known_events)
         if unresolved:
             log.warning(
                 "airflow-graphlets: %s.%s (run %s) read inputs that are not in the MLMD store: %s",
@@ -122,7 +143,7 @@ class Writer:
             )
             execution.custom_properties[UNRESOLVED_INPUTS].string_value = json.dumps(unresolved)
 
-        execution_id, _, context_ids = store.put_execution(
+        execution_id, artifact_ids, context_ids = store.put_execution(
             execution,
             pairs,
             contexts,
@@ -131,21 +152,33 @@ class Writer:
             force_reuse_context=True,  # contexts we hold an id for are left as they are
         )
         self.contexts.remember(contexts, list(context_ids))
+        self._remember(record, execution, execution_id, pairs, list(artifact_ids), known_events)
         return WriteResult(execution_id, changed=True, unresolved_inputs=tuple(unresolved))
 
+    def _remember(self, record, execution, execution_id, pairs, artifact_ids, known_events) -> None:
+        execution.id = execution_id
+        events = set(known_events)
+        outputs: dict[str, list[mlmd_pb.Artifact]] = {}
+        for (artifact, event), artifact_id in zip(pairs, artifact_ids):
+            events.add((artifact_id, event.type))
+            if event.type == mlmd_pb.Event.OUTPUT:
+                artifact.id = artifact_id
+                outputs.setdefault(event.path.steps[0].key, []).append(artifact)
+        self._written.put(execution.external_id, _Written(execution, events))
+        if record.state is RunState.SUCCESS and record.map_index == -1:
+            for key, produced in outputs.items():
+                self._outputs.put((record.dag_id, record.run_id, record.task_id, key), produced)
+
     def _artifacts_and_events(
-        self, record: TaskRunRecord, external_id: str, existing: mlmd_pb.Execution | None
+        self, record: TaskRunRecord, external_id: str, known_events: set[tuple[int, int]]
     ) -> tuple[list[tuple[mlmd_pb.Artifact, mlmd_pb.Event]], list[str]]:
         outputs = record.outputs if record.state is RunState.SUCCESS else ()
         if not record.inputs and not outputs:
             return [], []
-        known_events: set[tuple[int, int]] = set()
-        if existing is not None:
-            known_events = {(e.artifact_id, e.type) for e in self.store.get_events_by_execution_ids([existing.id])}
         pairs: list[tuple[mlmd_pb.Artifact, mlmd_pb.Event]] = []
         unresolved: list[str] = []
         for ref in record.inputs:
-            found = _resolve_input(self.store, ref)
+            found = self._resolve_input(ref)
             if not found:
                 unresolved.append(_describe(ref))
             for index, artifact in enumerate(found):
@@ -166,6 +199,14 @@ class Writer:
                     continue
             pairs.append((artifact, _event(mlmd_pb.Event.OUTPUT, output.key, output.index)))
         return pairs, unresolved
+
+    def _resolve_input(self, ref: InputRef) -> list[mlmd_pb.Artifact]:
+        if ref.by == "task_output" and ref.map_index is None:
+            # Outputs of an unmapped task this writer wrote itself; its latest successful try wins.
+            cached = self._outputs.get((ref.dag_id, ref.run_id, ref.task_id, ref.output_key))
+            if cached is not None:
+                return list(cached)
+        return _resolve_input(self.store, ref)
 
 
 def _execution_by_external_id(store: metadata_store.MetadataStore, external_id: str) -> mlmd_pb.Execution | None:
@@ -203,11 +244,7 @@ def _execution_proto(
         props.START_EPOCH_SECONDS: _seconds(record.start_time_ms),
         props.END_EPOCH_SECONDS: _seconds(record.end_time_ms),
         props.DURATION_SECONDS: record.duration_seconds,
-        props.POOL: record.pool or None,
-        props.POOL_SLOTS: record.pool_slots,
-        props.QUEUE: record.queue or None,
-        props.EXECUTOR: record.executor or None,
-        props.HOSTNAME: record.hostname or None,
+        props.RESOURCES: _resources(record),
         props.CODE_HASH: record.code_hash or None,
         props.PARAMETERS_HASH: record.parameters_hash or None,
         props.DAG_STRUCTURE_HASH: record.dag_structure_hash or None,
@@ -221,6 +258,17 @@ def _execution_proto(
     return execution
 
 
+def _resources(record: TaskRunRecord) -> dict[str, Any] | None:
+    resources = {
+        "pool": record.pool,
+        "pool_slots": record.pool_slots,
+        "queue": record.queue,
+        "executor": record.executor,
+        "hostname": record.hostname,
+    }
+    return {k: v for k, v in resources.items() if v} if record.source == "worker" else None
+
+
 def _seconds(milliseconds: int | None) -> float | None:
     return None if milliseconds is None else milliseconds / 1000.0
 
@@ -232,6 +280,39 @@ def _execution_type_id(types: TypeRegistry, record: TaskRunRecord) -> int:
     if record.component_kind:
         return types.execution_type(schema.component_type_name(record.component_kind))
     return types.execution_type(record.operator_class or "airflow.BaseOperator")
+
+
+@dataclass(frozen=True)
+class _Written:
+    execution: mlmd_pb.Execution
+    events: set[tuple[int, int]]
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Recent(Generic[K, V]):
+    """A small least-recently-used map."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._limit = limit
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._limit:
+            self._items.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        self._items.pop(key, None)
 
 
 def _resolve_input(store: metadata_store.MetadataStore, ref: InputRef) -> list[mlmd_pb.Artifact]:

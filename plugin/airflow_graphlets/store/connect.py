@@ -45,16 +45,23 @@ def _prepare_sqlite_file(path: str) -> None:
     """Create the store's directory, and put a new store file in WAL mode.
 
     WAL lets readers (the analyses, the UI) work while the recorder writes, and makes each MLMD
-    transaction about three times cheaper. The mode is a property of the file, so it is set once.
+    transaction about three times cheaper. The mode is a property of the file, so it is set once,
+    by whichever process creates the file; if another process opened it first, the store simply
+    keeps SQLite's default journal.
     """
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, exist_ok=True)
-        if not os.path.exists(path):
-            with contextlib.closing(sqlite3.connect(path)) as conn:
-                conn.execute("PRAGMA journal_mode=WAL")
-    except (OSError, sqlite3.Error) as err:
-        raise StoreUnavailableError(f"Cannot create the SQLite MLMD store {path!r}: {err}.") from err
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return
+    except OSError as err:
+        raise StoreUnavailableError(f"Cannot create the SQLite MLMD store {path!r}: {err.strerror}.") from err
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error:
+        pass  # a racing process holds it already; WAL is an optimisation, not a requirement
 
 
 def _unavailable(config: StoreConfig, err: Exception) -> StoreUnavailableError:

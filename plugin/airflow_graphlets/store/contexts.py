@@ -64,7 +64,9 @@ class ContextCache:
                 self._known[(type_name, context.name)] = stored
         pipeline_id, run_id = context_ids[0], context_ids[1]
         if run_id not in self._linked_runs:
-            link_parent(self._store, run_id, pipeline_id)
+            # A run context that came without an id may be brand new: it cannot have a parent yet.
+            maybe_linked = contexts[1].HasField("id")
+            link_parent(self._store, run_id, pipeline_id, check_first=maybe_linked)
             self._linked_runs.add(run_id)
 
     def _context(self, type_name: str, name: str, properties: dict[str, Any] | None = None) -> mlmd_pb.Context:
@@ -82,9 +84,11 @@ class ContextCache:
         return self._known[key]
 
 
-def link_parent(store: metadata_store.MetadataStore, child_id: int, parent_id: int) -> None:
+def link_parent(
+    store: metadata_store.MetadataStore, child_id: int, parent_id: int, *, check_first: bool = True
+) -> None:
     """Record that context ``child_id`` (a pipeline run) belongs to ``parent_id`` (its pipeline), once."""
-    if any(p.id == parent_id for p in store.get_parent_contexts_by_context(child_id)):
+    if check_first and any(p.id == parent_id for p in store.get_parent_contexts_by_context(child_id)):
         return
     try:
         store.put_parent_contexts([mlmd_pb.ParentContext(child_id=child_id, parent_id=parent_id)])

@@ -182,11 +182,9 @@ class ExecutionProps:
     START_EPOCH_SECONDS = "start_epoch_seconds"
     END_EPOCH_SECONDS = "end_epoch_seconds"
     DURATION_SECONDS = "duration_seconds"
-    POOL = "pool"
-    POOL_SLOTS = "pool_slots"
-    QUEUE = "queue"
-    EXECUTOR = "executor"
-    HOSTNAME = "hostname"
+    # Where the try ran, as one JSON object {pool, pool_slots, queue, executor, hostname}: one
+    # property instead of five keeps each write cheaper on PostgreSQL and MySQL.
+    RESOURCES = "resources"
     CODE_HASH = "code_hash"
     PARAMETERS_HASH = "parameters_hash"
     DAG_STRUCTURE_HASH = "dag_structure_hash"

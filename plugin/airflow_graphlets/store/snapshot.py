@@ -25,7 +25,7 @@ VOLATILE_PROPERTIES = frozenset(
         schema.ExecutionProps.START_EPOCH_SECONDS,
         schema.ExecutionProps.END_EPOCH_SECONDS,
         schema.ExecutionProps.DURATION_SECONDS,
-        schema.ExecutionProps.HOSTNAME,
+        schema.ExecutionProps.RESOURCES,  # holds the host name
         schema.ExecutionProps.DAG_VERSION,
         schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS,
     }

@@ -14,9 +14,12 @@ import os
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
-from ml_metadata.proto import metadata_store_pb2
+from typing import TYPE_CHECKING
 
 from airflow_graphlets.errors import StoreConfigError
+
+if TYPE_CHECKING:
+    from ml_metadata.proto import metadata_store_pb2
 
 _SCHEMES = {
     "sqlite": "sqlite",
@@ -59,6 +62,8 @@ class StoreConfig:
 
     def mlmd_connection_config(self) -> metadata_store_pb2.ConnectionConfig:
         """The ``ConnectionConfig`` proto MLMD's ``MetadataStore`` takes."""
+        from ml_metadata.proto import metadata_store_pb2  # not at import: tasks load this module, never MLMD
+
         config = metadata_store_pb2.ConnectionConfig()
         if self.backend == "sqlite":
             config.sqlite.filename_uri = self.path
