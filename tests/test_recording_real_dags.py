@@ -243,3 +243,17 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "airflow_graphlets.cli", *args], capture_output=True, text=True, check=True, timeout=300
     )
+
+
+def test_the_mlmd_hook_opens_the_store_a_connection_names(airflow_env, store_uri):
+    probe = (
+        "from airflow_graphlets.hook import MlmdHook\n"
+        "hook = MlmdHook()\n"
+        "print(hook.store_config().backend, type(hook.get_conn()).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**airflow_env.env, "AIRFLOW_CONN_MLMD_DEFAULT": store_uri, "GLOG_minloglevel": "2"},
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    assert out.stdout.split()[-2:] == [store_uri.split(":")[0], "MetadataStore"]

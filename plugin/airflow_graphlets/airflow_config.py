@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from airflow_graphlets.config import OPTIONS, SECTION, GraphletsSettings, settings_from_mapping
-from airflow_graphlets.store.uri import StoreConfig, parse_store_uri
+from airflow_graphlets.store.uri import StoreConfig, connection_to_store_uri, parse_store_uri
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,26 @@ def resolve_store(settings: GraphletsSettings) -> StoreConfig:
     connection = _find_connection(settings.conn_id)
     if connection is None:
         return parse_store_uri("sqlite:///" + settings.default_store)
-    from airflow_graphlets.hook import store_config_from_connection
-
     return store_config_from_connection(connection)
+
+
+def store_config_from_connection(conn: Any) -> StoreConfig:
+    """The store an Airflow ``Connection`` names.
+
+    Raises:
+      StoreConfigError: the connection does not describe a store (message names it and the fix).
+    """
+    uri = connection_to_store_uri(
+        conn.conn_type,
+        host=conn.host,
+        port=conn.port,
+        login=conn.login,
+        password=conn.password,
+        schema=conn.schema,
+        extra=conn.extra_dejson,
+        conn_id=conn.conn_id,
+    )
+    return parse_store_uri(uri)
 
 
 def _find_connection(conn_id: str):

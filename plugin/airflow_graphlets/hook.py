@@ -6,8 +6,8 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_graphlets.store.connect import open_store
-from airflow_graphlets.store.uri import StoreConfig, connection_to_store_uri, parse_store_uri
+from airflow_graphlets.airflow_config import store_config_from_connection
+from airflow_graphlets.store.uri import StoreConfig
 
 
 class MlmdHook(BaseHook):
@@ -40,6 +40,8 @@ class MlmdHook(BaseHook):
 
     def get_conn(self):
         """MLMD's ``MetadataStore`` for the connection."""
+        from airflow_graphlets.store.connect import open_store
+
         return open_store(self.store_config())
 
     @classmethod
@@ -51,21 +53,3 @@ class MlmdHook(BaseHook):
             "placeholders": {"extra": '{"uri": "postgresql://user@host:5432/mlmd"}'},
         }
 
-
-def store_config_from_connection(conn: Any) -> StoreConfig:
-    """The store an Airflow ``Connection`` names.
-
-    Raises:
-      StoreConfigError: the connection does not describe a store (message names it and the fix).
-    """
-    uri = connection_to_store_uri(
-        conn.conn_type,
-        host=conn.host,
-        port=conn.port,
-        login=conn.login,
-        password=conn.password,
-        schema=conn.schema,
-        extra=conn.extra_dejson,
-        conn_id=conn.conn_id,
-    )
-    return parse_store_uri(uri)

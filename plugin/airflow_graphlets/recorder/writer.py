@@ -148,7 +148,8 @@ class Writer:
             pairs,
             contexts,
             reuse_context_if_already_exist=True,
-            reuse_artifact_if_already_exist_by_external_id=True,
+            # New outputs are new unless a first attempt collided: then merge with the stored rows.
+            reuse_artifact_if_already_exist_by_external_id=not trust_memory,
             force_reuse_context=True,  # contexts we hold an id for are left as they are
         )
         self.contexts.remember(contexts, list(context_ids))
