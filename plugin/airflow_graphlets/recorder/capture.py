@@ -120,6 +120,53 @@ def task_run_record(
     )
 
 
+# Task states the scheduler sets without running the task.
+_SCHEDULER_STATES = {"skipped": RunState.SKIPPED, "upstream_failed": RunState.UPSTREAM_FAILED}
+
+
+def scheduler_outcomes(dag_id: str, run_id: str, dag: Any = None) -> list[TaskRunRecord]:
+    """Records of a DAG run's task instances that ended skipped or upstream-failed.
+
+    Reads Airflow's metadata database through a connection of its own, with plain column
+    selects: the DAG-run listener runs inside the scheduler's session, which must not be touched
+    (Airflow's ``settings.Session`` is thread-scoped, so even ``create_session`` would close it).
+    """
+    from airflow import settings
+    from airflow.models.taskinstance import TaskInstance as TI
+    from sqlalchemy import select
+
+    columns = (TI.task_id, TI.map_index, TI.try_number, TI.state, TI.operator, TI.pool, TI.pool_slots,
+               TI.queue, TI.start_date, TI.end_date, TI.hostname)
+    query = select(*columns).where(TI.dag_id == dag_id, TI.run_id == run_id, TI.state.in_(list(_SCHEDULER_STATES)))
+    with settings.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    records = []
+    task_dict = getattr(dag, "task_dict", {}) or {}
+    for row in rows:
+        task = task_dict.get(row.task_id)
+        state = _SCHEDULER_STATES[str(getattr(row.state, "value", row.state))]
+        records.append(
+            TaskRunRecord(
+                dag_id=dag_id,
+                task_id=row.task_id,
+                run_id=run_id,
+                try_number=int(row.try_number or 0),
+                map_index=-1 if row.map_index is None else int(row.map_index),
+                state=state,
+                operator_class=_operator_path(task) if task is not None else str(row.operator or ""),
+                component_kind=component_kind(task) if task is not None else None,
+                start_time_ms=_ms(row.start_date),
+                end_time_ms=_ms(row.end_date),
+                pool=str(row.pool or ""),
+                pool_slots=int(row.pool_slots or 1),
+                queue=str(row.queue or ""),
+                hostname=str(row.hostname or ""),
+                source="scheduler",
+            )
+        )
+    return records
+
+
 def component_kind(task: Any, outputs: tuple[ArtifactRecord, ...] = ()) -> str | None:
     """The task's TFX component kind: declared on the callable or operator, else inferred from outputs."""
     for holder in (getattr(task, "python_callable", None), task):
@@ -268,6 +315,14 @@ def _runtime_extra(outlet_events: Any, asset: Any) -> dict:
 def _map_index(ti: Any) -> int:
     value = getattr(ti, "map_index", -1)
     return -1 if value is None else int(value)
+
+
+def _operator_path(task: Any) -> str:
+    """The task's operator class path; the scheduler holds serialized tasks that name it."""
+    module, name = getattr(task, "_task_module", None), getattr(task, "task_type", None)
+    if isinstance(module, str) and isinstance(name, str):
+        return f"{module}.{name}"
+    return _class_path(task)
 
 
 def _class_path(obj: Any) -> str:

@@ -20,9 +20,6 @@ from airflow_graphlets.recorder.spool import Spool
 hookimpl = HookimplMarker("airflow")
 log = logging.getLogger(__name__)
 
-# Task states the scheduler sets without running the task; a worker never reports these.
-_SCHEDULER_STATES = {"skipped": RunState.SKIPPED, "upstream_failed": RunState.UPSTREAM_FAILED}
-
 
 class GraphletsListener:
     """Records every task try of every DAG into MLMD. One instance per process, made by the plugin."""
@@ -78,21 +75,19 @@ class GraphletsListener:
 
     def _record_scheduler_outcomes(self, dag_run: Any) -> None:
         """Record tasks the scheduler skipped or failed upstream, which no worker ever ran."""
+        dag_id = run_id = "?"
         try:
             recorder = self._get_recorder()
             if recorder is None:
                 return
-            from airflow_graphlets.recorder.capture import task_run_record
+            from airflow_graphlets.recorder.capture import scheduler_outcomes
 
-            dag = getattr(dag_run, "dag", None)
-            for ti in dag_run.get_task_instances(state=list(_SCHEDULER_STATES)):
-                if dag is not None and getattr(ti, "task", None) is None and ti.task_id in dag.task_dict:
-                    ti.task = dag.task_dict[ti.task_id]
-                state = _SCHEDULER_STATES[str(getattr(ti.state, "value", ti.state))]
-                record = task_run_record(ti, state)
-                recorder.record(record.with_state(state, source="scheduler"), wait=False)
-        except Exception:  # noqa: BLE001
-            log.warning("airflow-graphlets: could not record skipped tasks of %s", dag_run, exc_info=True)
+            dag_id, run_id = str(dag_run.dag_id), str(dag_run.run_id)
+            for record in scheduler_outcomes(dag_id, run_id, getattr(dag_run, "dag", None)):
+                recorder.record(record, wait=False)
+        except Exception:  # noqa: BLE001 - the scheduler must never feel us; log plain strings only
+            log.warning("airflow-graphlets: could not record skipped tasks of %s run %s", dag_id, run_id,
+                        exc_info=True)
 
     def _get_recorder(self) -> Recorder | None:
         if self._disabled:

@@ -1,0 +1,129 @@
+"""A real Airflow 3 deployment on this machine: API server, scheduler and DAG processor with the
+LocalExecutor, each its own process, as production runs them (tasks in separate processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+from support.airflow_env import VENV_BIN, AirflowEnv
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class AirflowServices:
+    """Start with :meth:`start`, stop with :meth:`stop`; logs are in ``<home>/<service>.log``."""
+
+    airflow: AirflowEnv
+    store_uri: str
+    spool_dir: str
+    port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.airflow.env.update(
+            {
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW_CONN_MLMD_DEFAULT": self.store_uri,
+                "AIRFLOW__GRAPHLETS__SPOOL_DIR": self.spool_dir,
+            }
+        )
+
+    def start(self) -> None:
+        self.airflow.migrate()
+        for name, args in (
+            ("api-server", ["api-server", "--port", str(self.port)]),
+            ("scheduler", ["scheduler"]),
+            ("dag-processor", ["dag-processor"]),
+        ):
+            log = open(os.path.join(self.airflow.home, f"{name}.log"), "w")
+            self.processes[name] = subprocess.Popen(
+                [os.path.join(VENV_BIN, "airflow"), *args], env=self.airflow.env, stdout=log, stderr=log,
+                start_new_session=True,
+            )
+        self._wait(lambda: self._get("/api/v2/version") is not None, 90, "the API server")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    def alive(self, name: str) -> bool:
+        return self.processes[name].poll() is None
+
+    def log(self, name: str) -> str:
+        with open(os.path.join(self.airflow.home, f"{name}.log"), errors="replace") as handle:
+            return handle.read()
+
+    def trigger(self, dag_id: str, run_id: str, logical_date: str) -> None:
+        self._wait(lambda: self._get(f"/api/v2/dags/{dag_id}") is not None, 90, f"DAG {dag_id} to be parsed")
+        self._post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": logical_date})
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 180) -> str:
+        def finished():
+            run = self._get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            return run is not None and run["state"] in ("success", "failed")
+
+        self._wait(finished, timeout, f"run {run_id} of {dag_id}")
+        return self._get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def clear(self, dag_id: str, run_id: str, task_ids: list[str]) -> list[str]:
+        body = {"dry_run": False, "task_ids": task_ids, "dag_run_id": run_id, "include_downstream": True,
+                "only_failed": False}
+        cleared = self._post(f"/api/v2/dags/{dag_id}/clearTaskInstances", body)
+        return sorted(ti["task_id"] for ti in cleared["task_instances"])
+
+    def _token(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/auth/token", timeout=10) as response:
+            return json.load(response)["access_token"]
+
+    def _get(self, path: str):
+        try:
+            request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}",
+                                             headers={"Authorization": f"Bearer {self._token()}"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.load(response)
+        except OSError:
+            return None
+
+    def _post(self, path: str, body: dict):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Bearer {self._token()}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    @staticmethod
+    def _wait(condition, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(1)
+        raise AssertionError(f"timed out waiting for {what}")
