@@ -2,12 +2,17 @@
 
 MLMD creates its schema on first connect, but two processes doing so at once on PostgreSQL or
 MySQL collide (duplicate ``pg_type`` rows, or "a subset of tables" left behind), and a half-made
-schema never heals. So when MLMD's ``MLMDEnv`` table is missing, the first connect happens under
-a database-wide advisory lock, and everyone else waits for it.
+schema never heals; SQLite gives up with "concurrent writes aborted". So when MLMD's ``MLMDEnv``
+table is missing or empty, the first connect happens under a lock (a database-wide advisory lock,
+or a file lock next to an SQLite store), and everyone else waits for it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import pathlib
+import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -31,7 +36,7 @@ def create_schema_once(config: StoreConfig, connect: Callable[[], T]) -> T:
     holding an advisory lock (``pg_advisory_lock`` / MySQL ``GET_LOCK``).
     """
     if config.backend == "sqlite":
-        return connect()
+        return _sqlite_schema_once(config.path, connect)
     engine = sqlalchemy.create_engine(
         config.sqlalchemy_url(), poolclass=NullPool, connect_args={"connect_timeout": _CONNECT_TIMEOUT_SECONDS}
     )
@@ -48,9 +53,39 @@ def create_schema_once(config: StoreConfig, connect: Callable[[], T]) -> T:
         engine.dispose()
 
 
+def _sqlite_schema_once(path: str, connect: Callable[[], T]) -> T:
+    """SQLite's variant: the lock is a file lock next to the store."""
+    if _sqlite_has_schema(path):
+        return connect()
+    with open(path + ".init-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return connect()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _sqlite_has_schema(path: str) -> bool:
+    try:
+        read_only = pathlib.Path(path).as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(read_only, uri=True, timeout=30)) as conn:
+            return bool(conn.execute("SELECT COUNT(*) FROM MLMDEnv").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
 def _has_schema(conn: sqlalchemy.Connection) -> bool:
-    names = {name.lower() for name in sqlalchemy.inspect(conn).get_table_names()}
-    return "mlmdenv" in names
+    """Whether MLMD finished creating its schema: ``MLMDEnv`` exists and holds the version row.
+
+    The table alone is not enough: a process creating the schema makes it before the row.
+    """
+    table = next((n for n in sqlalchemy.inspect(conn).get_table_names() if n.lower() == "mlmdenv"), None)
+    if table is None:
+        return False
+    count = conn.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(sqlalchemy.table(table)))
+    has_row = bool(count.scalar())
+    conn.rollback()  # end the read transaction before any lock is taken
+    return has_row
 
 
 def _lock(conn: sqlalchemy.Connection, backend: str) -> None:
