@@ -21,6 +21,7 @@ for day in 01 02 03 04 05; do
 done
 echo
 echo "-- recorded into the MLMD store $STORE:"
+.venv/bin/graphlets spool replay --timeout 60 > /dev/null  # whatever the flusher has not written yet
 .venv/bin/graphlets spool status
 echo
 .venv/bin/graphlets show --store "sqlite:///$STORE" --dag graphlets_quickstart

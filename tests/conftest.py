@@ -41,3 +41,23 @@ def airflow_env(tmp_path_factory) -> AirflowEnv:
     env = AirflowEnv(home=str(tmp_path_factory.mktemp("airflow_home")))
     env.migrate()
     return env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_test_flushers(tmp_path_factory):
+    """Flushers outlive the tasks that start them (by design); end the tests' own at the end."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        if "airflow_graphlets.recorder.flusher" in cmdline and base in cmdline:
+            try:
+                os.kill(int(pid), 9)
+            except OSError:
+                pass

@@ -14,7 +14,9 @@ def test_defaults_put_the_store_and_spool_under_airflow_home():
     assert settings.conn_id == "mlmd_default"
     assert settings.default_store == "/opt/airflow/graphlets/mlmd.sqlite"
     assert settings.spool_dir == "/opt/airflow/graphlets/spool"
+    assert settings.record_wait is False
     assert settings.record_timeout == 5.0
+    assert settings.flusher_idle_seconds == 300
 
 
 def test_values_override_defaults():

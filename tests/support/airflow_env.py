@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,8 +46,11 @@ class AirflowEnv:
         )
 
     def run_dag(self, dag_id: str, logical_date: str, *, store_uri: str | None, env: dict[str, str] | None = None,
-                spool_dir: str | None = None) -> DagRunResult:
-        """Run one DAG run in-process (``dag.test``) with the given MLMD store connection."""
+                spool_dir: str | None = None, settle: bool = True) -> DagRunResult:
+        """Run one DAG run in-process (``dag.test``) with the given MLMD store connection.
+
+        With ``settle`` (and a ``spool_dir``), return once the flusher has written every record.
+        """
         extra = dict(env or {})
         if store_uri is not None:
             extra["AIRFLOW_CONN_MLMD_DEFAULT"] = store_uri
@@ -63,10 +67,24 @@ class AirflowEnv:
         result_lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         if not result_lines:
             raise AssertionError(f"DAG {dag_id} did not run (exit {proc.returncode}):\n{output[-6000:]}")
+        if settle and spool_dir is not None:
+            wait_until_recorded(spool_dir)
         _, run_id, state = result_lines[-1].split(" ", 2)
         elapsed = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("ELAPSED ")]
         return DagRunResult(run_id=run_id, state=state.replace("DagRunState.", "").lower(), output=output,
                             elapsed_seconds=elapsed[-1] if elapsed else 0.0)
+
+
+def wait_until_recorded(spool_dir: str, timeout: float = 60.0) -> None:
+    """Wait until the spool's flusher has written every waiting record into the store."""
+    from airflow_graphlets.recorder.spool import Spool
+
+    spool = Spool(spool_dir)
+    deadline = time.monotonic() + timeout
+    while spool.pending():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(spool.pending())} records still wait in {spool_dir}")
+        time.sleep(0.05)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
-from support.airflow_env import VENV_BIN, AirflowEnv
+from support.airflow_env import VENV_BIN, AirflowEnv, wait_until_recorded
 
 
 def free_port() -> int:
@@ -90,6 +90,7 @@ class AirflowServices:
             return run is not None and run["state"] in ("success", "failed")
 
         self._wait(finished, timeout, f"run {run_id} of {dag_id}")
+        wait_until_recorded(self.spool_dir)
         return self._get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
 
     def clear(self, dag_id: str, run_id: str, task_ids: list[str]) -> list[str]:

@@ -33,6 +33,8 @@ from airflow_graphlets.store.uri import StoreConfig, parse_store_uri
 SOCKET_NAME = ".flusher.sock"
 LOCK_NAME = ".flusher.lock"
 STATE_NAME = ".flusher.state"
+BUSY_NAME = ".flusher.busy"
+_IDLE_MARK = 1.0  # the busy file's mtime while no drain runs (the epoch, give or take)
 STORE_ENV = "GRAPHLETS_FLUSHER_STORE_URI"
 # A drain busy for longer than this is taken for hung (a database that accepts and never answers).
 STALL_SECONDS = 60.0
@@ -42,12 +44,17 @@ _SPAWN_LOCK_WAIT_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class FlusherState:
-    """What the flusher publishes about itself, for the tasks that wait on it."""
+    """What the flusher publishes about itself, for the tasks that wait on it.
+
+    The state file changes only when the store's health does; whether a drain is running, and
+    since when, is the modification time of a separate ``.flusher.busy`` file (one ``utime`` call
+    per drain instead of a file rewrite).
+    """
 
     pid: int = 0
-    busy_since: float | None = None  # wall-clock time a drain started, None when idle
     last_error: str = ""  # why the last drain stopped, "" when it wrote everything
     error_since: float | None = None
+    busy_since: float | None = None  # wall-clock time the running drain started, None when idle
 
     @property
     def store_failing(self) -> bool:
@@ -61,9 +68,12 @@ def read_state(spool_dir: str) -> FlusherState:
     """The flusher's last published state (an empty one if it never ran)."""
     try:
         with open(os.path.join(spool_dir, STATE_NAME), encoding="utf-8") as handle:
-            return FlusherState(**json.load(handle))
+            fields = json.load(handle)
+        busy = os.stat(os.path.join(spool_dir, BUSY_NAME)).st_mtime
     except (OSError, ValueError, TypeError):
         return FlusherState()
+    fields.pop("busy_since", None)
+    return FlusherState(**fields, busy_since=busy if busy > _IDLE_MARK else None)
 
 
 def notify(spool_dir: str, store_config: StoreConfig, idle_seconds: float = 300.0) -> None:
@@ -79,7 +89,23 @@ def notify(spool_dir: str, store_config: StoreConfig, idle_seconds: float = 300.
     except OSError as err:
         if err.errno not in (errno.ENOENT, errno.ECONNREFUSED):
             return
-    start_flusher(spool_dir, store_config, idle_seconds)
+    if not _flusher_holds_lock(spool_dir):
+        start_flusher(spool_dir, store_config, idle_seconds)
+
+
+def _flusher_holds_lock(spool_dir: str) -> bool:
+    """Whether a flusher owns the spool (it may be starting, before its socket is bound)."""
+    try:
+        fd = os.open(os.path.join(spool_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock if we took it
+    return False
 
 
 def start_flusher(spool_dir: str, store_config: StoreConfig, idle_seconds: float = 300.0) -> None:
@@ -114,32 +140,39 @@ def stop_stalled_flusher(spool_dir: str) -> bool:
 
 def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
     """The flusher's main loop; returns when idle for ``idle_seconds`` (or if another runs)."""
-    from airflow_graphlets.recorder.replay import SpoolDrainer  # MLMD is imported here, never in a task
-
     spool = Spool(spool_dir)
     os.makedirs(spool_dir, exist_ok=True)
     lock_fd = os.open(os.path.join(spool_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
     if not _take_lock(lock_fd):
         return 0  # another flusher owns this spool
     sock_path = os.path.join(spool_dir, SOCKET_NAME)
-    sock = _bind(sock_path)
+    sock = _bind(sock_path)  # listen before the slow import below, so tasks start no second flusher
+
+    from airflow_graphlets.recorder.replay import SpoolDrainer  # MLMD is imported here, never in a task
+
     drainer = SpoolDrainer(spool, store_config)
+    busy_path = os.path.join(spool_dir, BUSY_NAME)
+    state = FlusherState(pid=os.getpid())
+    _publish(spool_dir, state)
+    _mark_busy(busy_path, False)
     backoff = 0.0
     idle_since = time.monotonic()
     try:
         while os.path.isdir(spool_dir):
-            _publish(spool_dir, FlusherState(pid=os.getpid(), busy_since=time.time(),
-                                             **_error_fields(read_state(spool_dir))))
+            _mark_busy(busy_path, True)
             report = drainer.drain()
+            _mark_busy(busy_path, False)
             if report.error:
-                previous = read_state(spool_dir)
-                _publish(spool_dir, FlusherState(pid=os.getpid(), last_error=report.error,
-                                                 error_since=previous.error_since or time.time()))
+                if not state.store_failing:
+                    state = FlusherState(pid=os.getpid(), last_error=report.error, error_since=time.time())
+                    _publish(spool_dir, state)
                 backoff = min(_MAX_BACKOFF_SECONDS, max(1.0, backoff * 2))
                 _wait(sock, backoff)  # retry after the backoff, however many wake-ups come
                 _drain_wakeups(sock)
                 continue
-            _publish(spool_dir, FlusherState(pid=os.getpid()))
+            if state.store_failing:
+                state = FlusherState(pid=os.getpid())
+                _publish(spool_dir, state)
             backoff = 0.0
             if report.written:
                 idle_since = time.monotonic()
@@ -157,6 +190,9 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
         if os.path.isdir(spool_dir):
             drainer.drain(timeout=10)
         os.close(lock_fd)
+    # A record spooled while this flusher was leaving found the lock held and started no other.
+    if os.path.isdir(spool_dir) and spool.pending():
+        start_flusher(spool_dir, store_config, idle_seconds)
     return 0
 
 
@@ -198,8 +234,16 @@ def _drain_wakeups(sock: socket.socket) -> None:
         pass
 
 
-def _error_fields(state: FlusherState) -> dict:
-    return {"last_error": state.last_error, "error_since": state.error_since}
+def _mark_busy(path: str, busy: bool) -> None:
+    """Stamp the busy file: now while a drain runs, the epoch when idle."""
+    stamp = time.time() if busy else 0.0
+    try:
+        if not os.path.exists(path):
+            with open(path, "w"):
+                pass
+        os.utime(path, (stamp, stamp))
+    except OSError:
+        pass  # stall detection is a safety net; recording goes on without it
 
 
 def _publish(spool_dir: str, state: FlusherState) -> None:

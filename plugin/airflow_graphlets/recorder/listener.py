@@ -27,6 +27,7 @@ class GraphletsListener:
     def __init__(self) -> None:
         self._recorder: Recorder | None = None
         self._disabled = False
+        self._wait = False  # [graphlets] record_wait, read with the other settings
         self._fingerprints: dict[str, Any] = {}  # task-instance id -> fingerprint taken at start
 
     @hookimpl
@@ -35,16 +36,17 @@ class GraphletsListener:
 
     @hookimpl
     def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
-        self._record(task_instance, RunState.SUCCESS, wait=True)
+        self._record(task_instance, RunState.SUCCESS, wait=self._wait)
 
     @hookimpl
     def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
         retrying = str(getattr(getattr(task_instance, "state", ""), "value", "")) == "up_for_retry"
-        self._record(task_instance, RunState.UP_FOR_RETRY if retrying else RunState.FAILED, wait=True, error=error)
+        state = RunState.UP_FOR_RETRY if retrying else RunState.FAILED
+        self._record(task_instance, state, wait=self._wait, error=error)
 
     @hookimpl
     def on_task_instance_skipped(self, previous_state: Any, task_instance: Any) -> None:
-        self._record(task_instance, RunState.SKIPPED, wait=True)
+        self._record(task_instance, RunState.SKIPPED, wait=self._wait)
 
     @hookimpl
     def on_dag_run_success(self, dag_run: Any, msg: str) -> None:
@@ -109,6 +111,7 @@ class GraphletsListener:
             self._recorder = Recorder(
                 store, Spool(settings.spool_dir), settings.record_timeout, settings.flusher_idle_seconds
             )
+            self._wait = settings.record_wait
         return self._recorder
 
 

@@ -1,10 +1,10 @@
-"""The recorder as a task sees it: spool the record, wake the flusher, wait a bounded time.
+"""The recorder as a task sees it: spool the record, wake the flusher, move on.
 
 The task's process never talks to MLMD (see :mod:`airflow_graphlets.recorder.flusher` for
-why). At a task's start it spools the record and moves on. At its end it also waits, at most
-``record_timeout`` seconds, for the flusher to have written the record, so that a healthy store
-holds it before downstream tasks start; while the store is known to be failing it does not
-wait at all, so an outage never slows tasks down.
+why): it spools the record (one fsynced file) and wakes the flusher, which writes records in
+the order they were spooled. With ``[graphlets] record_wait`` a finishing task also waits, at
+most ``record_timeout`` seconds, until its record is in the store; while the store is known to
+be failing it never waits, so an outage never slows tasks down.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from airflow_graphlets.store.uri import StoreConfig
 
 log = logging.getLogger(__name__)
 
-_POLL_SECONDS = 0.001
+_POLL_SECONDS = 0.0002
 _STATE_CHECK_SECONDS = 0.05
 
 
@@ -59,7 +59,12 @@ class Recorder:
             self._warn_once("spool", f"airflow-graphlets: {err} This record is written directly, unspooled.")
             return self._write_directly(record)
         self._notify()
-        return self._wait_written(entry) if wait else False
+        if wait:
+            return self._wait_written(entry)
+        state = flusher.read_state(self.spool.directory)
+        if state.store_failing:
+            self._warn_unavailable(state.last_error)
+        return False
 
     def _wait_written(self, entry: SpoolEntry) -> bool:
         deadline = time.monotonic() + self.record_timeout
