@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from airflow_graphlets.recorder.spool import Spool
+from airflow_graphlets.recorder.spool import Spool, acquire_flock
 from airflow_graphlets.store.uri import StoreConfig, parse_store_uri
 
 SOCKET_NAME = ".flusher.sock"
@@ -143,7 +143,7 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
     spool = Spool(spool_dir)
     os.makedirs(spool_dir, exist_ok=True)
     lock_fd = os.open(os.path.join(spool_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
-    if not _take_lock(lock_fd):
+    if not acquire_flock(lock_fd, _SPAWN_LOCK_WAIT_SECONDS):
         return 0  # another flusher owns this spool
     sock_path = os.path.join(spool_dir, SOCKET_NAME)
     sock = _bind(sock_path)  # listen before the slow import below, so tasks start no second flusher
@@ -194,18 +194,6 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
     if os.path.isdir(spool_dir) and spool.pending():
         start_flusher(spool_dir, store_config, idle_seconds)
     return 0
-
-
-def _take_lock(fd: int) -> bool:
-    deadline = time.monotonic() + _SPAWN_LOCK_WAIT_SECONDS
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
 
 
 def _bind(path: str) -> socket.socket:

@@ -158,7 +158,7 @@ class Spool:
         os.makedirs(self.directory, exist_ok=True)
         fd = os.open(os.path.join(self.directory, _LOCK), os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            yield _acquire(fd, timeout)
+            yield acquire_flock(fd, timeout)
         finally:
             os.close(fd)  # closing releases the lock
 
@@ -170,7 +170,8 @@ class Spool:
             os.close(fd)
 
 
-def _acquire(fd: int, timeout: float | None) -> bool:
+def acquire_flock(fd: int, timeout: float | None) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` within ``timeout`` seconds (``None``: wait as long as it takes)."""
     if timeout is None:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return True
