@@ -234,7 +234,7 @@ def _asset_outputs(task: Any, context: Any) -> tuple[ArtifactRecord, ...]:
         merged = {**static, **runtime}
         try:
             type_name = str(merged[MLMD_TYPE])
-            key = str(merged.get(MLMD_KEY) or schema.ARTIFACT_TYPES.get(type_name, _NO_SPEC).default_key or "output")
+            key = str(merged.get(MLMD_KEY) or _event_key(type_name, "output"))
             index = int(merged.get(MLMD_INDEX, used.get(key, 0)))
             used[key] = index + 1
             outputs.append(
@@ -259,7 +259,7 @@ def _asset_inputs(ti: Any, task: Any, dag: Any) -> tuple[InputRef, ...]:
         if MLMD_TYPE not in static:
             continue
         type_name = str(static[MLMD_TYPE])
-        key = str(static.get(MLMD_KEY) or schema.ARTIFACT_TYPES.get(type_name, _NO_SPEC).default_key or "input")
+        key = str(static.get(MLMD_KEY) or _event_key(type_name, "input"))
         producer = _producer_in_dag(dag, task, asset)
         try:
             if producer is not None:
@@ -285,16 +285,14 @@ def _producer_in_dag(dag: Any, consumer: Any, asset: Any) -> tuple[str, str] | N
             if getattr(outlet, "uri", None) == getattr(asset, "uri", object()) and MLMD_TYPE in _extra(outlet):
                 extra = _extra(outlet)
                 type_name = str(extra[MLMD_TYPE])
-                key = extra.get(MLMD_KEY) or schema.ARTIFACT_TYPES.get(type_name, _NO_SPEC).default_key
-                return task_id, str(key or "output")
+                return task_id, str(extra.get(MLMD_KEY) or _event_key(type_name, "output"))
     return None
 
 
-class _NoSpec:
-    default_key = ""
-
-
-_NO_SPEC = _NoSpec()
+def _event_key(type_name: str, fallback: str) -> str:
+    """TFX's event-path key for an artifact type, or ``fallback`` for a type TFX does not define."""
+    spec = schema.ARTIFACT_TYPES.get(type_name)
+    return spec.default_key if spec else fallback
 
 
 def _extra(asset: Any) -> dict:
