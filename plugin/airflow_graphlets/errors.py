@@ -21,3 +21,9 @@ class RecordError(GraphletsError, ValueError):
 
 class SpoolError(GraphletsError):
     """The local spool cannot be written or read."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (MLMD's can run to many lines), or its type."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

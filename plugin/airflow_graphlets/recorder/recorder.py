@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.0002
 _STATE_CHECK_SECONDS = 0.05
+_HEALTH_CHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Recorder:
     record_timeout: float = 5.0
     flusher_idle_seconds: float = 300.0
     _warned: set[str] = field(default_factory=set)
+    _next_health_check: float = 0.0
 
     def record(self, record: TaskRunRecord, *, wait: bool) -> bool:
         """Spool ``record`` and have the flusher write it; never raises.
@@ -61,9 +63,11 @@ class Recorder:
         self._notify()
         if wait:
             return self._wait_written(entry)
-        state = flusher.read_state(self.spool.directory)
-        if state.store_failing:
-            self._warn_unavailable(state.last_error)
+        if time.monotonic() >= self._next_health_check:  # a file read, so not on every record
+            self._next_health_check = time.monotonic() + _HEALTH_CHECK_SECONDS
+            state = flusher.read_state(self.spool.directory)
+            if state.store_failing:
+                self._warn_unavailable(state.last_error)
         return False
 
     def _wait_written(self, entry: SpoolEntry) -> bool:

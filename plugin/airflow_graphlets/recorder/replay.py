@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ml_metadata import errors as mlmd_errors
 
-from airflow_graphlets.errors import RecordError, StoreUnavailableError
+from airflow_graphlets.errors import RecordError, StoreUnavailableError, first_line
 from airflow_graphlets.recorder.spool import Spool
 from airflow_graphlets.recorder.writer import Writer
 from airflow_graphlets.store.connect import open_store
@@ -100,7 +100,7 @@ class SpoolDrainer:
             return True
         except (StoreUnavailableError, mlmd_errors.StatusError) as err:
             self._writer = None  # reconnect next time: the connection may be the broken part
-            report.error = _first_line(err)
+            report.error = first_line(err)
             return False
         report.write_seconds.append(time.perf_counter() - started)
         self.spool.remove(entry)
@@ -112,7 +112,3 @@ def replay_spool(spool: Spool, store_config: StoreConfig, *, timeout: float | No
     """Drain ``spool`` into the store once (what ``graphlets spool replay`` runs)."""
     return SpoolDrainer(spool, store_config).drain(timeout=timeout)
 
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

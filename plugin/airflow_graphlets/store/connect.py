@@ -11,7 +11,7 @@ from ml_metadata.metadata_store import metadata_store
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from airflow_graphlets.errors import StoreUnavailableError
+from airflow_graphlets.errors import StoreUnavailableError, first_line
 from airflow_graphlets.store.bootstrap import create_schema_once
 from airflow_graphlets.store.uri import StoreConfig
 
@@ -67,12 +67,8 @@ def _prepare_sqlite_file(path: str) -> None:
 def _unavailable(config: StoreConfig, err: Exception) -> StoreUnavailableError:
     if isinstance(err, mlmd_errors.FailedPreconditionError):
         return StoreUnavailableError(
-            f"The MLMD store {config} has a schema this ml-metadata cannot use ({_first_line(err)}). "
+            f"The MLMD store {config} has a schema this ml-metadata cannot use ({first_line(err)}). "
             "Point the connection at a store written by ml-metadata 1.11 to 1.17, or at a new database."
         )
-    return StoreUnavailableError(f"Cannot open the MLMD store {config}: {_first_line(err)}")
+    return StoreUnavailableError(f"Cannot open the MLMD store {config}: {first_line(err)}")
 
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
