@@ -27,3 +27,19 @@ def first_line(err: BaseException) -> str:
     """The first line of an exception's message (MLMD's can run to many lines), or its type."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+class StoreNotFoundError(GraphletsError):
+    """The store to analyse does not exist (no such SQLite file or database)."""
+
+
+class NotAnMlmdStoreError(GraphletsError):
+    """The database exists but holds no ML Metadata schema."""
+
+
+class UnsupportedSchemaError(GraphletsError):
+    """The store's MLMD schema version is one this release cannot read."""
+
+
+class NoGraphletsError(GraphletsError):
+    """The store holds no trainer execution, so it has no model graphlet to analyse."""

@@ -1,0 +1,90 @@
+"""Open an MLMD store's database read-only and check it is one we can read.
+
+Analyses never write to the store they read: SQLite files are opened with ``mode=ro``,
+PostgreSQL sessions default to read-only transactions, MySQL sessions are set read-only.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from airflow_graphlets.errors import (
+    NotAnMlmdStoreError,
+    StoreNotFoundError,
+    StoreUnavailableError,
+    UnsupportedSchemaError,
+    first_line,
+)
+from airflow_graphlets.store.uri import StoreConfig
+
+# ml-metadata 1.11 to 1.17 write schema version 10 (ml_metadata/RELEASE.md).
+SUPPORTED_SCHEMA_VERSIONS = frozenset({10})
+MLMD_TABLES = ("MLMDEnv", "Type", "ParentType", "Artifact", "ArtifactProperty", "Execution", "ExecutionProperty",
+               "Context", "Event", "EventPath", "Association")
+
+
+def read_only_engine(config: StoreConfig) -> Engine:
+    """A SQLAlchemy engine on the store's database that cannot write.
+
+    Raises:
+      StoreNotFoundError: the SQLite file or the database does not exist.
+      StoreUnavailableError: the server is down or refuses the credentials.
+    """
+    if config.backend == "sqlite":
+        if not os.path.isfile(config.path):
+            raise StoreNotFoundError(
+                f"No SQLite MLMD store at {config.path}: the file does not exist. Check the path "
+                "(sqlite:////absolute/path needs four slashes)."
+            )
+        uri = f"file:{config.path}?mode=ro"
+        engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+    elif config.backend == "postgresql":
+        engine = sa.create_engine(
+            config.sqlalchemy_url(), connect_args={"options": "-c default_transaction_read_only=on"}
+        )
+    else:
+        engine = sa.create_engine(config.sqlalchemy_url(), connect_args={"init_command": "SET SESSION TRANSACTION READ ONLY"})
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as err:
+        engine.dispose()
+        message = first_line(err.orig if getattr(err, "orig", None) else err)
+        if "does not exist" in message or "Unknown database" in message:
+            raise StoreNotFoundError(
+                f"The database of the MLMD store {config} does not exist ({message}). Check the database name."
+            ) from None
+        raise StoreUnavailableError(f"Cannot open the MLMD store {config}: {message}") from None
+    return engine
+
+
+def mlmd_schema_version(engine: Engine, config: StoreConfig) -> int:
+    """The store's MLMD schema version, after checking MLMD's tables are all there.
+
+    Raises:
+      NotAnMlmdStoreError: the database lacks MLMD's tables.
+      UnsupportedSchemaError: the schema version is not one this release reads.
+    """
+    present = {name.lower() for name in sa.inspect(engine).get_table_names()}
+    missing = [t for t in MLMD_TABLES if t.lower() not in present]
+    if missing:
+        what = "is empty" if not present else f"has tables {', '.join(sorted(present)[:8])}"
+        raise NotAnMlmdStoreError(
+            f"{config} is not an ML Metadata store: it {what} but lacks {', '.join(missing)}. "
+            "Point --store at a database written by ml-metadata (TFX or airflow-graphlets)."
+        )
+    with engine.connect() as conn:
+        versions = [row[0] for row in conn.execute(sa.text("SELECT schema_version FROM MLMDEnv"))]
+    if len(versions) != 1 or versions[0] not in SUPPORTED_SCHEMA_VERSIONS:
+        found = versions[0] if len(versions) == 1 else f"{len(versions)} rows"
+        raise UnsupportedSchemaError(
+            f"The MLMD store {config} has schema version {found}; this release reads version "
+            f"{', '.join(map(str, sorted(SUPPORTED_SCHEMA_VERSIONS)))} (ml-metadata 1.11 to 1.17). "
+            "Upgrade the store with ml-metadata's migration (enable_upgrade_migration) first."
+        )
+    return int(versions[0])
