@@ -3,6 +3,7 @@
 ``graphlets spool status``   what waits in the spool
 ``graphlets spool replay``   write what waits into the MLMD store, in order, once each
 ``graphlets show --store URI [--dag DAG]``   executions recorded, for a quick look
+``graphlets analyze --store URI [--json] [--html F] [--png F]``   the paper's graphlet analyses
 
 Without ``--store``/``--spool-dir`` the command reads ``[graphlets]`` and the ``mlmd_default``
 connection the way the listener does.
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from airflow_graphlets.errors import GraphletsError
+from airflow_graphlets.errors import GraphletsError, StoreConfigError
 from airflow_graphlets.recorder.replay import replay_spool
 from airflow_graphlets.recorder.spool import Spool
 from airflow_graphlets.store.uri import StoreConfig, parse_store_uri
@@ -54,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--dag", help="only this DAG (pipeline)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(run=_show)
+
+    analyze = commands.add_parser(
+        "analyze", help="extract model graphlets and report lifespan, cadence, pushes, overlap, cost and waste"
+    )
+    analyze.add_argument("--store", help="store URI, read-only (default: the mlmd_default connection)")
+    analyze.add_argument("--pipeline", action="append", help="only this pipeline (repeatable)")
+    analyze.add_argument("--json", action="store_true", help="print the JSON document (docs/analysis-json.md)")
+    analyze.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with the figures")
+    analyze.add_argument("--png", metavar="FILE", help="also write the figures as one PNG")
+    analyze.add_argument("--top", type=int, default=15, help="pipelines listed in the terminal report (default 15)")
+    analyze.add_argument(
+        "--reader", choices=("bulk", "mlmd-api"), default="bulk",
+        help="bulk SQL reader (default) or the slow reference reader through MLMD's API",
+    )
+    analyze.set_defaults(run=_analyze)
     return parser
 
 
@@ -100,6 +116,29 @@ def _show(args: argparse.Namespace) -> int:
     print("  ".join(f"{c:<{_WIDTHS[c]}}" for c in columns))
     for row in rows:
         print("  ".join(f"{str(row[c])[:_WIDTHS[c]]:<{_WIDTHS[c]}}" for c in columns))
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from airflow_graphlets.graphlets.analyses import analyze
+    from airflow_graphlets.graphlets.reports import to_json, to_text
+
+    if args.top < 0:
+        raise StoreConfigError(f"--top must be 0 or more, not {args.top}.")
+    store = _store(args.store)
+    if args.reader == "bulk":
+        from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+    else:
+        from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api as read_graphlets
+    analysis = analyze(read_graphlets(store, args.pipeline))
+    print(to_json(analysis) if args.json else to_text(analysis, top=args.top), end="" if not args.json else "\n")
+    if args.html or args.png:
+        from airflow_graphlets.graphlets.plots import write_html, write_png
+
+        written = [write_html(analysis, args.html)] if args.html else []
+        written += [write_png(analysis, args.png)] if args.png else []
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

@@ -12,10 +12,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 from ml_metadata.metadata_store import metadata_store
+from ml_metadata.metadata_store.metadata_store import ListOptions, OrderByField
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.graphlets import rules
+from airflow_graphlets.graphlets.provenance import to_millis
 from airflow_graphlets.graphlets.model import (
     FAILED,
     NOT_PUSHED,
@@ -45,6 +47,9 @@ _EXECUTION_BASES = {
     mlmd_pb.ExecutionType.DEPLOY: schema.BASE_DEPLOY,
 }
 _LIVE = mlmd_pb.Artifact.LIVE
+# MLMD pages its list calls by create time by default, which skips rows whose create times are
+# not in id order (concurrent runs); paging by id returns every row.
+_BY_ID = ListOptions(order_by=OrderByField.ID, is_asc=True)
 
 
 def read_graphlets_with_mlmd_api(config: StoreConfig, pipelines: Sequence[str] | None = None) -> Extraction:
@@ -136,16 +141,16 @@ class _Graph:
         pipeline_of: dict[int, int] = {}
         for index, name in enumerate(pipelines):
             context = self.store.get_context_by_type_and_name(schema.PIPELINE_CONTEXT, name)
-            for execution in self.store.get_executions_by_context(context.id):
+            for execution in self.store.get_executions_by_context(context.id, list_options=_BY_ID):
                 self.executions[execution.id] = execution
                 pipeline_of[execution.id] = index
         if only is None:
-            for execution in self.store.get_executions():
+            for execution in self.store.get_executions(list_options=_BY_ID):
                 self.executions[execution.id] = execution
         run_of: dict[int, mlmd_pb.Context] = {}
         for run_type in rules.RUN_CONTEXT_TYPES:
             for context in self.store.get_contexts_by_type(run_type):
-                for execution in self.store.get_executions_by_context(context.id):
+                for execution in self.store.get_executions_by_context(context.id, list_options=_BY_ID):
                     run_of[execution.id] = context
 
         in_scope = sorted(self.executions) if only is None else sorted(pipeline_of)
@@ -165,6 +170,7 @@ class _Graph:
             ids=ids,
             kind=np.asarray([rules.KIND_INDEX[self.kind(self.executions[i])] for i in in_scope], dtype=np.int8),
             pipeline=np.asarray([pipeline_of.get(i, -1) for i in in_scope], dtype=np.int32),
+            run=np.asarray([run_of[i].id if i in run_of else -1 for i in in_scope], dtype=np.int64),
             start=np.asarray([t[0] for t in times], dtype=np.float64),
             duration=np.asarray([_micros(t[2]) / 1e6 for t in times], dtype=np.float64),
             outcome=execution_outcomes(len(ids), member_g, member_e, [g.status for g in graphlets]),
@@ -287,7 +293,7 @@ class _Graph:
     def _run_fingerprint(self, run: mlmd_pb.Context | None) -> str | None:
         if run is None:
             return None
-        names = {self.types[e.type_id][0] for e in self.store.get_executions_by_context(run.id)}
+        names = {self.types[e.type_id][0] for e in self.store.get_executions_by_context(run.id, list_options=_BY_ID)}
         return rules.structure_fingerprint(names)
 
 
@@ -334,7 +340,8 @@ def _times(execution: mlmd_pb.Execution) -> tuple[float, float, float]:
     duration = _number(_property(execution, rules.DURATION_PROPERTY))
     start = execution.create_time_since_epoch / 1000.0 if start is None else start
     end = execution.last_update_time_since_epoch / 1000.0 if end is None else end
-    return start, end, max(end - start, 0.0) if duration is None else duration
+    duration = max(end - start, 0.0) if duration is None else duration
+    return float(to_millis(start)), float(to_millis(end)), duration
 
 
 def _micros(seconds: float) -> int:

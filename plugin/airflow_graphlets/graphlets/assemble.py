@@ -205,6 +205,7 @@ def assemble(p: Provenance) -> Extraction:
         ids=p.exec_id,
         kind=exec_kind,
         pipeline=p.exec_pipeline.astype(np.int32),
+        run=p.exec_run,
         start=p.exec_start,
         duration=micros / 1e6,
         outcome=execution_outcomes(n_exec, member_g, member_e, statuses),

@@ -74,6 +74,7 @@ class ExecutionTable:
     ids: np.ndarray  # int64, ascending
     kind: np.ndarray  # int8 index into rules.KINDS
     pipeline: np.ndarray  # int32 index into Extraction.pipelines, -1 when in no pipeline
+    run: np.ndarray  # int64 MLMD id of its pipeline-run context, -1 when in none
     start: np.ndarray  # float64 epoch seconds
     duration: np.ndarray  # float64 seconds
     outcome: np.ndarray  # int8, OUTCOME_*
@@ -87,6 +88,7 @@ class ExecutionTable:
             np.array_equal(self.ids, other.ids)
             and np.array_equal(self.kind, other.kind)
             and np.array_equal(self.pipeline, other.pipeline)
+            and np.array_equal(self.run, other.run)
             and np.allclose(self.start, other.start, rtol=0, atol=1e-6)
             and np.allclose(self.duration, other.duration, rtol=0, atol=1e-6)
             and np.array_equal(self.outcome, other.outcome)

@@ -74,4 +74,10 @@ def execution_times(
     start = np.where(np.isnan(start_prop), create_ms / 1000.0, start_prop)
     end = np.where(np.isnan(end_prop), update_ms / 1000.0, end_prop)
     duration = np.where(np.isnan(duration_prop), np.maximum(end - start, 0.0), duration_prop)
-    return start, end, duration
+    return to_millis(start), to_millis(end), duration
+
+
+def to_millis(seconds):
+    """Times kept to the millisecond: MLMD's API returns doubles to 15 significant digits only,
+    so finer digits would make the two readers disagree about the same stored value."""
+    return np.rint(np.asarray(seconds, dtype=np.float64) * 1000.0) / 1000.0

@@ -1,0 +1,143 @@
+"""The paper's figures for an :class:`~.analyses.Analysis`: one PNG, or a self-contained HTML page.
+
+Distributions are drawn as CDFs (lifespan, cadence, pushes, overlap) or histograms (spans per
+graphlet), compute as bars by operator kind split into pushed and wasted, and waste over time as
+daily stacked areas. Matplotlib renders off-screen (Agg); the HTML page embeds the figures as
+base64 PNGs and escapes every name that comes from the store.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+import html
+import io
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from airflow_graphlets.graphlets.analyses import Analysis  # noqa: E402
+from airflow_graphlets.graphlets.reports import to_text  # noqa: E402
+
+_PUSHED, _WASTED, _OTHER = "#2b8a3e", "#c92a2a", "#adb5bd"
+_CDFS = (
+    ("lifespan_days", "Pipeline lifespan", "days"),
+    ("models_per_day", "Models trained per day", "models / day, per pipeline"),
+    ("hours_between_pushes", "Time between pushes", "hours"),
+    ("span_overlap", "Span overlap of consecutive graphlets", "Jaccard similarity"),
+    ("push_rate", "Push rate per pipeline", "pushed / finished graphlets"),
+)
+
+
+def panels() -> list[tuple[str, Callable[[plt.Axes, Analysis], None]]]:
+    """Every figure: its title and the function that draws it on a Matplotlib axes."""
+    out: list[tuple[str, Callable[[plt.Axes, Analysis], None]]] = [
+        (title, lambda ax, analysis, key=key, xlabel=xlabel: _cdf(ax, analysis.samples[key], xlabel))
+        for key, title, xlabel in _CDFS
+    ]
+    out += [("Input spans per graphlet", _spans), ("Compute by operator kind", _by_kind),
+            ("Wasted compute over time", _over_time)]
+    return out
+
+
+def write_png(analysis: Analysis, path: str) -> str:
+    """All figures as one PNG grid at ``path``; returns the path."""
+    drawn = panels()
+    cols = 2
+    rows = (len(drawn) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(13, 3.9 * rows))
+    for ax, (title, draw) in zip(axes.flat, drawn):
+        draw(ax, analysis)
+        ax.set_title(title)
+    for ax in list(axes.flat)[len(drawn):]:
+        ax.axis("off")
+    fig.tight_layout()
+    _ensure_parent(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_html(analysis: Analysis, path: str) -> str:
+    """A self-contained HTML report at ``path`` (figures and the text tables); returns the path."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Model graphlets — {html.escape(analysis.store)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px}"
+        "figure{display:inline-block;margin:0 1em 1em 0}pre{background:#f8f9fa;padding:1em;overflow:auto}</style>",
+        "</head><body>",
+        f"<h1>Model graphlets of {html.escape(analysis.store)}</h1>",
+    ]
+    for title, draw in panels():
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        draw(ax, analysis)
+        ax.set_title(title)
+        fig.tight_layout()
+        data = base64.b64encode(_png_bytes(fig)).decode()
+        parts.append(f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{html.escape(title)}</figcaption></figure>")
+    parts.append(f"<h2>Tables</h2><pre>{html.escape(to_text(analysis, top=50))}</pre></body></html>")
+    _ensure_parent(path)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(parts))
+    return path
+
+
+def _cdf(ax: plt.Axes, values: np.ndarray, xlabel: str) -> None:
+    data = np.sort(values[~np.isnan(values)]) if len(values) else values
+    if len(data):
+        ax.step(data, np.arange(1, len(data) + 1) / len(data), where="post", color="#1c7ed6")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction ≤ x")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+
+
+def _spans(ax: plt.Axes, analysis: Analysis) -> None:
+    spans = analysis.samples["spans_per_graphlet"]
+    if len(spans):
+        bins = np.arange(spans.min(), spans.max() + 2) - 0.5 if spans.max() - spans.min() < 60 else 40
+        ax.hist(spans, bins=bins, color="#1c7ed6")
+    ax.set_xlabel("spans")
+    ax.set_ylabel("graphlets")
+
+
+def _by_kind(ax: plt.Axes, analysis: Analysis) -> None:
+    items = sorted(analysis.compute_by_kind.items(), key=lambda kv: -sum(kv[1].values()))
+    kinds = [k for k, _ in items]
+    hours = {o: np.asarray([v[o] for _, v in items]) / 3600 for o in ("pushed", "wasted", "pending", "unattributed")}
+    ax.bar(kinds, hours["pushed"], color=_PUSHED, label="led to a push")
+    ax.bar(kinds, hours["wasted"], bottom=hours["pushed"], color=_WASTED, label="wasted")
+    ax.bar(kinds, hours["pending"] + hours["unattributed"], bottom=hours["pushed"] + hours["wasted"], color=_OTHER,
+           label="pending / outside graphlets")
+    ax.set_ylabel("compute (hours)")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(fontsize=8)
+
+
+def _over_time(ax: plt.Axes, analysis: Analysis) -> None:
+    days = analysis.waste_by_day
+    if days:
+        x = np.asarray([np.datetime64(d["day"]) for d in days])
+        pushed = np.asarray([d["pushed"] for d in days]) / 3600
+        wasted = np.asarray([d["wasted"] for d in days]) / 3600
+        ax.stackplot(x, pushed, wasted, colors=[_PUSHED, _WASTED], labels=["led to a push", "wasted"])
+        ax.legend(fontsize=8, loc="upper left")
+    ax.set_ylabel("compute per day (hours)")
+    ax.tick_params(axis="x", rotation=30)
+
+
+def _png_bytes(fig: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _ensure_parent(path: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)

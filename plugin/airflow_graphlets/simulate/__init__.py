@@ -1,0 +1,1 @@
+"""Synthetic continuous-training histories, written straight into an MLMD store."""

@@ -1,0 +1,198 @@
+"""Turn simulated runs into MLMD rows shaped exactly as the recorder writes an Airflow run.
+
+Contexts ``pipeline`` (the DAG id), ``pipeline_run`` (``<dag>.<run id>``, child of the pipeline)
+and ``node`` (``<dag>.<task>``); one execution per task try, typed
+``airflow_graphlets.components.<Kind>``, with the recorder's custom properties; outputs with
+TFX's types, properties and event paths (``examples``, ``model``, ``baseline_model``, ...);
+associations of each execution with its three contexts and attributions of the artifacts it
+read or wrote, as MLMD's ``put_execution`` makes them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from airflow_graphlets.simulate.history import KIND_OF_TASK, TASKS, PipelineHistory
+from airflow_graphlets.store import schema
+from airflow_graphlets.store.identity import artifact_external_id, execution_external_id
+
+_P = schema.ExecutionProps
+INPUT, OUTPUT = 3, 4
+COMPLETE, FAILED, CANCELED = 3, 4, 6
+LIVE = 2
+_OPERATOR = "airflow.providers.standard.decorators.python._PythonDecoratedOperator"
+_GAP = 5.0  # seconds between one task's end and the next one's start
+
+
+@dataclass
+class TypeIds:
+    """MLMD type ids of the store being written."""
+
+    contexts: dict[str, int]
+    executions: dict[str, int]  # by task
+    artifacts: dict[str, int]  # by type name
+
+
+class RowBuilder:
+    """Appends the rows of whole pipelines to a :class:`~airflow_graphlets.store.bulk_write.BulkWriter`."""
+
+    def __init__(self, writer, types: TypeIds, next_ids: dict[str, int]) -> None:
+        self.writer = writer
+        self.types = types
+        self.ids = dict(next_ids)
+        self.rows: dict[str, list[tuple]] = {}
+        self.attributed: set[tuple[int, int]] = set()  # (context, artifact) pairs of this pipeline
+
+    def _id(self, table: str) -> int:
+        value = self.ids[table]
+        self.ids[table] = value + 1
+        return value
+
+    def _add(self, table: str, row: tuple) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def flush(self) -> None:
+        for table, rows in self.rows.items():
+            self.writer.add(table, rows)
+        self.rows = {}
+        self.writer.flush()
+
+    def pipeline(self, history: PipelineHistory) -> None:
+        """Add every row of one pipeline's history."""
+        dag = history.name
+        self.attributed = set()
+        created = int(history.run_times[0] * 1000)
+        pipeline_ctx = self._context(schema.PIPELINE_CONTEXT, dag, created)
+        node_ctx = {task: self._context(schema.NODE_CONTEXT, f"{dag}.{task}", created) for task in TASKS}
+        code_hashes = [f"code-{dag}-{v}" for v in range(int(history.code_version.max()) + 1)]
+        spans: list[int] = []  # Examples artifact id per span
+        blessed_models: list[int] = []
+        for r, t0 in enumerate(history.run_times.tolist()):
+            run_id = "scheduled__" + dt.datetime.fromtimestamp(t0, dt.timezone.utc).isoformat()
+            run_ctx = self._context(schema.PIPELINE_RUN_CONTEXT, f"{dag}.{run_id}", int(t0 * 1000))
+            self._add("ParentContext", (run_ctx, pipeline_ctx))
+            for name, value in ((schema.ContextProps.DAG_ID, dag), (schema.ContextProps.RUN_ID, run_id),
+                                (schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS, float(t0)),
+                                (schema.ContextProps.RUN_TYPE, "scheduled")):
+                self._add("ContextProperty", (run_ctx, name, 1, *_typed(value)))
+            tasks = [t for t in TASKS if (t != "transform" or history.transform[r])
+                     and (t not in ("evaluator", "pusher") or history.evaluator)]
+            structure = f"structure-{dag}-{int(history.transform[r])}"
+            run = _Run(self, dag, run_id, (pipeline_ctx, run_ctx), node_ctx, t0, history.durations[r], structure,
+                       code_hashes[int(history.code_version[r])])
+            examples = run.task("example_gen", [], [("examples", "Examples", {"span": r, "version": 0,
+                                                                              "split_names": '["train", "eval"]'})])[0]
+            spans.append(examples)
+            window = spans[max(0, r - history.window + 1):]
+            stats = run.task("statistics_gen", [("examples", [examples])],
+                             [("statistics", "ExampleStatistics", {"span": r, "split_names": '["train", "eval"]'})])[0]
+            schema_art = run.task("schema_gen", [("statistics", [stats])], [("schema", "Schema", {})])[0]
+            run.task("example_validator", [("statistics", [stats]), ("schema", [schema_art])],
+                     [("anomalies", "ExampleAnomalies", {"span": r})])
+            trainer_inputs = [("examples", window), ("schema", [schema_art])]
+            if history.transform[r]:
+                graph = run.task("transform", [("examples", window), ("schema", [schema_art])],
+                                 [("transform_graph", "TransformGraph", {})])[0]
+                trainer_inputs.append(("transform_graph", [graph]))
+            if history.trainer_failed[r]:
+                run.task("trainer", trainer_inputs, [], state=FAILED)
+                for task in ("evaluator", "pusher"):
+                    if task in tasks:
+                        run.task(task, [], [], state=CANCELED)
+                continue
+            model = run.task("trainer", trainer_inputs, [("model", "Model", {})])[0]
+            if not history.evaluator:
+                continue
+            blessed = bool(history.blessed[r])
+            eval_inputs = [("examples", [examples]), ("model", [model])]
+            if blessed_models:
+                eval_inputs.append((schema.BASELINE_MODEL, [blessed_models[-1]]))
+            blessing = run.task("evaluator", eval_inputs, [("evaluation", "ModelEvaluation", {}),
+                                                           ("blessing", "ModelBlessing", {schema.BLESSED: int(blessed)})])[1]
+            run.task("pusher", [("model", [model]), ("model_blessing", [blessing])],
+                     [("pushed_model", "PushedModel", {schema.PUSHED: int(blessed)})])
+            if blessed:
+                blessed_models.append(model)
+
+    def _context(self, type_name: str, name: str, created_ms: int) -> int:
+        context_id = self._id("Context")
+        self._add("Context", (context_id, self.types.contexts[type_name], name, None, created_ms, created_ms))
+        return context_id
+
+
+class _Run:
+    """Rows of one DAG run, task by task in sequence."""
+
+    def __init__(self, builder: RowBuilder, dag, run_id, contexts, node_ctx, t0, durations, structure, code) -> None:
+        self.b, self.dag, self.run_id, self.contexts, self.node_ctx = builder, dag, run_id, contexts, node_ctx
+        self.clock, self.durations, self.structure, self.code = t0, durations, structure, code
+
+    def task(self, task: str, inputs: list[tuple[str, list[int]]], outputs: list[tuple[str, str, dict]],
+             state: int = COMPLETE) -> list[int]:
+        b = self.b
+        kind = KIND_OF_TASK[task]
+        ran = state != CANCELED
+        duration = float(self.durations[TASKS.index(task)]) if ran else 0.0
+        start, end = round(self.clock, 3), round(self.clock + duration, 3)
+        self.clock = end + _GAP
+        external = execution_external_id(self.dag, self.run_id, task, -1, 1)
+        execution = b._id("Execution")
+        b._add("Execution", (execution, b.types.executions[task], state, external, external,
+                             int(start * 1000), int(end * 1000)))
+        airflow_state = {COMPLETE: "success", FAILED: "failed", CANCELED: "upstream_failed"}[state]
+        props = {
+            _P.DAG_ID: self.dag, _P.TASK_ID: task, _P.RUN_ID: self.run_id, _P.TRY_NUMBER: 1, _P.MAP_INDEX: -1,
+            _P.AIRFLOW_STATE: airflow_state, _P.OPERATOR_CLASS: _OPERATOR, _P.COMPONENT_KIND: kind,
+            _P.DAG_STRUCTURE_HASH: self.structure, _P.CODE_HASH: self.code,
+        }
+        if ran:
+            props.update({_P.START_EPOCH_SECONDS: start, _P.END_EPOCH_SECONDS: end, _P.DURATION_SECONDS: duration,
+                          _P.RESOURCES: json.dumps({"pool": "default_pool", "pool_slots": 1, "queue": "default",
+                                                    "executor": "LocalExecutor", "hostname": "worker-1"})})
+        for name, value in props.items():
+            b._add("ExecutionProperty", (execution, name, 1, *_typed(value)))
+        contexts = (*self.contexts, self.node_ctx[task])
+        for context in contexts:
+            b._add("Association", (b._id("Association"), context, execution))
+        attributed = set()
+        start_ms, end_ms = int(start * 1000), int(end * 1000)
+        for key, artifact_ids in inputs:
+            for index, artifact in enumerate(artifact_ids):
+                self._event(artifact, execution, INPUT, start_ms, key, index)
+                attributed.add(artifact)
+        produced = []
+        for index_in_task, (key, type_name, properties) in enumerate(outputs):
+            artifact = b._id("Artifact")
+            uri = f"file:///simulated/{self.dag}/{task}/{key}/{execution}"
+            b._add("Artifact", (artifact, b.types.artifacts[type_name], uri, LIVE, None,
+                                artifact_external_id(external, key, 0), end_ms, end_ms))
+            declared = schema.ARTIFACT_TYPES[type_name].properties
+            for name, value in properties.items():
+                b._add("ArtifactProperty", (artifact, name, 0 if name in declared else 1, *_typed(value)))
+            self._event(artifact, execution, OUTPUT, end_ms, key, 0)
+            attributed.add(artifact)
+            produced.append(artifact)
+        for artifact in sorted(attributed):
+            for context in contexts:
+                if (context, artifact) not in b.attributed:
+                    b.attributed.add((context, artifact))
+                    b._add("Attribution", (b._id("Attribution"), context, artifact))
+        return produced
+
+    def _event(self, artifact: int, execution: int, event_type: int, ms: int, key: str, index: int) -> None:
+        b = self.b
+        event = b._id("Event")
+        b._add("Event", (event, artifact, execution, event_type, ms))
+        b._add("EventPath", (event, 0, None, key))
+        b._add("EventPath", (event, 1, index, None))
+
+
+def _typed(value) -> tuple:
+    """(int_value, double_value, string_value) for a property value, as the recorder stores it."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return int(value), None, None
+    if isinstance(value, float):
+        return None, value, None
+    return None, None, str(value)
