@@ -30,6 +30,7 @@ from airflow_graphlets.graphlets.model import (
     OUTCOME_WASTED,
     PUSHED,
     RUNNING,
+    STATUS_INDEX,
     Extraction,
 )
 
@@ -99,85 +100,84 @@ class Analysis:
 
 def analyze(extraction: Extraction) -> Analysis:
     """Compute every analysis over one extraction (see the module docstring for definitions)."""
-    graphlets = extraction.graphlets
+    g = extraction.graphlets
     table = extraction.executions
     n_pipelines = len(extraction.pipelines)
-    by_pipeline: list[list] = [[] for _ in range(n_pipelines)]
-    index = {name: i for i, name in enumerate(extraction.pipelines)}
-    for g in graphlets:
-        if g.pipeline in index:
-            by_pipeline[index[g.pipeline]].append(g)
 
+    # Per pipeline, from the execution table: lifespan, compute, waste, runs.
     in_pipeline = table.pipeline >= 0
     first = np.full(n_pipelines, np.inf)
     last = np.full(n_pipelines, -np.inf)
     np.minimum.at(first, table.pipeline[in_pipeline], table.start[in_pipeline])
     np.maximum.at(last, table.pipeline[in_pipeline], (table.start + table.duration)[in_pipeline])
-    compute = np.bincount(table.pipeline[in_pipeline], weights=table.duration[in_pipeline], minlength=n_pipelines)
-    wasted_rows = in_pipeline & (table.outcome == OUTCOME_WASTED)
-    wasted = np.bincount(table.pipeline[wasted_rows], weights=table.duration[wasted_rows], minlength=n_pipelines)
-    graphlet_rows = in_pipeline & (table.outcome != OUTCOME_UNATTRIBUTED)
-    graphlet_compute = np.bincount(table.pipeline[graphlet_rows], weights=table.duration[graphlet_rows], minlength=n_pipelines)
+    compute = _sum_by(table.pipeline, table.duration, in_pipeline, n_pipelines)
+    wasted = _sum_by(table.pipeline, table.duration, in_pipeline & (table.outcome == OUTCOME_WASTED), n_pipelines)
+    graphlet_compute = _sum_by(table.pipeline, table.duration, in_pipeline & (table.outcome != OUTCOME_UNATTRIBUTED), n_pipelines)
     runs = _runs_per_pipeline(table, n_pipelines)
 
-    summaries, lifespans, runs_per_day, models_per_day, push_rates = [], [], [], [], []
-    between_pushes, overlaps = [], []
-    for i, members in enumerate(by_pipeline):
-        if not members:
-            continue
-        members.sort(key=lambda g: (g.trainer_start, g.trainer_id))
-        lifespan = max(last[i] - first[i], 0.0) / DAY
-        days = max(lifespan, 1.0)
-        pushes = sorted(g.pushed_at for g in members if g.pushed)
-        gaps = list(np.diff(pushes) / HOUR) if len(pushes) > 1 else []
-        pair_overlaps = [_jaccard(a.span_artifact_ids, b.span_artifact_ids) for a, b in zip(members, members[1:])]
-        finished = [g for g in members if g.status != RUNNING]
-        rate = sum(g.pushed for g in finished) / len(finished) if finished else None
+    # Per graphlet, in time order within each pipeline.
+    known = g.pipeline >= 0
+    graphlets = np.bincount(g.pipeline[known], minlength=n_pipelines)
+    pushed = g.pushed
+    pushes = np.bincount(g.pipeline[known & pushed], minlength=n_pipelines)
+    finished = known & (g.status != STATUS_INDEX[RUNNING])
+    finished_count = np.bincount(g.pipeline[finished], minlength=n_pipelines)
+    span_counts = g.lists["span_artifact_ids"].lengths()
+    spans_sum = np.bincount(g.pipeline[known], weights=span_counts[known], minlength=n_pipelines)
+    order = np.lexsort((g.trainer_id, g.trainer_start, g.pipeline))
+    order = order[known[order]]
+    same = g.pipeline[order[1:]] == g.pipeline[order[:-1]]
+    overlap = _jaccard_pairs(g.lists["span_artifact_ids"], order[:-1][same], order[1:][same])
+    overlap_pipeline = g.pipeline[order[1:][same]]
+    push_order = np.lexsort((g.pushed_at, g.pipeline))
+    push_order = push_order[(known & pushed)[push_order]]
+    push_same = g.pipeline[push_order[1:]] == g.pipeline[push_order[:-1]]
+    gaps = (g.pushed_at[push_order[1:]] - g.pushed_at[push_order[:-1]])[push_same] / HOUR
+    gap_pipeline = g.pipeline[push_order[1:]][push_same]
+
+    summaries = []
+    lifespan = np.maximum(last - first, 0.0) / DAY
+    days = np.maximum(lifespan, 1.0)
+    active = np.flatnonzero(graphlets > 0)
+    gap_groups = _groups(gap_pipeline, gaps, n_pipelines)
+    overlap_groups = _groups(overlap_pipeline, overlap, n_pipelines)
+    for i in active:
         summaries.append(
             PipelineSummary(
                 pipeline=extraction.pipelines[i],
-                lifespan_days=round(lifespan, 6),
+                lifespan_days=round(float(lifespan[i]), 6),
                 runs=int(runs[i]),
-                graphlets=len(members),
-                pushed=len(pushes),
-                push_rate=_round(rate),
-                runs_per_day=round(runs[i] / days, 6),
-                models_per_day=round(len(members) / days, 6),
-                median_hours_between_pushes=_round(float(np.median(gaps)) if gaps else None),
-                mean_spans_per_graphlet=_round(float(np.mean([len(g.span_artifact_ids) for g in members]))),
-                mean_overlap=_round(float(np.mean(pair_overlaps)) if pair_overlaps else None),
+                graphlets=int(graphlets[i]),
+                pushed=int(pushes[i]),
+                push_rate=_round(pushes[i] / finished_count[i] if finished_count[i] else None),
+                runs_per_day=round(float(runs[i] / days[i]), 6),
+                models_per_day=round(float(graphlets[i] / days[i]), 6),
+                median_hours_between_pushes=_round(np.median(gap_groups[i]) if len(gap_groups[i]) else None),
+                mean_spans_per_graphlet=_round(spans_sum[i] / graphlets[i]),
+                mean_overlap=_round(np.mean(overlap_groups[i]) if len(overlap_groups[i]) else None),
                 compute_seconds=round(float(compute[i]), 6),
                 wasted_seconds=round(float(wasted[i]), 6),
                 waste_share=_round(wasted[i] / graphlet_compute[i] if graphlet_compute[i] else None),
             )
         )
-        lifespans.append(lifespan)
-        runs_per_day.append(runs[i] / days)
-        models_per_day.append(len(members) / days)
-        if rate is not None:
-            push_rates.append(rate)
-        between_pushes.extend(gaps)
-        overlaps.extend(pair_overlaps)
 
-    spans_per_graphlet = np.asarray([len(g.span_artifact_ids) for g in graphlets], dtype=np.float64)
-    graphlet_cost = np.asarray([g.cost_seconds for g in graphlets], dtype=np.float64)
-    status_counts = {s: sum(1 for g in graphlets if g.status == s) for s in (PUSHED, NOT_PUSHED, FAILED, RUNNING)}
-    finished = status_counts[PUSHED] + status_counts[NOT_PUSHED] + status_counts[FAILED]
+    status_counts = {s: int((g.status == STATUS_INDEX[s]).sum()) for s in (PUSHED, NOT_PUSHED, FAILED, RUNNING)}
+    n_finished = status_counts[PUSHED] + status_counts[NOT_PUSHED] + status_counts[FAILED]
     by_outcome = {name: float(table.duration[table.outcome == code].sum()) for code, name in enumerate(OUTCOME_NAMES)}
     attributed = by_outcome["pushed"] + by_outcome["wasted"]
     total_compute = float(table.duration.sum())
-    times = table.start[table.start > 0]
+    timed = table.start > 0
     totals = {
-        "pipelines": sum(1 for members in by_pipeline if members),
+        "pipelines": len(active),
         "pipelines_in_store": n_pipelines,
         "runs": int(runs.sum()),
-        "graphlets": len(graphlets),
-        "models": sum(1 for g in graphlets if g.model_ids),
+        "graphlets": len(g),
+        "models": int((g.lists["model_ids"].lengths() > 0).sum()),
         "pushed": status_counts[PUSHED],
         "not_pushed": status_counts[NOT_PUSHED],
         "failed": status_counts[FAILED],
         "running": status_counts[RUNNING],
-        "push_rate": _round(status_counts[PUSHED] / finished if finished else None),
+        "push_rate": _round(status_counts[PUSHED] / n_finished if n_finished else None),
         "executions": len(table),
         "compute_seconds": round(total_compute, 6),
         "graphlet_compute_seconds": round(attributed + by_outcome["pending"], 6),
@@ -187,22 +187,23 @@ def analyze(extraction: Extraction) -> Analysis:
         "pending_seconds": round(by_outcome["pending"], 6),
         "unattributed_seconds": round(by_outcome["unattributed"], 6),
     }
+    finished_rates = pushes[active] / np.maximum(finished_count[active], 1)
     samples = {
-        "lifespan_days": np.asarray(lifespans),
-        "runs_per_day": np.asarray(runs_per_day),
-        "models_per_day": np.asarray(models_per_day),
-        "push_rate": np.asarray(push_rates),
-        "hours_between_pushes": np.asarray(between_pushes, dtype=np.float64),
-        "spans_per_graphlet": spans_per_graphlet,
-        "span_overlap": np.asarray(overlaps, dtype=np.float64),
-        "graphlet_cost_seconds": graphlet_cost,
+        "lifespan_days": lifespan[active],
+        "runs_per_day": runs[active] / days[active],
+        "models_per_day": graphlets[active] / days[active],
+        "push_rate": finished_rates[finished_count[active] > 0],
+        "hours_between_pushes": gaps,
+        "spans_per_graphlet": span_counts.astype(np.float64),
+        "span_overlap": overlap,
+        "graphlet_cost_seconds": g.cost_micros / 1e6,
     }
     return Analysis(
         store=extraction.store,
         reader=extraction.reader,
         schema_version=extraction.schema_version,
-        first_time=float(times.min()) if len(times) else None,
-        last_time=float((table.start + table.duration)[table.start > 0].max()) if len(times) else None,
+        first_time=float(table.start[timed].min()) if timed.any() else None,
+        last_time=float((table.start + table.duration)[timed].max()) if timed.any() else None,
         totals=totals,
         distributions={name: Distribution.of(values) for name, values in samples.items()},
         compute_by_kind=_compute_by_kind(table),
@@ -210,6 +211,36 @@ def analyze(extraction: Extraction) -> Analysis:
         pipelines=summaries,
         samples=samples,
     )
+
+
+def _sum_by(group: np.ndarray, values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(group[rows], weights=values[rows], minlength=n)
+
+
+def _groups(group: np.ndarray, values: np.ndarray, n: int) -> list[np.ndarray]:
+    """``values`` split by ``group`` (sorted by group already)."""
+    bounds = np.searchsorted(group, np.arange(n + 1))
+    return [values[bounds[i] : bounds[i + 1]] for i in range(n)]
+
+
+def _jaccard_pairs(lists, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Jaccard similarity of the id sets of graphlets ``a[i]`` and ``b[i]``, for every i."""
+    if not len(a):
+        return np.empty(0)
+    lengths = lists.lengths()
+
+    def keyed(rows):  # (pair index, id) keys of every id in each pair's set
+        counts = lengths[rows]
+        pair = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+        starts = np.repeat(lists.offsets[rows] - np.cumsum(counts) + counts, counts)
+        ids = lists.values[starts + np.arange(counts.sum())]
+        return pair, pair * (int(lists.values.max(initial=0)) + 1) + ids
+
+    pair_a, keys_a = keyed(a)
+    pair_b, keys_b = keyed(b)
+    common = np.bincount(pair_b[np.isin(keys_b, keys_a)], minlength=len(a))
+    union = lengths[a] + lengths[b] - common
+    return np.where(union > 0, common / np.maximum(union, 1), 0.0)
 
 
 def _runs_per_pipeline(table, n_pipelines: int) -> np.ndarray:
@@ -245,11 +276,6 @@ def _waste_by_day(table) -> list[dict[str, float | str]]:
     for d in range(n_days):
         rows.append({"day": str(np.datetime64(int(first + d), "D")), **{k: round(float(v[d]), 6) for k, v in columns.items()}})
     return rows
-
-
-def _jaccard(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    union = len(set(a) | set(b))
-    return len(set(a) & set(b)) / union if union else 0.0
 
 
 def _round(value) -> float | None:

@@ -23,11 +23,11 @@ from airflow_graphlets.graphlets.model import (
     NOT_PUSHED,
     PUSHED,
     RUNNING,
+    STATUS_INDEX,
     ExecutionTable,
     Extraction,
-    Graphlet,
+    GraphletTable,
     execution_outcomes,
-    previous_pushed,
 )
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import mlmd_schema_version, read_only_engine
@@ -73,7 +73,7 @@ def read_graphlets_with_mlmd_api(config: StoreConfig, pipelines: Sequence[str] |
         connection.sqlite.connection_mode = mlmd_pb.SqliteMetadataSourceConfig.READONLY
     graph = _Graph(metadata_store.MetadataStore(connection))
     extraction = graph.extract(str(config), version, pipelines)
-    if not extraction.graphlets:
+    if not len(extraction.graphlets):
         raise NoGraphletsError(f"The MLMD store {config} holds no model graphlet (no Trainer execution).")
     return extraction
 
@@ -156,13 +156,12 @@ class _Graph:
         in_scope = sorted(self.executions) if only is None else sorted(pipeline_of)
         trainers = [i for i in in_scope if self.kind(self.executions[i]) == "Trainer"
                     and self.executions[i].last_known_state in rules.ANCHOR_STATES]
-        records = [self._graphlet(t, pipelines, pipeline_of, run_of) for t in trainers]
-        previous_pushed(records)
-        graphlets = [Graphlet(**r) for r in records]
+        rows = [self._graphlet(t, pipeline_of, run_of) for t in trainers]
+        graphlets = GraphletTable.from_rows(rows, tuple(pipelines), rules.KINDS)
 
         ids = np.asarray(in_scope, dtype=np.int64)
-        row = {i: r for r, i in enumerate(in_scope)}
-        members = [(g, row[e]) for g, graphlet in enumerate(graphlets) for e in graphlet.execution_ids]
+        row_of = {i: r for r, i in enumerate(in_scope)}
+        members = [(g, row_of[e]) for g, r in enumerate(rows) for e in r["members"]]
         member_g = np.asarray([m[0] for m in members], dtype=np.int64)
         member_e = np.asarray([m[1] for m in members], dtype=np.int64)
         times = [_times(self.executions[i]) for i in in_scope]
@@ -173,11 +172,11 @@ class _Graph:
             run=np.asarray([run_of[i].id if i in run_of else -1 for i in in_scope], dtype=np.int64),
             start=np.asarray([t[0] for t in times], dtype=np.float64),
             duration=np.asarray([_micros(t[2]) / 1e6 for t in times], dtype=np.float64),
-            outcome=execution_outcomes(len(ids), member_g, member_e, [g.status for g in graphlets]),
+            outcome=execution_outcomes(len(ids), member_g, member_e, graphlets.status),
         )
         return Extraction(store, version, tuple(pipelines), graphlets, table, reader="mlmd-api")
 
-    def _graphlet(self, trainer_id: int, pipelines, pipeline_of, run_of) -> dict:
+    def _graphlet(self, trainer_id: int, pipeline_of, run_of) -> dict:
         trainer = self.executions[trainer_id]
         # Upstream: inputs to their producers, never across model-side artifacts.
         upstream, artifacts, frontier = {trainer_id}, set(), {trainer_id}
@@ -218,7 +217,7 @@ class _Graph:
         span_numbers = sorted({_int_property(self.artifacts[a], schema.SPAN) for a in spans} - {None})
         run = run_of.get(trainer_id)
         return {
-            "pipeline": pipelines[pipeline_of[trainer_id]] if trainer_id in pipeline_of else "",
+            "pipeline": pipeline_of.get(trainer_id, -1),
             "run": run.name if run is not None else None,
             "trainer_id": trainer_id,
             "trainer_state": rules.STATE_NAMES[state],
@@ -228,15 +227,15 @@ class _Graph:
             "spans": tuple(span_numbers),
             "upstream_ids": tuple(sorted(upstream)),
             "downstream_ids": tuple(sorted(downstream)),
+            "members": members,
             "trainer_start": start,
             "trainer_end": end,
             "end": max([end] + [_times(self.executions[x])[1] for x in downstream]),
-            "cost_seconds": sum(cost_by_kind.values()) / 1e6,
-            "cost_by_kind": tuple((k, cost_by_kind[k] / 1e6) for k in rules.KINDS if cost_by_kind.get(k)),
-            "blessed": blessed,
-            "infra_blessed": infra,
-            "pushed": status == PUSHED,
-            "pushed_at": min(push_ends) if push_ends else None,
+            "cost_micros": sum(cost_by_kind.values()),
+            "cost_by_kind_micros": cost_by_kind,
+            "blessed": -1 if blessed is None else int(blessed),
+            "infra_blessed": -1 if infra is None else int(infra),
+            "pushed_at": min(push_ends) if push_ends else float("nan"),
             "code_hash": next((v for k in rules.CODE_HASH_PROPERTIES if (v := _str_property(trainer, k)) is not None), None),
             "structure_hash": _str_property(trainer, rules.STRUCTURE_HASH_PROPERTY) or self._run_fingerprint(run),
         }
@@ -334,14 +333,13 @@ def _str_property(message, name: str) -> str | None:
 
 
 def _times(execution: mlmd_pb.Execution) -> tuple[float, float, float]:
-    """Start, end and duration: the recorder's properties, else MLMD's create/update times."""
-    start = _number(_property(execution, rules.START_PROPERTY))
-    end = _number(_property(execution, rules.END_PROPERTY))
-    duration = _number(_property(execution, rules.DURATION_PROPERTY))
-    start = execution.create_time_since_epoch / 1000.0 if start is None else start
-    end = execution.last_update_time_since_epoch / 1000.0 if end is None else end
-    duration = max(end - start, 0.0) if duration is None else duration
-    return float(to_millis(start)), float(to_millis(end)), duration
+    """Start, end and duration: the recorder's custom properties, else MLMD's create/update times."""
+    custom = execution.custom_properties
+    start = _number(custom[rules.START_PROPERTY]) if rules.START_PROPERTY in custom else None
+    end = _number(custom[rules.END_PROPERTY]) if rules.END_PROPERTY in custom else None
+    start = float(to_millis(execution.create_time_since_epoch / 1000.0 if start is None else start))
+    end = float(to_millis(execution.last_update_time_since_epoch / 1000.0 if end is None else end))
+    return start, end, max(end - start, 0.0)
 
 
 def _micros(seconds: float) -> int:

@@ -17,11 +17,12 @@ from airflow_graphlets.graphlets.model import (
     NOT_PUSHED,
     PUSHED,
     RUNNING,
+    STATUS_INDEX,
     ExecutionTable,
     Extraction,
-    Graphlet,
+    GraphletTable,
+    IdLists,
     execution_outcomes,
-    previous_pushed,
 )
 from airflow_graphlets.graphlets.provenance import NO_SPAN, NO_VALUE, Provenance
 from airflow_graphlets.store import schema
@@ -51,9 +52,11 @@ class _Adjacency:
 class _Pairs:
     """A set of (graphlet, node) pairs kept as sorted int64 keys ``graphlet * n + node``."""
 
-    def __init__(self, n_nodes: int, keys: np.ndarray | None = None) -> None:
+    def __init__(self, n_nodes: int, keys: np.ndarray | None = None, *, distinct: bool = False) -> None:
         self.n = n_nodes
-        self.keys = np.unique(keys) if keys is not None else np.empty(0, dtype=np.int64)
+        if keys is None:
+            keys = np.empty(0, dtype=np.int64)
+        self.keys = keys if distinct else _sorted_distinct(keys)
 
     @classmethod
     def of(cls, n_nodes: int, graphlet: np.ndarray, node: np.ndarray) -> _Pairs:
@@ -68,13 +71,16 @@ class _Pairs:
         return self.keys % self.n
 
     def where(self, mask_by_node: np.ndarray) -> _Pairs:
-        return _Pairs(self.n, self.keys[mask_by_node[self.node]])
+        return _Pairs(self.n, self.keys[mask_by_node[self.node]], distinct=True)
 
     def union(self, other: _Pairs) -> _Pairs:
-        return _Pairs(self.n, np.union1d(self.keys, other.keys))
+        return _Pairs(self.n, np.concatenate([self.keys, other.keys]))
 
     def minus(self, other: _Pairs) -> _Pairs:
-        return _Pairs(self.n, np.setdiff1d(self.keys, other.keys, assume_unique=True))
+        if not len(other.keys) or not len(self.keys):
+            return self
+        at = np.minimum(np.searchsorted(other.keys, self.keys), len(other.keys) - 1)
+        return _Pairs(self.n, self.keys[other.keys[at] != self.keys], distinct=True)
 
     def step(self, adjacency: _Adjacency, n_targets: int) -> _Pairs:
         """Pairs (graphlet, neighbour) for every neighbour of every node."""
@@ -83,6 +89,17 @@ class _Pairs:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+def _sorted_distinct(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (NumPy's ``unique`` hashes first, several times slower on int64)."""
+    if len(keys) < 2:
+        return keys.astype(np.int64)
+    keys = np.sort(keys)
+    keep = np.empty(len(keys), dtype=bool)
+    keep[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+    return keys[keep]
 
 
 def assemble(p: Provenance) -> Extraction:
@@ -160,57 +177,50 @@ def assemble(p: Provenance) -> Extraction:
     down_active[downstream.graphlet[np.isin(p.exec_state[downstream.node], list(rules.ACTIVE_STATES))]] = True
 
     trainer_state = p.exec_state[anchors]
-    statuses = [
-        PUSHED if pushed_at[g] == pushed_at[g] and pushed_at[g] != np.inf else
-        FAILED if trainer_state[g] == rules.STATE_FAILED else
-        RUNNING if trainer_state[g] in rules.ACTIVE_STATES or down_active[g] else
-        NOT_PUSHED
-        for g in range(n_graphlets)
-    ]
-    structure = _structure_hashes(p, anchors, exec_kind)
-    records = []
-    id_lists = {
-        "model_ids": _grouped(models.graphlet, p.art_id[models.node], n_graphlets),
-        "span_artifact_ids": _grouped(spans.graphlet, p.art_id[spans.node], n_graphlets),
-        "upstream_ids": _grouped(upstream.graphlet, p.exec_id[upstream.node], n_graphlets),
-        "downstream_ids": _grouped(downstream.graphlet, p.exec_id[downstream.node], n_graphlets),
-        "spans": _grouped_distinct(spans.graphlet, p.art_span[spans.node], n_graphlets),
-    }
-    for g, row in enumerate(anchors):
-        trainer_id = int(p.exec_id[row])
-        props = p.trainer_props.get(trainer_id, {})
-        records.append(
-            {
-                "pipeline": p.pipelines[p.exec_pipeline[row]] if p.exec_pipeline[row] >= 0 else "",
-                "run": p.run_names.get(int(p.exec_run[row])),
-                "trainer_id": trainer_id,
-                "trainer_state": rules.STATE_NAMES[trainer_state[g]],
-                "status": statuses[g],
-                **{name: values[g] for name, values in id_lists.items()},
-                "trainer_start": float(p.exec_start[row]),
-                "trainer_end": float(p.exec_end[row]),
-                "end": float(max(p.exec_end[row], down_end[g])),
-                "cost_seconds": float(cost[g]) / 1e6,
-                "cost_by_kind": tuple((rules.KINDS[k], float(cost_kind[g, k]) / 1e6) for k in range(n_kinds) if cost_kind[g, k]),
-                "blessed": _tri(blessed[g]),
-                "infra_blessed": _tri(infra[g]),
-                "pushed": statuses[g] == PUSHED,
-                "pushed_at": float(pushed_at[g]) if statuses[g] == PUSHED else None,
-                "code_hash": next((props[k] for k in rules.CODE_HASH_PROPERTIES if k in props), None),
-                "structure_hash": props.get(rules.STRUCTURE_HASH_PROPERTY) or structure.get(g),
-            }
-        )
-    previous_pushed(records)
-    table = ExecutionTable(
+    status = np.full(n_graphlets, STATUS_INDEX[NOT_PUSHED], dtype=np.int8)
+    status[down_active | np.isin(trainer_state, list(rules.ACTIVE_STATES))] = STATUS_INDEX[RUNNING]
+    status[trainer_state == rules.STATE_FAILED] = STATUS_INDEX[FAILED]
+    status[np.isfinite(pushed_at)] = STATUS_INDEX[PUSHED]
+    anchor_ids = p.exec_id[anchors]
+    props = [p.trainer_props.get(int(t), {}) for t in anchor_ids]
+    structure = _structure_hashes(p, anchors, props)
+    table = GraphletTable(
+        pipelines=p.pipelines,
+        kinds=rules.KINDS,
+        pipeline=p.exec_pipeline[anchors].astype(np.int32),
+        run=np.asarray([p.run_names.get(int(r)) for r in p.exec_run[anchors]], dtype=object),
+        trainer_id=anchor_ids,
+        trainer_state=np.asarray([rules.STATE_NAMES[s] for s in trainer_state], dtype=object),
+        status=status,
+        trainer_start=p.exec_start[anchors],
+        trainer_end=p.exec_end[anchors],
+        end=np.maximum(p.exec_end[anchors], down_end),
+        cost_micros=cost.astype(np.int64),
+        cost_by_kind_micros=cost_kind.astype(np.int64),
+        blessed=blessed,
+        infra_blessed=infra,
+        pushed_at=np.where(np.isfinite(pushed_at), pushed_at, np.nan),
+        code_hash=np.asarray([next((x[k] for k in rules.CODE_HASH_PROPERTIES if k in x), None) for x in props], dtype=object),
+        structure_hash=np.asarray([x.get(rules.STRUCTURE_HASH_PROPERTY) or structure.get(g) for g, x in enumerate(props)], dtype=object),
+        lists={
+            "model_ids": IdLists.from_pairs(models.graphlet, p.art_id[models.node], n_graphlets),
+            "span_artifact_ids": IdLists.from_pairs(spans.graphlet, p.art_id[spans.node], n_graphlets),
+            "spans": _distinct_spans(spans.graphlet, p.art_span[spans.node], n_graphlets),
+            "upstream_ids": IdLists.from_pairs(upstream.graphlet, p.exec_id[upstream.node], n_graphlets),
+            "downstream_ids": IdLists.from_pairs(downstream.graphlet, p.exec_id[downstream.node], n_graphlets),
+        },
+    )
+    table.link_pushes()
+    executions = ExecutionTable(
         ids=p.exec_id,
         kind=exec_kind,
         pipeline=p.exec_pipeline.astype(np.int32),
         run=p.exec_run,
         start=p.exec_start,
         duration=micros / 1e6,
-        outcome=execution_outcomes(n_exec, member_g, member_e, statuses),
+        outcome=execution_outcomes(n_exec, member_g, member_e, status),
     )
-    return Extraction(p.store, p.schema_version, p.pipelines, [Graphlet(**r) for r in records], table)
+    return Extraction(p.store, p.schema_version, p.pipelines, table, executions)
 
 
 def _by_type(type_ids: np.ndarray, value_by_type: dict[int, object], default: object) -> np.ndarray:
@@ -250,9 +260,9 @@ def _push_times(
     return result
 
 
-def _structure_hashes(p: Provenance, anchors: np.ndarray, exec_kind: np.ndarray) -> dict[int, str]:
+def _structure_hashes(p: Provenance, anchors: np.ndarray, props: list[dict[str, str]]) -> dict[int, str]:
     """Fingerprint of each trainer's run (its execution types), for trainers without one recorded."""
-    wanted = {int(p.exec_run[row]) for row in anchors if int(p.exec_id[row]) not in p.trainer_props or rules.STRUCTURE_HASH_PROPERTY not in p.trainer_props[int(p.exec_id[row])]}
+    wanted = {int(p.exec_run[row]) for row, x in zip(anchors, props) if not x.get(rules.STRUCTURE_HASH_PROPERTY)}
     wanted.discard(-1)
     if not wanted:
         return {}
@@ -265,18 +275,11 @@ def _structure_hashes(p: Provenance, anchors: np.ndarray, exec_kind: np.ndarray)
     return {g: fingerprints[int(p.exec_run[row])] for g, row in enumerate(anchors) if int(p.exec_run[row]) in fingerprints}
 
 
-def _grouped(graphlet: np.ndarray, values: np.ndarray, n_graphlets: int) -> list[tuple[int, ...]]:
-    """Per graphlet, its values (pairs come sorted by graphlet, then node row, i.e. by id)."""
-    bounds = np.searchsorted(graphlet, np.arange(n_graphlets + 1))
-    flat = values.tolist()
-    return [tuple(flat[bounds[g] : bounds[g + 1]]) for g in range(n_graphlets)]
-
-
-def _grouped_distinct(graphlet: np.ndarray, spans: np.ndarray, n_graphlets: int) -> list[tuple[int, ...]]:
+def _distinct_spans(graphlet: np.ndarray, spans: np.ndarray, n_graphlets: int) -> IdLists:
     known = spans != NO_SPAN
-    keys = np.unique(np.stack([graphlet[known], spans[known]], axis=1), axis=0) if known.any() else np.empty((0, 2), dtype=np.int64)
-    return _grouped(keys[:, 0], keys[:, 1], n_graphlets)
+    if not known.any():
+        return IdLists.from_pairs(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), n_graphlets)
+    pairs = np.unique(np.stack([graphlet[known], spans[known]], axis=1), axis=0)
+    return IdLists.from_pairs(pairs[:, 0], pairs[:, 1], n_graphlets)
 
 
-def _tri(value: int) -> bool | None:
-    return None if value == NO_VALUE else bool(value)

@@ -9,7 +9,10 @@ case, MySQL needs them exact).
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 import sqlalchemy as sa
@@ -26,14 +29,16 @@ from airflow_graphlets.store.inspect import mlmd_schema_version, read_only_engin
 from airflow_graphlets.store.uri import StoreConfig
 
 _TYPE_KIND_EXECUTION, _TYPE_KIND_ARTIFACT, _TYPE_KIND_CONTEXT = 0, 1, 2
+_TRUE = {"sqlite": "1", "mysql": "1", "postgresql": "TRUE"}  # is_custom_property is BOOLEAN on PostgreSQL
 
 
-def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None) -> Extraction:
+def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2) -> Extraction:
     """Every model graphlet of a store, read in bulk.
 
     Args:
       config: the store (opened read-only).
       pipelines: only these pipelines (``pipeline`` context names); all when ``None``.
+      workers: processes reading tables side by side (1 keeps everything in this process).
 
     Returns:
       The graphlets, ordered by trainer execution id, and the execution cost table.
@@ -42,8 +47,8 @@ def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None) 
       StoreNotFoundError, NotAnMlmdStoreError, UnsupportedSchemaError: the store cannot be read.
       NoGraphletsError: the store (or the pipelines asked for) holds no trainer execution.
     """
-    extraction = assemble(read_provenance(config, pipelines))
-    if not extraction.graphlets:
+    extraction = assemble(read_provenance(config, pipelines, workers))
+    if not len(extraction.graphlets):
         scope = f"pipelines {', '.join(pipelines)} of " if pipelines else ""
         raise NoGraphletsError(
             f"The {scope}MLMD store {config} holds no model graphlet: no execution of a Trainer "
@@ -53,78 +58,147 @@ def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None) 
     return extraction
 
 
-def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None) -> Provenance:
-    """The store's provenance graph as columns (see :class:`Provenance`)."""
+def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2) -> Provenance:
+    """The store's provenance graph as columns (see :class:`Provenance`).
+
+    Args:
+      config: the store (opened read-only).
+      pipelines: only these pipelines; all when ``None``.
+      workers: processes running the column queries side by side (1: all in this process).
+    """
     engine = read_only_engine(config)
     try:
         version = mlmd_schema_version(engine, config)
         with engine.connect() as conn:
-            return _read(conn, str(config), version, pipelines)
+            plan = _plan(conn, pipelines)
     finally:
         engine.dispose()
+    columns = _run_queries(config, plan.queries(), workers)
+    return _provenance(str(config), version, plan, columns)
 
 
-def _read(conn: Connection, store: str, version: int, only: Sequence[str] | None) -> Provenance:
+@dataclass
+class _Plan:
+    """What the small first queries found: types, contexts, and so the big queries to run."""
+
+    type_names: dict[int, str]
+    type_bases: dict[int, str | None]
+    trainer_types: list[int]
+    run_types: list[int]
+    pipeline_rows: list[tuple[int, str]]
+    run_names: dict[int, str]
+    scope: _Scope
+    dialect: str
+    trainer_props: dict[int, dict[str, str]] = field(default_factory=dict)
+
+    def queries(self) -> dict[str, tuple[list[str], str]]:
+        """Name -> (select list, rest of the query), biggest first."""
+        true = _TRUE[self.dialect]
+        scope = self.scope
+        time_join = " ".join(
+            f"LEFT JOIN ExecutionProperty {alias} ON {alias}.execution_id = e.id AND {alias}.name = '{name}' "
+            f"AND {alias}.is_custom_property = {true}"
+            for alias, name in (("s", rules.START_PROPERTY), ("f", rules.END_PROPERTY))
+        )
+        queries = {
+            "events": (["artifact_id", "execution_id", "type"], f"FROM Event {scope.where('execution_id')}"),
+            "executions": (
+                ["e.id", "e.type_id", "e.last_known_state", "e.create_time_since_epoch",
+                 "e.last_update_time_since_epoch", "COALESCE(s.double_value, s.int_value)",
+                 "COALESCE(f.double_value, f.int_value)"],
+                f"FROM Execution e {time_join} {scope.where('e.id')} ORDER BY e.id",
+            ),
+            "artifacts": (["id", "type_id", "state"], f"FROM Artifact {scope.where_artifact('id')} ORDER BY id"),
+            "artifact_properties": _artifact_property_query(scope),
+            "runs": _association_query(f"SELECT id FROM Context WHERE type_id IN ({_ints(self.run_types)})", scope),
+            "pipelines": _association_query(_ints([i for i, _ in self.pipeline_rows]), scope),
+            "references": _reference_query(scope),
+        }
+        return queries
+
+
+def _plan(conn: Connection, only: Sequence[str] | None) -> _Plan:
     types = conn.execute(sa.text("SELECT id, name, type_kind FROM Type")).all()
-    type_names = {int(i): n for i, n, _ in types}
     type_bases = {int(t): n for t, n in conn.execute(sa.text(
         "SELECT pt.type_id, p.name FROM ParentType pt JOIN Type p ON p.id = pt.parent_type_id"))}
     ids_of_kind = lambda kind, names: [int(i) for i, n, k in types if k == kind and n in names]  # noqa: E731
     pipeline_types = ids_of_kind(_TYPE_KIND_CONTEXT, {schema.PIPELINE_CONTEXT})
     run_types = ids_of_kind(_TYPE_KIND_CONTEXT, set(rules.RUN_CONTEXT_TYPES))
+    pipeline_rows = [(int(i), n) for i, n in conn.execute(sa.text(
+        f"SELECT id, name FROM Context WHERE type_id IN ({_ints(pipeline_types)})"))]
+    if only is not None:
+        pipeline_rows = [(i, n) for i, n in pipeline_rows if n in set(only)]
+    pipeline_rows.sort(key=lambda row: row[1])
+    # With a pipeline filter, every query keeps to the executions of those pipelines.
+    scope = _Scope(None if only is None else [i for i, _ in pipeline_rows])
+    run_names = {int(i): n for i, n in conn.execute(sa.text(
+        f"SELECT id, name FROM Context WHERE type_id IN ({_ints(run_types)})"))}
     trainer_types = [
         int(i) for i, n, k in types
         if k == _TYPE_KIND_EXECUTION and rules.execution_kind(n, type_bases.get(int(i))) == "Trainer"
     ]
+    plan = _Plan({int(i): n for i, n, _ in types}, type_bases, trainer_types, run_types, pipeline_rows, run_names,
+                 scope, conn.dialect.name)
+    plan.trainer_props = _trainer_properties(conn, trainer_types, scope)
+    return plan
 
-    pipeline_rows = conn.execute(sa.text(f"SELECT id, name FROM Context WHERE type_id IN ({_ints(pipeline_types)})")).all()
-    if only is not None:
-        pipeline_rows = [(i, n) for i, n in pipeline_rows if n in set(only)]
-    pipeline_rows.sort(key=lambda row: row[1])
-    pipeline_ids = [int(i) for i, _ in pipeline_rows]
-    # With a pipeline filter, every query keeps to the executions of those pipelines.
-    scope = _Scope(None if only is None else pipeline_ids)
 
-    exec_id, exec_type, exec_state, created, updated = fetch_columns(
-        conn, ["id", "type_id", "last_known_state", "create_time_since_epoch", "last_update_time_since_epoch"],
-        f"FROM Execution {scope.where('id')} ORDER BY id",
-    )
+def _run_queries(config: StoreConfig, queries: dict[str, tuple[list[str], str]], workers: int) -> dict[str, list[np.ndarray]]:
+    """Run the column queries, in ``workers`` processes when more than one."""
+    if workers <= 1:
+        return {name: _fetch(config, query) for name, query in queries.items()}
+    # Fork: the children start at once with this process's imports, and open their own connections.
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {name: pool.submit(_fetch, config, query) for name, query in queries.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _fetch(config: StoreConfig, query: tuple[list[str], str]) -> list[np.ndarray]:
+    engine = read_only_engine(config)
+    try:
+        with engine.connect() as conn:
+            return fetch_columns(conn, *query)
+    finally:
+        engine.dispose()
+
+
+def _provenance(store: str, version: int, plan: _Plan, columns: dict[str, list[np.ndarray]]) -> Provenance:
+    exec_id, exec_type, exec_state, created, updated, start_prop, end_prop = columns["executions"]
     exec_id = exec_id.astype(np.int64)
-    time_props = _execution_time_properties(conn, exec_id, scope)
-    start, end, duration = execution_times(created, updated, *time_props)
+    start, end, duration = execution_times(created, updated, start_prop, end_prop)
 
+    pipeline_ids = np.asarray([i for i, _ in plan.pipeline_rows], dtype=np.int64)
     exec_pipeline = np.full(len(exec_id), -1, dtype=np.int32)
-    if pipeline_ids:
-        e, c = _association(conn, pipeline_ids, scope)
-        rows = rows_of(exec_id, e)
-        exec_pipeline[rows[rows >= 0]] = rows_of(np.asarray(pipeline_ids, dtype=np.int64), c)[rows >= 0]
+    e, c = (x.astype(np.int64) for x in columns["pipelines"])
+    rows = rows_of(exec_id, e)
+    exec_pipeline[rows[rows >= 0]] = rows_of(pipeline_ids, c)[rows >= 0]
     exec_run = np.full(len(exec_id), -1, dtype=np.int64)
-    run_names: dict[int, str] = {}
-    if run_types:
-        e, c = _association(conn, None, scope, run_types)
-        rows = rows_of(exec_id, e)
-        exec_run[rows[rows >= 0]] = c[rows >= 0]
-        wanted = set(np.unique(exec_run[exec_run >= 0]).tolist())
-        run_names = {int(i): n for i, n in conn.execute(sa.text(
-            f"SELECT id, name FROM Context WHERE type_id IN ({_ints(run_types)})")) if int(i) in wanted}
+    e, c = (x.astype(np.int64) for x in columns["runs"])
+    rows = rows_of(exec_id, e)
+    exec_run[rows[rows >= 0]] = c[rows >= 0]
 
-    art_id, art_type, art_state = fetch_columns(conn, ["id", "type_id", "state"], f"FROM Artifact {scope.where_artifact('id')} ORDER BY id")
+    art_id, art_type, art_state = columns["artifacts"]
     art_id = art_id.astype(np.int64)
-    art_span, art_blessed, art_pushed = _artifact_properties(conn, art_id, scope)
+    art_span, art_blessed, art_pushed = _artifact_properties(art_id, *columns["artifact_properties"])
 
-    ev_art_id, ev_exec_id, ev_type = fetch_columns(conn, ["artifact_id", "execution_id", "type"], f"FROM Event {scope.where('execution_id')}")
+    ev_art_id, ev_exec_id, ev_type = columns["events"]
     ev_art, ev_exec = rows_of(art_id, ev_art_id.astype(np.int64)), rows_of(exec_id, ev_exec_id.astype(np.int64))
     keep = (ev_art >= 0) & (ev_exec >= 0) & np.isin(ev_type, list(rules.INPUT_EVENT_TYPES | rules.OUTPUT_EVENT_TYPES))
     ev_art, ev_exec, ev_type = ev_art[keep], ev_exec[keep], ev_type[keep]
     ev_input = np.isin(ev_type, list(rules.INPUT_EVENT_TYPES))
+    ref_art, ref_exec = columns["references"]
+    n_exec = max(len(exec_id), 1)
+    wanted = rows_of(art_id, ref_art.astype(np.int64)) * n_exec + rows_of(exec_id, ref_exec.astype(np.int64))
+    ev_reference = ev_input & np.isin(ev_art * n_exec + ev_exec, wanted) if len(wanted) else np.zeros(len(ev_art), bool)
 
     return Provenance(
         store=store,
         schema_version=version,
-        type_names=type_names,
-        type_bases=type_bases,
-        pipelines=tuple(n for _, n in pipeline_rows),
-        run_names=run_names,
+        type_names=plan.type_names,
+        type_bases=plan.type_bases,
+        pipelines=tuple(n for _, n in plan.pipeline_rows),
+        run_names=plan.run_names,
         exec_id=exec_id,
         exec_type=exec_type.astype(np.int64),
         exec_state=exec_state.astype(np.int8),
@@ -133,7 +207,7 @@ def _read(conn: Connection, store: str, version: int, only: Sequence[str] | None
         exec_duration=duration,
         exec_pipeline=exec_pipeline,
         exec_run=exec_run,
-        trainer_props=_trainer_properties(conn, trainer_types, scope),
+        trainer_props=plan.trainer_props,
         art_id=art_id,
         art_type=art_type.astype(np.int64),
         art_state=np.nan_to_num(art_state).astype(np.int8),
@@ -143,7 +217,7 @@ def _read(conn: Connection, store: str, version: int, only: Sequence[str] | None
         ev_art=ev_art,
         ev_exec=ev_exec,
         ev_input=ev_input,
-        ev_reference=_reference_inputs(conn, art_id, exec_id, ev_art, ev_exec, ev_input, scope),
+        ev_reference=ev_reference,
     )
 
 
@@ -181,37 +255,25 @@ def _ints(values: Sequence[int]) -> str:
     return ", ".join(str(int(v)) for v in values) or "NULL"
 
 
-def _association(conn: Connection, context_ids, scope: _Scope, context_types=None) -> tuple[np.ndarray, np.ndarray]:
-    where = (f"a.context_id IN ({_ints(context_ids)})" if context_ids is not None
-             else f"a.context_id IN (SELECT id FROM Context WHERE type_id IN ({_ints(context_types)}))")
-    where += scope.also("a.execution_id")
-    e, c = fetch_columns(conn, ["a.execution_id", "a.context_id"], f"FROM Association a WHERE {where}")
-    return e.astype(np.int64), c.astype(np.int64)
+def _association_query(context_ids_sql: str, scope: _Scope) -> tuple[list[str], str]:
+    """(execution, context) pairs of the contexts ``context_ids_sql`` lists or selects."""
+    return ["a.execution_id", "a.context_id"], f"FROM Association a WHERE a.context_id IN ({context_ids_sql})" + scope.also("a.execution_id")
 
 
-def _execution_time_properties(conn: Connection, exec_id: np.ndarray, scope: _Scope) -> list[np.ndarray]:
-    """Start, end and duration properties per execution row; NaN where absent."""
-    names = rules.TIME_PROPERTIES
-    code = "CASE name " + " ".join(f"WHEN '{n}' THEN {i}" for i, n in enumerate(names)) + " END"
-    where = f"name IN ({', '.join(repr(n) for n in names)})" + scope.also("execution_id")
-    owner, which, custom, value = fetch_columns(
-        conn, ["execution_id", code, "CASE WHEN is_custom_property THEN 1 ELSE 0 END", "COALESCE(double_value, int_value)"],
-        f"FROM ExecutionProperty WHERE {where}",
-    )
-    return _property_columns(exec_id, owner, which, custom, value, len(names), np.nan)
+_ARTIFACT_PROPERTIES = (schema.SPAN, schema.BLESSED, schema.PUSHED)
 
 
-def _artifact_properties(conn: Connection, art_id: np.ndarray, scope: _Scope) -> tuple[np.ndarray, ...]:
-    """Span, blessed and pushed per artifact row."""
-    names = (schema.SPAN, schema.BLESSED, schema.PUSHED)
-    code = "CASE name " + " ".join(f"WHEN '{n}' THEN {i}" for i, n in enumerate(names)) + " END"
-    where = f"name IN ({', '.join(repr(n) for n in names)})" + scope.also_artifact("artifact_id")
+def _artifact_property_query(scope: _Scope) -> tuple[list[str], str]:
+    code = "CASE name " + " ".join(f"WHEN '{n}' THEN {i}" for i, n in enumerate(_ARTIFACT_PROPERTIES)) + " END"
     value = ("COALESCE(int_value, double_value, "
              "CASE WHEN bool_value IS NULL THEN NULL WHEN bool_value THEN 1 ELSE 0 END)")
-    owner, which, custom, val = fetch_columns(
-        conn, ["artifact_id", code, "CASE WHEN is_custom_property THEN 1 ELSE 0 END", value], f"FROM ArtifactProperty WHERE {where}"
-    )
-    span, blessed, pushed = _property_columns(art_id, owner, which, custom, val, len(names), np.nan)
+    where = f"name IN ({', '.join(repr(n) for n in _ARTIFACT_PROPERTIES)})" + scope.also_artifact("artifact_id")
+    return ["artifact_id", code, "CASE WHEN is_custom_property THEN 1 ELSE 0 END", value], f"FROM ArtifactProperty WHERE {where}"
+
+
+def _artifact_properties(art_id, owner, which, custom, value) -> tuple[np.ndarray, ...]:
+    """Span, blessed and pushed per artifact row."""
+    span, blessed, pushed = _property_columns(art_id, owner, which, custom, value, len(_ARTIFACT_PROPERTIES), np.nan)
     return (
         np.where(np.isnan(span), NO_SPAN, np.nan_to_num(span)).astype(np.int64),
         np.where(np.isnan(blessed), NO_VALUE, blessed == 1).astype(np.int8),
@@ -246,15 +308,9 @@ def _trainer_properties(conn: Connection, trainer_types: list[int], scope: _Scop
     return props
 
 
-def _reference_inputs(conn, art_id, exec_id, ev_art, ev_exec, ev_input, scope: _Scope) -> np.ndarray:
-    """Which input events read a model as a baseline or warm start (by their event-path key)."""
+def _reference_query(scope: _Scope) -> tuple[list[str], str]:
+    """Input events that read a model as a baseline or warm start (by their event-path key)."""
     keys = ", ".join(repr(k) for k in sorted(rules.REFERENCE_INPUT_KEYS))
     inputs = _ints(sorted(rules.INPUT_EVENT_TYPES))
     where = f"p.step_key IN ({keys}) AND e.type IN ({inputs})" + scope.also("e.execution_id")
-    a, x = fetch_columns(conn, ["e.artifact_id", "e.execution_id"],
-                         f"FROM Event e JOIN EventPath p ON p.event_id = e.id WHERE {where}")
-    if not len(a):
-        return np.zeros(len(ev_art), dtype=bool)
-    n_exec = max(len(exec_id), 1)
-    wanted = rows_of(art_id, a.astype(np.int64)) * n_exec + rows_of(exec_id, x.astype(np.int64))
-    return ev_input & np.isin(ev_art * n_exec + ev_exec, wanted)
+    return ["e.artifact_id", "e.execution_id"], f"FROM Event e JOIN EventPath p ON p.event_id = e.id WHERE {where}"

@@ -1,7 +1,7 @@
-"""The records extraction produces: one :class:`Graphlet` per trained model, plus a cost table.
+"""What extraction produces: a :class:`GraphletTable` (one row per trained model) and a cost table.
 
 A model graphlet (Xin et al., SIGMOD 2021) is the provenance subgraph of one trained model. Ours,
-for a trainer execution ``t`` (see ``docs/graphlets.md`` for the reasons behind each choice):
+for a trainer execution ``t`` (``docs/graphlets.md`` gives the reasons behind each choice):
 
 * **upstream**: every execution ``t`` depends on, walking inputs to their producers, without
   crossing model-side artifacts (models, blessings, pushes, evaluations, analyzer caches), plus
@@ -10,21 +10,24 @@ for a trainer execution ``t`` (see ``docs/graphlets.md`` for the reasons behind 
 * **input spans**: the Examples artifacts met upstream that an ingestion (ExampleGen) wrote;
 * **model**: ``t``'s Model outputs; **downstream**: executions reading the model other than as a
   baseline or warm start (Evaluator, InfraValidator, Pusher), and Pushers reading what they wrote.
+
+At paper scale (450,000 graphlets) the table keeps columns and id lists as NumPy arrays; a
+:class:`Graphlet` record is made on demand, one row at a time.
 """
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
 
-# What became of a graphlet.
+# What became of a graphlet (GraphletTable.status holds the index).
 PUSHED = "pushed"
 NOT_PUSHED = "not_pushed"  # trained, then not blessed or not pushed
 FAILED = "failed"  # the trainer failed
 RUNNING = "running"  # the trainer or its validation is still running
 STATUSES = (PUSHED, NOT_PUSHED, FAILED, RUNNING)
+STATUS_INDEX = {s: i for i, s in enumerate(STATUSES)}
 
 # What an execution's compute went to (ExecutionTable.outcome).
 OUTCOME_PUSHED = 0  # part of at least one graphlet whose model was pushed
@@ -32,6 +35,9 @@ OUTCOME_WASTED = 1  # part of graphlets only, all finished, none pushed
 OUTCOME_PENDING = 2  # part of a graphlet still running, none pushed yet
 OUTCOME_UNATTRIBUTED = 3  # part of no graphlet (data-only runs, other operators)
 OUTCOME_NAMES = ("pushed", "wasted", "pending", "unattributed")
+
+# Id lists each graphlet holds, as (offsets, values) pairs in the table.
+ID_LISTS = ("model_ids", "span_artifact_ids", "spans", "upstream_ids", "downstream_ids")
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,144 @@ class Graphlet:
     def execution_ids(self) -> tuple[int, ...]:
         """Every member execution: upstream, trainer and downstream, ascending."""
         return tuple(sorted((*self.upstream_ids, self.trainer_id, *self.downstream_ids)))
+
+
+@dataclass
+class IdLists:
+    """One variable-length id list per graphlet: ``values[offsets[g]:offsets[g + 1]]``."""
+
+    offsets: np.ndarray  # int64, len = graphlets + 1
+    values: np.ndarray  # int64
+
+    @classmethod
+    def from_pairs(cls, graphlet: np.ndarray, values: np.ndarray, n: int) -> IdLists:
+        """From (graphlet, value) pairs sorted by graphlet."""
+        return cls(np.searchsorted(graphlet, np.arange(n + 1)).astype(np.int64), np.asarray(values, dtype=np.int64))
+
+    @classmethod
+    def from_tuples(cls, lists: list[tuple[int, ...]]) -> IdLists:
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        np.cumsum([len(x) for x in lists], out=offsets[1:])
+        return cls(offsets, np.fromiter((v for x in lists for v in x), dtype=np.int64, count=int(offsets[-1])))
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def owner(self) -> np.ndarray:
+        """For each value, the graphlet it belongs to."""
+        return np.repeat(np.arange(len(self.offsets) - 1), self.lengths())
+
+    def row(self, g: int) -> tuple[int, ...]:
+        return tuple(self.values[self.offsets[g] : self.offsets[g + 1]].tolist())
+
+
+@dataclass
+class GraphletTable:
+    """Every graphlet of a store as columns, ordered by trainer execution id."""
+
+    pipelines: tuple[str, ...]
+    kinds: tuple[str, ...]
+    pipeline: np.ndarray  # int32 index into pipelines, -1: in no pipeline
+    run: np.ndarray  # object: run context name or None
+    trainer_id: np.ndarray  # int64
+    trainer_state: np.ndarray  # object: MLMD state name
+    status: np.ndarray  # int8 index into STATUSES
+    trainer_start: np.ndarray  # float64
+    trainer_end: np.ndarray  # float64
+    end: np.ndarray  # float64
+    cost_micros: np.ndarray  # int64, cost in whole microseconds
+    cost_by_kind_micros: np.ndarray  # int64 [graphlet, kind]
+    blessed: np.ndarray  # int8: 1, 0, -1 unknown
+    infra_blessed: np.ndarray  # int8
+    pushed_at: np.ndarray  # float64, NaN when not pushed
+    code_hash: np.ndarray  # object
+    structure_hash: np.ndarray  # object
+    lists: dict[str, IdLists]
+    previous_pushed: np.ndarray = field(default=None)  # int64 trainer id, -1 none; filled by link_pushes
+
+    def __len__(self) -> int:
+        return len(self.trainer_id)
+
+    @classmethod
+    def from_rows(cls, rows: list[dict], pipelines: tuple[str, ...], kinds: tuple[str, ...]) -> GraphletTable:
+        """Build a table from one dict per graphlet (how the reference reader assembles it).
+
+        Each dict holds the column names of this class, with ``pipeline`` an index, ``status`` a
+        name, ``cost_by_kind_micros`` a {kind: micros} dict, and each id list a tuple.
+        """
+        column = lambda name, dtype: np.asarray([r[name] for r in rows], dtype=dtype)  # noqa: E731
+        by_kind = np.zeros((len(rows), len(kinds)), dtype=np.int64)
+        for g, row in enumerate(rows):
+            for kind, micros in row["cost_by_kind_micros"].items():
+                by_kind[g, kinds.index(kind)] = micros
+        table = cls(
+            pipelines=pipelines,
+            kinds=kinds,
+            pipeline=column("pipeline", np.int32),
+            run=column("run", object),
+            trainer_id=column("trainer_id", np.int64),
+            trainer_state=column("trainer_state", object),
+            status=np.asarray([STATUS_INDEX[r["status"]] for r in rows], dtype=np.int8),
+            trainer_start=column("trainer_start", np.float64),
+            trainer_end=column("trainer_end", np.float64),
+            end=column("end", np.float64),
+            cost_micros=column("cost_micros", np.int64),
+            cost_by_kind_micros=by_kind,
+            blessed=column("blessed", np.int8),
+            infra_blessed=column("infra_blessed", np.int8),
+            pushed_at=column("pushed_at", np.float64),
+            code_hash=column("code_hash", object),
+            structure_hash=column("structure_hash", object),
+            lists={name: IdLists.from_tuples([r[name] for r in rows]) for name in ID_LISTS},
+        )
+        table.link_pushes()
+        return table
+
+    @property
+    def pushed(self) -> np.ndarray:
+        return self.status == STATUS_INDEX[PUSHED]
+
+    def record(self, g: int) -> Graphlet:
+        """Row ``g`` as a :class:`Graphlet`."""
+        previous = int(self.previous_pushed[g])
+        pushed = bool(self.status[g] == STATUS_INDEX[PUSHED])
+        return Graphlet(
+            pipeline=self.pipelines[self.pipeline[g]] if self.pipeline[g] >= 0 else "",
+            run=self.run[g],
+            trainer_id=int(self.trainer_id[g]),
+            trainer_state=self.trainer_state[g],
+            status=STATUSES[self.status[g]],
+            **{name: self.lists[name].row(g) for name in ID_LISTS},
+            trainer_start=float(self.trainer_start[g]),
+            trainer_end=float(self.trainer_end[g]),
+            end=float(self.end[g]),
+            cost_seconds=int(self.cost_micros[g]) / 1e6,
+            cost_by_kind=tuple((self.kinds[k], int(v) / 1e6) for k, v in enumerate(self.cost_by_kind_micros[g]) if v),
+            blessed=None if self.blessed[g] < 0 else bool(self.blessed[g]),
+            infra_blessed=None if self.infra_blessed[g] < 0 else bool(self.infra_blessed[g]),
+            pushed=pushed,
+            pushed_at=float(self.pushed_at[g]) if pushed else None,
+            code_hash=self.code_hash[g],
+            structure_hash=self.structure_hash[g],
+            previous_pushed_trainer_id=previous if previous >= 0 else None,
+        )
+
+    def records(self) -> list[Graphlet]:
+        """Every row as a :class:`Graphlet` (fine for thousands; use the columns for more)."""
+        return [self.record(g) for g in range(len(self))]
+
+    def link_pushes(self) -> None:
+        """Fill ``previous_pushed``: for each graphlet, the pipeline's last push before it began."""
+        previous = np.full(len(self), -1, dtype=np.int64)
+        pushed = np.flatnonzero(self.pushed)
+        for p in np.unique(self.pipeline):
+            pushes = pushed[self.pipeline[pushed] == p]
+            order = np.lexsort((self.trainer_id[pushes], self.pushed_at[pushes]))
+            times, trainers = self.pushed_at[pushes][order], self.trainer_id[pushes][order]
+            members = np.flatnonzero(self.pipeline == p)
+            i = np.searchsorted(times, self.trainer_start[members], side="left")
+            previous[members] = np.where(i > 0, trainers[np.maximum(i - 1, 0)] if len(trainers) else -1, -1)
+        self.previous_pushed = previous
 
 
 @dataclass
@@ -102,43 +246,26 @@ class Extraction:
     store: str
     schema_version: int
     pipelines: tuple[str, ...]
-    graphlets: list[Graphlet]
+    graphlets: GraphletTable
     executions: ExecutionTable
-    reader: str = field(default="bulk")
+    reader: str = "bulk"
 
 
 def execution_outcomes(
-    n_executions: int, member_graphlet: np.ndarray, member_execution: np.ndarray, statuses: list[str]
+    n_executions: int, member_graphlet: np.ndarray, member_execution: np.ndarray, status: np.ndarray
 ) -> np.ndarray:
     """Label each execution with what its compute went to (``OUTCOME_*``).
 
     Args:
       n_executions: rows of the execution table.
-      member_graphlet: for each (graphlet, execution) membership, the graphlet's position.
+      member_graphlet: for each (graphlet, execution) membership, the graphlet's row.
       member_execution: the execution's row, same length.
-      statuses: each graphlet's status.
+      status: each graphlet's status index (``STATUS_INDEX``).
     """
-    status = np.asarray(statuses, dtype=object)
-    pushed = (status == PUSHED)[member_graphlet]
-    running = (status == RUNNING)[member_graphlet]
+    pushed = status[member_graphlet] == STATUS_INDEX[PUSHED]
+    running = status[member_graphlet] == STATUS_INDEX[RUNNING]
     outcome = np.full(n_executions, OUTCOME_UNATTRIBUTED, dtype=np.int8)
     outcome[member_execution] = OUTCOME_WASTED
     outcome[member_execution[running]] = OUTCOME_PENDING
     outcome[member_execution[pushed]] = OUTCOME_PUSHED
     return outcome
-
-
-def previous_pushed(graphlets: list[dict]) -> None:
-    """Fill ``previous_pushed_trainer_id``: the pipeline's last push before each trainer started.
-
-    Works on plain dicts (before records are frozen); both readers call it, so they agree.
-    """
-    by_pipeline: dict[str, list[dict]] = {}
-    for g in graphlets:
-        by_pipeline.setdefault(g["pipeline"], []).append(g)
-    for members in by_pipeline.values():
-        pushes = sorted((g["pushed_at"], g["trainer_id"]) for g in members if g["pushed"])
-        push_times = [p[0] for p in pushes]
-        for g in members:
-            i = bisect.bisect_left(push_times, g["trainer_start"])
-            g["previous_pushed_trainer_id"] = pushes[i - 1][1] if i > 0 else None

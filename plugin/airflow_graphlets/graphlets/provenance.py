@@ -59,22 +59,17 @@ def rows_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def execution_times(
-    create_ms: np.ndarray,
-    update_ms: np.ndarray,
-    start_prop: np.ndarray,
-    end_prop: np.ndarray,
-    duration_prop: np.ndarray,
+    create_ms: np.ndarray, update_ms: np.ndarray, start_prop: np.ndarray, end_prop: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Start, end and duration of executions; NaN in a property column means absent.
 
-    The recorder's own times win (``start_epoch_seconds`` and friends); a TFX store has none, and
-    there MLMD's create and last-update times (registration at start, publish at the end) are
-    the best clock there is.
+    The recorder's own times win (custom ``start_epoch_seconds``/``end_epoch_seconds``); a TFX
+    store has none, and there MLMD's create and last-update times (registration at start,
+    publication at the end) are the best clock there is. Duration is end minus start.
     """
-    start = np.where(np.isnan(start_prop), create_ms / 1000.0, start_prop)
-    end = np.where(np.isnan(end_prop), update_ms / 1000.0, end_prop)
-    duration = np.where(np.isnan(duration_prop), np.maximum(end - start, 0.0), duration_prop)
-    return to_millis(start), to_millis(end), duration
+    start = to_millis(np.where(np.isnan(start_prop), create_ms / 1000.0, start_prop))
+    end = to_millis(np.where(np.isnan(end_prop), update_ms / 1000.0, end_prop))
+    return start, end, np.maximum(end - start, 0.0)
 
 
 def to_millis(seconds):

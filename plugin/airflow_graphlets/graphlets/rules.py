@@ -76,11 +76,10 @@ OUTPUT_EVENT_TYPES = frozenset({1, 4, 6, 7})  # DECLARED_OUTPUT, OUTPUT, INTERNA
 # Pipeline-run context types: TFX's portable orchestrator and its legacy one.
 RUN_CONTEXT_TYPES = (schema.PIPELINE_RUN_CONTEXT, "run")
 
-# Execution properties that time an execution (ours) and fingerprint code and structure.
+# Custom execution properties that time an execution (the recorder's), and those that
+# fingerprint code and structure.
 START_PROPERTY = schema.ExecutionProps.START_EPOCH_SECONDS
 END_PROPERTY = schema.ExecutionProps.END_EPOCH_SECONDS
-DURATION_PROPERTY = schema.ExecutionProps.DURATION_SECONDS
-TIME_PROPERTIES = (START_PROPERTY, END_PROPERTY, DURATION_PROPERTY)
 # Code fingerprint: ours first, then the checksum TFX's legacy orchestrator kept of a module file.
 CODE_HASH_PROPERTIES = (schema.ExecutionProps.CODE_HASH, "checksum_md5")
 STRUCTURE_HASH_PROPERTY = schema.ExecutionProps.DAG_STRUCTURE_HASH
