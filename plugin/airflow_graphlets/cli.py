@@ -4,6 +4,7 @@
 ``graphlets spool replay``   write what waits into the MLMD store, in order, once each
 ``graphlets show --store URI [--dag DAG]``   executions recorded, for a quick look
 ``graphlets analyze --store URI [--json] [--html F] [--png F]``   the paper's graphlet analyses
+``graphlets simulate --store URI --pipelines N --days D --seed S``   write a synthetic history
 
 Without ``--store``/``--spool-dir`` the command reads ``[graphlets]`` and the ``mlmd_default``
 connection the way the listener does.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -70,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
         help="bulk SQL reader (default) or the slow reference reader through MLMD's API",
     )
     analyze.set_defaults(run=_analyze)
+
+    simulate = commands.add_parser("simulate", help="write a simulated continuous-training history into a store")
+    simulate.add_argument("--store", required=True, help="store URI of a new or empty store")
+    simulate.add_argument("--pipelines", type=int, default=100, help="pipelines (default 100; the paper: 3000)")
+    simulate.add_argument("--days", type=int, default=120, help="days of history (default 120)")
+    simulate.add_argument("--seed", type=int, default=0, help="random seed: same seed, same store")
+    simulate.add_argument("--profile", help="TOML file overriding the default distributions (docs/simulate.md)")
+    simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.set_defaults(run=_simulate)
     return parser
 
 
@@ -139,6 +150,31 @@ def _analyze(args: argparse.Namespace) -> int:
         written += [write_png(analysis, args.png)] if args.png else []
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from airflow_graphlets.simulate.profile import Profile
+    from airflow_graphlets.simulate.run import simulate
+
+    profile = Profile.from_toml(args.profile) if args.profile else Profile()
+    began = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // total
+        elapsed = time.monotonic() - began
+        eta = elapsed / done * (total - done)
+        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} pipelines, {elapsed:.0f} s, "
+              f"~{eta:.0f} s left", end="", file=sys.stderr, flush=True)
+
+    report = simulate(parse_store_uri(args.store), args.pipelines, args.days, args.seed, profile,
+                      None if args.quiet else progress)
+    if not args.quiet:
+        print(file=sys.stderr)
+    print(f"wrote {report.pipelines} pipelines, {report.runs:,} runs, {report.executions:,} executions, "
+          f"{report.artifacts:,} artifacts, {report.events:,} events into {report.store} in {report.seconds:.0f} s "
+          f"({report.executions_per_second:,.0f} executions/s)")
     return 0
 
 
