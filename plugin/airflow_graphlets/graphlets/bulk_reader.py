@@ -172,7 +172,9 @@ def _provenance(store: str, version: int, plan: _Plan, columns: dict[str, list[n
     exec_pipeline = np.full(len(exec_id), -1, dtype=np.int32)
     e, c = (x.astype(np.int64) for x in columns["pipelines"])
     rows = rows_of(exec_id, e)
-    exec_pipeline[rows[rows >= 0]] = rows_of(pipeline_ids, c)[rows >= 0]
+    by_id = np.argsort(pipeline_ids)  # pipelines are in name order, rows_of needs id order
+    pipeline_of_context = rows_of(pipeline_ids[by_id], c)
+    exec_pipeline[rows[rows >= 0]] = np.where(pipeline_of_context >= 0, by_id[pipeline_of_context], -1)[rows >= 0]
     exec_run = np.full(len(exec_id), -1, dtype=np.int64)
     e, c = (x.astype(np.int64) for x in columns["runs"])
     rows = rows_of(exec_id, e)
