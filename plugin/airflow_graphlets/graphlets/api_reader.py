@@ -139,8 +139,10 @@ class _Graph:
         pipelines = sorted(c.name for c in self.store.get_contexts_by_type(schema.PIPELINE_CONTEXT)
                            if only is None or c.name in only)
         pipeline_of: dict[int, int] = {}
+        pipeline_contexts = []
         for index, name in enumerate(pipelines):
             context = self.store.get_context_by_type_and_name(schema.PIPELINE_CONTEXT, name)
+            pipeline_contexts.append(context)
             for execution in self.store.get_executions_by_context(context.id, list_options=_BY_ID):
                 self.executions[execution.id] = execution
                 pipeline_of[execution.id] = index
@@ -148,10 +150,9 @@ class _Graph:
             for execution in self.store.get_executions(list_options=_BY_ID):
                 self.executions[execution.id] = execution
         run_of: dict[int, mlmd_pb.Context] = {}
-        for run_type in rules.RUN_CONTEXT_TYPES:
-            for context in self.store.get_contexts_by_type(run_type):
-                for execution in self.store.get_executions_by_context(context.id, list_options=_BY_ID):
-                    run_of[execution.id] = context
+        for context in self._run_contexts(pipeline_contexts if only is not None else None):
+            for execution in self.store.get_executions_by_context(context.id, list_options=_BY_ID):
+                run_of[execution.id] = context
 
         in_scope = sorted(self.executions) if only is None else sorted(pipeline_of)
         trainers = [i for i in in_scope if self.kind(self.executions[i]) == "Trainer"
@@ -175,6 +176,14 @@ class _Graph:
             outcome=execution_outcomes(len(ids), member_g, member_e, graphlets.status),
         )
         return Extraction(store, version, tuple(pipelines), graphlets, table, reader="mlmd-api")
+
+    def _run_contexts(self, pipelines: list[mlmd_pb.Context] | None) -> list[mlmd_pb.Context]:
+        """Every run context, or only the runs of some pipelines (their child contexts)."""
+        if pipelines is None:
+            return [c for run_type in rules.RUN_CONTEXT_TYPES for c in self.store.get_contexts_by_type(run_type)]
+        run_types = {t.id for t in self.store.get_context_types() if t.name in rules.RUN_CONTEXT_TYPES}
+        return [child for pipeline in pipelines for child in self.store.get_children_contexts_by_context(pipeline.id)
+                if child.type_id in run_types]
 
     def _graphlet(self, trainer_id: int, pipeline_of, run_of) -> dict:
         trainer = self.executions[trainer_id]
