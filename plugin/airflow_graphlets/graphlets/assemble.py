@@ -95,7 +95,7 @@ def _sorted_distinct(keys: np.ndarray) -> np.ndarray:
     """Sorted distinct values (NumPy's ``unique`` hashes first, several times slower on int64)."""
     if len(keys) < 2:
         return keys.astype(np.int64)
-    keys = np.sort(keys)
+    keys = np.sort(keys, kind="stable")  # timsort: linear on the sorted runs unions and expansions produce
     keep = np.empty(len(keys), dtype=bool)
     keep[0] = True
     np.not_equal(keys[1:], keys[:-1], out=keep[1:])

@@ -2,9 +2,8 @@
 
 Reads MLMD's tables directly with SQLAlchemy (SQLite, PostgreSQL, MySQL/MariaDB), read-only,
 into :class:`~.provenance.Provenance` columns, then :func:`~.assemble.assemble` builds every
-graphlet at once. No query is issued per model, so the cost grows with the store's size, not
-with round trips. Table names are written as MLMD creates them (PostgreSQL folds them to lower
-case, MySQL needs them exact).
+graphlet at once. No query is issued per model. The big queries (:mod:`.bulk_queries`) are cut
+into id ranges and read by a pool of processes side by side; each returns compact NumPy columns.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import sqlalchemy as sa
@@ -21,15 +20,16 @@ from sqlalchemy.engine import Connection
 from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.graphlets import rules
 from airflow_graphlets.graphlets.assemble import assemble
+from airflow_graphlets.graphlets.bulk_queries import ColumnQuery, RowQuery, Scope, column_queries, ints, row_queries
 from airflow_graphlets.graphlets.model import Extraction
-from airflow_graphlets.graphlets.provenance import NO_SPAN, NO_VALUE, Provenance, execution_times, rows_of
+from airflow_graphlets.graphlets.provenance import NO_SPAN, NO_VALUE, Provenance, execution_times
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.columns import fetch_columns
 from airflow_graphlets.store.inspect import mlmd_schema_version, read_only_engine
 from airflow_graphlets.store.uri import StoreConfig
 
 _TYPE_KIND_EXECUTION, _TYPE_KIND_ARTIFACT, _TYPE_KIND_CONTEXT = 0, 1, 2
-_TRUE = {"sqlite": "1", "mysql": "1", "postgresql": "TRUE"}  # is_custom_property is BOOLEAN on PostgreSQL
+_PIECES = 4  # id ranges per big query: keeps two readers busy to the end
 
 
 def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2) -> Extraction:
@@ -49,7 +49,7 @@ def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, 
     """
     extraction = assemble(read_provenance(config, pipelines, workers))
     if not len(extraction.graphlets):
-        scope = f"pipelines {', '.join(pipelines)} of " if pipelines else ""
+        scope = f"pipelines {', '.join(pipelines)} of the " if pipelines else ""
         raise NoGraphletsError(
             f"The {scope}MLMD store {config} holds no model graphlet: no execution of a Trainer "
             "(a type named ...Trainer or based on mlmd.Train) ran there. Record a pipeline with a "
@@ -64,7 +64,7 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
     Args:
       config: the store (opened read-only).
       pipelines: only these pipelines; all when ``None``.
-      workers: processes running the column queries side by side (1: all in this process).
+      workers: processes running the queries side by side (1: all in this process).
     """
     engine = read_only_engine(config)
     try:
@@ -73,48 +73,34 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
             plan = _plan(conn, pipelines)
     finally:
         engine.dispose()
-    columns = _run_queries(config, plan.queries(), workers)
-    return _provenance(str(config), version, plan, columns)
+    results = _run(config, plan.tasks(), workers)
+    return _provenance(str(config), version, plan, results)
 
 
 @dataclass
 class _Plan:
-    """What the small first queries found: types, contexts, and so the big queries to run."""
+    """What the small first queries found (types, pipelines, id ranges) and so the big ones to run."""
 
     type_names: dict[int, str]
     type_bases: dict[int, str | None]
-    trainer_types: list[int]
-    run_types: list[int]
-    pipeline_rows: list[tuple[int, str]]
-    run_names: dict[int, str]
-    scope: _Scope
-    dialect: str
-    trainer_props: dict[int, dict[str, str]] = field(default_factory=dict)
+    pipeline_rows: list[tuple[int, str]]  # (context id, name), by name
+    columns: dict[str, ColumnQuery]
+    rows: dict[str, RowQuery]
+    id_bounds: dict[str, tuple[int, int]]  # table -> (min id, max id)
+    whole_store: bool  # no pipeline filter: big queries may be cut into id ranges
 
-    def queries(self) -> dict[str, tuple[list[str], str]]:
-        """Name -> (select list, rest of the query), biggest first."""
-        true = _TRUE[self.dialect]
-        scope = self.scope
-        time_join = " ".join(
-            f"LEFT JOIN ExecutionProperty {alias} ON {alias}.execution_id = e.id AND {alias}.name = '{name}' "
-            f"AND {alias}.is_custom_property = {true}"
-            for alias, name in (("s", rules.START_PROPERTY), ("f", rules.END_PROPERTY))
-        )
-        queries = {
-            "events": (["artifact_id", "execution_id", "type"], f"FROM Event {scope.where('execution_id')}"),
-            "executions": (
-                ["e.id", "e.type_id", "e.last_known_state", "e.create_time_since_epoch",
-                 "e.last_update_time_since_epoch", "COALESCE(s.double_value, s.int_value)",
-                 "COALESCE(f.double_value, f.int_value)"],
-                f"FROM Execution e {time_join} {scope.where('e.id')} ORDER BY e.id",
-            ),
-            "artifacts": (["id", "type_id", "state"], f"FROM Artifact {scope.where_artifact('id')} ORDER BY id"),
-            "artifact_properties": _artifact_property_query(scope),
-            "runs": _association_query(f"SELECT id FROM Context WHERE type_id IN ({_ints(self.run_types)})", scope),
-            "pipelines": _association_query(_ints([i for i, _ in self.pipeline_rows]), scope),
-            "references": _reference_query(scope),
-        }
-        return queries
+    def tasks(self) -> list[tuple[str, int, ColumnQuery | RowQuery, tuple[int, int] | None]]:
+        """(query name, piece, query, id range) to run, largest first."""
+        tasks: list[tuple[str, int, ColumnQuery | RowQuery, tuple[int, int] | None]] = []
+        for name, query in self.columns.items():
+            low, high = self.id_bounds.get(query.split_table, (0, 0))
+            if self.whole_store and query.split_on and high > low:
+                edges = np.linspace(low, high + 1, _PIECES + 1).astype(np.int64)
+                tasks += [(name, i, query, (int(edges[i]), int(edges[i + 1]))) for i in range(_PIECES)]
+            else:
+                tasks.append((name, 0, query, None))
+        tasks += [(name, 0, query, None) for name, query in self.rows.items()]
+        return tasks
 
 
 def _plan(conn: Connection, only: Sequence[str] | None) -> _Plan:
@@ -124,75 +110,110 @@ def _plan(conn: Connection, only: Sequence[str] | None) -> _Plan:
     ids_of_kind = lambda kind, names: [int(i) for i, n, k in types if k == kind and n in names]  # noqa: E731
     pipeline_types = ids_of_kind(_TYPE_KIND_CONTEXT, {schema.PIPELINE_CONTEXT})
     run_types = ids_of_kind(_TYPE_KIND_CONTEXT, set(rules.RUN_CONTEXT_TYPES))
+    trainer_types = [int(i) for i, n, k in types
+                     if k == _TYPE_KIND_EXECUTION and rules.execution_kind(n, type_bases.get(int(i))) == "Trainer"]
     pipeline_rows = [(int(i), n) for i, n in conn.execute(sa.text(
-        f"SELECT id, name FROM Context WHERE type_id IN ({_ints(pipeline_types)})"))]
+        f"SELECT id, name FROM Context WHERE type_id IN ({ints(pipeline_types)})"))]
     if only is not None:
         pipeline_rows = [(i, n) for i, n in pipeline_rows if n in set(only)]
     pipeline_rows.sort(key=lambda row: row[1])
-    # With a pipeline filter, every query keeps to the executions of those pipelines.
-    scope = _Scope(None if only is None else [i for i, _ in pipeline_rows])
-    run_names = {int(i): n for i, n in conn.execute(sa.text(
-        f"SELECT id, name FROM Context WHERE type_id IN ({_ints(run_types)})"))}
-    trainer_types = [
-        int(i) for i, n, k in types
-        if k == _TYPE_KIND_EXECUTION and rules.execution_kind(n, type_bases.get(int(i))) == "Trainer"
-    ]
-    plan = _Plan({int(i): n for i, n, _ in types}, type_bases, trainer_types, run_types, pipeline_rows, run_names,
-                 scope, conn.dialect.name)
-    plan.trainer_props = _trainer_properties(conn, trainer_types, scope)
-    return plan
+    pipeline_ids = [i for i, _ in pipeline_rows]
+    # With a pipeline filter every query keeps to the executions of those pipelines, and a
+    # pipeline's runs are its child contexts (TFX and the recorder link them).
+    scope = Scope(None if only is None else pipeline_ids)
+    runs = f"SELECT id FROM Context WHERE type_id IN ({ints(run_types)})"
+    if only is not None:
+        runs += f" AND id IN (SELECT context_id FROM ParentContext WHERE parent_context_id IN ({ints(pipeline_ids)}))"
+    bounds = {}
+    for table in ("Event", "Execution", "Artifact", "Association"):
+        low, high = conn.execute(sa.text(f"SELECT MIN(id), MAX(id) FROM {table}")).one()
+        bounds[table] = (int(low or 0), int(high or 0))
+    return _Plan(
+        type_names={int(i): n for i, n, _ in types},
+        type_bases=type_bases,
+        pipeline_rows=pipeline_rows,
+        columns=column_queries(conn.dialect.name, scope, pipeline_ids, runs),
+        rows=row_queries(scope, run_types, trainer_types),
+        id_bounds=bounds,
+        whole_store=only is None,
+    )
 
 
-def _run_queries(config: StoreConfig, queries: dict[str, tuple[list[str], str]], workers: int) -> dict[str, list[np.ndarray]]:
-    """Run the column queries, in ``workers`` processes when more than one."""
+def _run(config: StoreConfig, tasks, workers: int) -> dict[str, list]:
+    """Run every task; returns, per query name, its result (pieces joined in id order)."""
     if workers <= 1:
-        return {name: _fetch(config, query) for name, query in queries.items()}
-    # Fork: the children start at once with this process's imports, and open their own connections.
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {name: pool.submit(_fetch, config, query) for name, query in queries.items()}
-        return {name: future.result() for name, future in futures.items()}
+        pieces = [_fetch(config, query, id_range) for _, _, query, id_range in tasks]
+    else:
+        # Fork: the children start at once with this process's imports and open their own connections.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_fetch, config, query, id_range) for _, _, query, id_range in tasks]
+            pieces = [future.result() for future in futures]
+    parts: dict[str, list] = {}
+    for (name, _, _, _), piece in zip(tasks, pieces):
+        parts.setdefault(name, []).append(piece)
+    kinds = {name: query for name, _, query, _ in tasks}
+    return {
+        name: ([np.concatenate(column) for column in zip(*pieces_of)] if isinstance(kinds[name], ColumnQuery)
+               else [row for piece in pieces_of for row in piece])
+        for name, pieces_of in parts.items()
+    }
 
 
-def _fetch(config: StoreConfig, query: tuple[list[str], str]) -> list[np.ndarray]:
+def _fetch(config: StoreConfig, query: ColumnQuery | RowQuery, id_range: tuple[int, int] | None):
     engine = read_only_engine(config)
     try:
         with engine.connect() as conn:
-            return fetch_columns(conn, *query)
+            if isinstance(query, RowQuery):
+                return [tuple(row) for row in conn.execute(sa.text(query.sql))]
+            columns = fetch_columns(conn, query.columns, query.sql_rest(id_range))
+            return [_compact(column, dtype) for column, dtype in zip(columns, query.dtypes)]
     finally:
         engine.dispose()
 
 
-def _provenance(store: str, version: int, plan: _Plan, columns: dict[str, list[np.ndarray]]) -> Provenance:
-    exec_id, exec_type, exec_state, created, updated, start_prop, end_prop = columns["executions"]
-    exec_id = exec_id.astype(np.int64)
+def _compact(column: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "f8":
+        return column
+    return np.nan_to_num(column, nan=-1).astype(dtype)
+
+
+def _provenance(store: str, version: int, plan: _Plan, results: dict[str, list]) -> Provenance:
+    exec_id, exec_type, exec_state, created, updated, start_prop, end_prop = results["executions"]
     start, end, duration = execution_times(created, updated, start_prop, end_prop)
+    exec_row = _RowIndex(exec_id)
 
     pipeline_ids = np.asarray([i for i, _ in plan.pipeline_rows], dtype=np.int64)
+    pipeline_row = _RowIndex(pipeline_ids, sorted_ids=False)
     exec_pipeline = np.full(len(exec_id), -1, dtype=np.int32)
-    e, c = (x.astype(np.int64) for x in columns["pipelines"])
-    rows = rows_of(exec_id, e)
-    by_id = np.argsort(pipeline_ids)  # pipelines are in name order, rows_of needs id order
-    pipeline_of_context = rows_of(pipeline_ids[by_id], c)
-    exec_pipeline[rows[rows >= 0]] = np.where(pipeline_of_context >= 0, by_id[pipeline_of_context], -1)[rows >= 0]
+    e, c = results["pipelines"]
+    rows, found = exec_row(e), pipeline_row(c)
+    keep = (rows >= 0) & (found >= 0)
+    exec_pipeline[rows[keep]] = found[keep]
     exec_run = np.full(len(exec_id), -1, dtype=np.int64)
-    e, c = (x.astype(np.int64) for x in columns["runs"])
-    rows = rows_of(exec_id, e)
+    e, c = results["runs"]
+    rows = exec_row(e)
     exec_run[rows[rows >= 0]] = c[rows >= 0]
+    wanted_runs = set(np.unique(exec_run[exec_run >= 0]).tolist())
+    run_names = {int(i): n for i, n in results["run_names"] if int(i) in wanted_runs}
+    trainer_props: dict[int, dict[str, str]] = {}
+    for execution_id, name, value in results["trainer_properties"]:
+        if value is not None:
+            trainer_props.setdefault(int(execution_id), {})[name] = value
 
-    art_id, art_type, art_state = columns["artifacts"]
-    art_id = art_id.astype(np.int64)
-    art_span, art_blessed, art_pushed = _artifact_properties(art_id, *columns["artifact_properties"])
+    art_id, art_type, art_state = results["artifacts"]
+    art_row = _RowIndex(art_id)
+    art_span, art_blessed, art_pushed = _artifact_properties(art_row, len(art_id), *results["artifact_properties"])
 
-    ev_art_id, ev_exec_id, ev_type = columns["events"]
-    ev_art, ev_exec = rows_of(art_id, ev_art_id.astype(np.int64)), rows_of(exec_id, ev_exec_id.astype(np.int64))
-    keep = (ev_art >= 0) & (ev_exec >= 0) & np.isin(ev_type, list(rules.INPUT_EVENT_TYPES | rules.OUTPUT_EVENT_TYPES))
-    ev_art, ev_exec, ev_type = ev_art[keep], ev_exec[keep], ev_type[keep]
-    ev_input = np.isin(ev_type, list(rules.INPUT_EVENT_TYPES))
-    ref_art, ref_exec = columns["references"]
+    ev_art_id, ev_exec_id, ev_type = results["events"]
+    ev_art, ev_exec = art_row(ev_art_id), exec_row(ev_exec_id)
+    is_input = np.isin(ev_type, list(rules.INPUT_EVENT_TYPES))
+    keep = (ev_art >= 0) & (ev_exec >= 0) & (is_input | np.isin(ev_type, list(rules.OUTPUT_EVENT_TYPES)))
+    ev_art, ev_exec, ev_input = ev_art[keep], ev_exec[keep], is_input[keep]
+    ref_art, ref_exec = results["references"]
     n_exec = max(len(exec_id), 1)
-    wanted = rows_of(art_id, ref_art.astype(np.int64)) * n_exec + rows_of(exec_id, ref_exec.astype(np.int64))
-    ev_reference = ev_input & np.isin(ev_art * n_exec + ev_exec, wanted) if len(wanted) else np.zeros(len(ev_art), bool)
+    references = art_row(ref_art) * n_exec + exec_row(ref_exec)
+    ev_reference = (ev_input & np.isin(ev_art * n_exec + ev_exec, references) if len(references)
+                    else np.zeros(len(ev_art), dtype=bool))
 
     return Provenance(
         store=store,
@@ -200,18 +221,18 @@ def _provenance(store: str, version: int, plan: _Plan, columns: dict[str, list[n
         type_names=plan.type_names,
         type_bases=plan.type_bases,
         pipelines=tuple(n for _, n in plan.pipeline_rows),
-        run_names=plan.run_names,
+        run_names=run_names,
         exec_id=exec_id,
-        exec_type=exec_type.astype(np.int64),
-        exec_state=exec_state.astype(np.int8),
+        exec_type=exec_type,
+        exec_state=exec_state,
         exec_start=start,
         exec_end=end,
         exec_duration=duration,
         exec_pipeline=exec_pipeline,
         exec_run=exec_run,
-        trainer_props=plan.trainer_props,
+        trainer_props=trainer_props,
         art_id=art_id,
-        art_type=art_type.astype(np.int64),
+        art_type=art_type,
         art_state=np.nan_to_num(art_state).astype(np.int8),
         art_span=art_span,
         art_blessed=art_blessed,
@@ -223,96 +244,47 @@ def _provenance(store: str, version: int, plan: _Plan, columns: dict[str, list[n
     )
 
 
-class _Scope:
-    """SQL conditions keeping a query to the executions of some pipelines (or to all)."""
+class _RowIndex:
+    """Maps MLMD ids to rows of an id column: a dense table when ids are dense, else a search."""
 
-    def __init__(self, pipeline_context_ids: list[int] | None) -> None:
-        self.ids = pipeline_context_ids
+    def __init__(self, ids: np.ndarray, sorted_ids: bool = True) -> None:
+        self.ids = np.asarray(ids, dtype=np.int64)
+        top = int(self.ids.max(initial=-1))
+        self.dense = None
+        if len(self.ids) and top < 4 * len(self.ids) + 1024:
+            self.dense = np.full(top + 1, -1, dtype=np.int64)
+            self.dense[self.ids] = np.arange(len(self.ids))
+        elif not sorted_ids:
+            self.order = np.argsort(self.ids)
+            self.sorted = self.ids[self.order]
+        self.is_sorted = sorted_ids
 
-    def cond(self, execution_column: str) -> str:
-        if self.ids is None:
-            return ""
-        return f"{execution_column} IN (SELECT execution_id FROM Association WHERE context_id IN ({_ints(self.ids)}))"
-
-    def artifact_cond(self, artifact_column: str) -> str:
-        if self.ids is None:
-            return ""
-        return f"{artifact_column} IN (SELECT artifact_id FROM Event WHERE {self.cond('execution_id')})"
-
-    def where(self, execution_column: str) -> str:
-        return f"WHERE {self.cond(execution_column)}" if self.ids is not None else ""
-
-    def where_artifact(self, artifact_column: str) -> str:
-        return f"WHERE {self.artifact_cond(artifact_column)}" if self.ids is not None else ""
-
-    def also(self, execution_column: str) -> str:
-        return f" AND {self.cond(execution_column)}" if self.ids is not None else ""
-
-    def also_artifact(self, artifact_column: str) -> str:
-        return f" AND {self.artifact_cond(artifact_column)}" if self.ids is not None else ""
-
-
-def _ints(values: Sequence[int]) -> str:
-    """An SQL list of integers (our own ids, never user text); ``NULL`` keeps ``IN ()`` valid."""
-    return ", ".join(str(int(v)) for v in values) or "NULL"
+    def __call__(self, wanted: np.ndarray) -> np.ndarray:
+        wanted = np.asarray(wanted, dtype=np.int64)
+        if not len(self.ids):
+            return np.full(len(wanted), -1, dtype=np.int64)
+        if self.dense is not None:
+            inside = (wanted >= 0) & (wanted < len(self.dense))
+            return np.where(inside, self.dense[np.where(inside, wanted, 0)], -1)
+        ids = self.ids if self.is_sorted else self.sorted
+        pos = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+        found = np.where(ids[pos] == wanted, pos, -1)
+        if not self.is_sorted:
+            found = np.where(found >= 0, self.order[np.maximum(found, 0)], -1)
+        return found
 
 
-def _association_query(context_ids_sql: str, scope: _Scope) -> tuple[list[str], str]:
-    """(execution, context) pairs of the contexts ``context_ids_sql`` lists or selects."""
-    return ["a.execution_id", "a.context_id"], f"FROM Association a WHERE a.context_id IN ({context_ids_sql})" + scope.also("a.execution_id")
-
-
-_ARTIFACT_PROPERTIES = (schema.SPAN, schema.BLESSED, schema.PUSHED)
-
-
-def _artifact_property_query(scope: _Scope) -> tuple[list[str], str]:
-    code = "CASE name " + " ".join(f"WHEN '{n}' THEN {i}" for i, n in enumerate(_ARTIFACT_PROPERTIES)) + " END"
-    value = ("COALESCE(int_value, double_value, "
-             "CASE WHEN bool_value IS NULL THEN NULL WHEN bool_value THEN 1 ELSE 0 END)")
-    where = f"name IN ({', '.join(repr(n) for n in _ARTIFACT_PROPERTIES)})" + scope.also_artifact("artifact_id")
-    return ["artifact_id", code, "CASE WHEN is_custom_property THEN 1 ELSE 0 END", value], f"FROM ArtifactProperty WHERE {where}"
-
-
-def _artifact_properties(art_id, owner, which, custom, value) -> tuple[np.ndarray, ...]:
-    """Span, blessed and pushed per artifact row."""
-    span, blessed, pushed = _property_columns(art_id, owner, which, custom, value, len(_ARTIFACT_PROPERTIES), np.nan)
+def _artifact_properties(art_row: _RowIndex, n: int, owner, which, custom, value) -> tuple[np.ndarray, ...]:
+    """Span, blessed and pushed per artifact row; a typed property beats a custom one."""
+    rows = art_row(owner)
+    columns = [np.full(n, np.nan) for _ in range(3)]
+    for is_custom in (1, 0):  # custom first, so typed values overwrite them
+        for k in range(3):
+            pick = (rows >= 0) & (which == k) & (custom == is_custom) & ~np.isnan(value)
+            columns[k][rows[pick]] = value[pick]
+    span, blessed, pushed = columns
     return (
         np.where(np.isnan(span), NO_SPAN, np.nan_to_num(span)).astype(np.int64),
         np.where(np.isnan(blessed), NO_VALUE, blessed == 1).astype(np.int8),
         np.where(np.isnan(pushed), NO_VALUE, pushed == 1).astype(np.int8),
     )
-
-
-def _property_columns(ids, owner, which, custom, value, n_names, missing) -> list[np.ndarray]:
-    """Scatter (owner, property, value) rows into one column per property; typed beats custom."""
-    rows = rows_of(ids, owner.astype(np.int64))
-    columns = [np.full(len(ids), missing, dtype=np.float64) for _ in range(n_names)]
-    for is_custom in (1, 0):  # custom first, so typed values overwrite them
-        for k in range(n_names):
-            pick = (rows >= 0) & (which == k) & (custom == is_custom) & ~np.isnan(value)
-            columns[k][rows[pick]] = value[pick]
-    return columns
-
-
-def _trainer_properties(conn: Connection, trainer_types: list[int], scope: _Scope) -> dict[int, dict[str, str]]:
-    names = (*rules.CODE_HASH_PROPERTIES, rules.STRUCTURE_HASH_PROPERTY)
-    if not trainer_types:
-        return {}
-    where = f"e.type_id IN ({_ints(trainer_types)}) AND p.name IN ({', '.join(repr(n) for n in names)})"
-    where += scope.also("e.id")
-    props: dict[int, dict[str, str]] = {}
-    rows = conn.execute(sa.text(
-        "SELECT p.execution_id, p.name, p.string_value, p.is_custom_property FROM ExecutionProperty p "
-        f"JOIN Execution e ON e.id = p.execution_id WHERE {where} ORDER BY p.is_custom_property DESC"))
-    for execution_id, name, value, _ in rows:
-        if value is not None:
-            props.setdefault(int(execution_id), {})[name] = value
-    return props
-
-
-def _reference_query(scope: _Scope) -> tuple[list[str], str]:
-    """Input events that read a model as a baseline or warm start (by their event-path key)."""
-    keys = ", ".join(repr(k) for k in sorted(rules.REFERENCE_INPUT_KEYS))
-    inputs = _ints(sorted(rules.INPUT_EVENT_TYPES))
-    where = f"p.step_key IN ({keys}) AND e.type IN ({inputs})" + scope.also("e.execution_id")
-    return ["e.artifact_id", "e.execution_id"], f"FROM Event e JOIN EventPath p ON p.event_id = e.id WHERE {where}"

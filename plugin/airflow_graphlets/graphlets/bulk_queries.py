@@ -1,0 +1,124 @@
+"""The set-based queries the bulk reader runs over MLMD's tables, as plain specifications.
+
+Each :class:`ColumnQuery` returns numeric columns and can be split into id ranges, so that a pool
+of processes reads one table in pieces side by side; each :class:`RowQuery` returns a few string
+rows. Table names are written as MLMD creates them (PostgreSQL folds them to lower case, MySQL
+needs them exact). Every integer spliced into SQL is an id this reader read itself, never user text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from airflow_graphlets.graphlets import rules
+from airflow_graphlets.store import schema
+
+_TRUE = {"sqlite": "1", "mysql": "1", "postgresql": "TRUE"}  # is_custom_property is BOOLEAN on PostgreSQL
+ARTIFACT_PROPERTIES = (schema.SPAN, schema.BLESSED, schema.PUSHED)
+TRAINER_PROPERTIES = (*rules.CODE_HASH_PROPERTIES, rules.STRUCTURE_HASH_PROPERTY)
+
+
+@dataclass(frozen=True)
+class ColumnQuery:
+    """``SELECT columns FROM source WHERE conditions ORDER BY order``, read as NumPy columns."""
+
+    columns: tuple[str, ...]
+    dtypes: tuple[str, ...]  # NumPy dtype of each column once read
+    source: str
+    conditions: tuple[str, ...] = ()
+    order: str = ""
+    split_on: str = ""  # an id column; the query may be run in ranges of it
+    split_table: str = ""  # the table whose id range bounds the split
+
+    def sql_rest(self, id_range: tuple[int, int] | None = None) -> str:
+        conditions = list(self.conditions)
+        if id_range is not None:
+            conditions.append(f"{self.split_on} >= {int(id_range[0])} AND {self.split_on} < {int(id_range[1])}")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        order = f" ORDER BY {self.order}" if self.order else ""
+        return f"FROM {self.source}{where}{order}"
+
+
+@dataclass(frozen=True)
+class RowQuery:
+    """A query returning a modest number of rows with strings (names, hashes)."""
+
+    sql: str
+
+
+class Scope:
+    """Conditions keeping a query to the executions of some pipelines (``None``: everything)."""
+
+    def __init__(self, pipeline_context_ids: list[int] | None) -> None:
+        self.ids = pipeline_context_ids
+
+    def executions(self, column: str) -> tuple[str, ...]:
+        if self.ids is None:
+            return ()
+        return (f"{column} IN (SELECT execution_id FROM Association WHERE context_id IN ({ints(self.ids)}))",)
+
+    def artifacts(self, column: str) -> tuple[str, ...]:
+        if self.ids is None:
+            return ()
+        return (f"{column} IN (SELECT artifact_id FROM Event WHERE {self.executions('execution_id')[0]})",)
+
+
+def ints(values: Sequence[int]) -> str:
+    """An SQL list of integers; ``NULL`` keeps ``IN ()`` valid when there are none."""
+    return ", ".join(str(int(v)) for v in values) or "NULL"
+
+
+def column_queries(dialect: str, scope: Scope, pipeline_ids: list[int], run_contexts_sql: str) -> dict[str, ColumnQuery]:
+    """Every numeric query, by name, largest first."""
+    true = _TRUE[dialect]
+    time_join = " ".join(
+        f"LEFT JOIN ExecutionProperty {alias} ON {alias}.execution_id = e.id AND {alias}.name = '{name}' "
+        f"AND {alias}.is_custom_property = {true}"
+        for alias, name in (("s", rules.START_PROPERTY), ("f", rules.END_PROPERTY))
+    )
+    code = "CASE name " + " ".join(f"WHEN '{n}' THEN {i}" for i, n in enumerate(ARTIFACT_PROPERTIES)) + " END"
+    value = "COALESCE(int_value, double_value, CASE WHEN bool_value IS NULL THEN NULL WHEN bool_value THEN 1 ELSE 0 END)"
+    reference_keys = ", ".join(f"'{k}'" for k in sorted(rules.REFERENCE_INPUT_KEYS))
+    return {
+        "events": ColumnQuery(
+            ("artifact_id", "execution_id", "type"), ("i8", "i8", "i1"), "Event",
+            scope.executions("execution_id"), split_on="id", split_table="Event"),
+        "executions": ColumnQuery(
+            ("e.id", "e.type_id", "e.last_known_state", "e.create_time_since_epoch", "e.last_update_time_since_epoch",
+             "COALESCE(s.double_value, s.int_value)", "COALESCE(f.double_value, f.int_value)"),
+            ("i8", "i8", "i1", "f8", "f8", "f8", "f8"), f"Execution e {time_join}",
+            scope.executions("e.id"), order="e.id", split_on="e.id", split_table="Execution"),
+        "artifacts": ColumnQuery(
+            ("id", "type_id", "state"), ("i8", "i8", "f8"), "Artifact",
+            scope.artifacts("id"), order="id", split_on="id", split_table="Artifact"),
+        "artifact_properties": ColumnQuery(
+            ("artifact_id", code, "CASE WHEN is_custom_property THEN 1 ELSE 0 END", value), ("i8", "i1", "i1", "f8"),
+            "ArtifactProperty",
+            (f"name IN ({', '.join(repr(n) for n in ARTIFACT_PROPERTIES)})", *scope.artifacts("artifact_id")),
+            split_on="artifact_id", split_table="Artifact"),
+        "runs": ColumnQuery(
+            ("a.execution_id", "a.context_id"), ("i8", "i8"), "Association a",
+            (f"a.context_id IN ({run_contexts_sql})",), split_on="a.id", split_table="Association"),
+        "pipelines": ColumnQuery(
+            ("a.execution_id", "a.context_id"), ("i8", "i8"), "Association a",
+            (f"a.context_id IN ({ints(pipeline_ids)})",), split_on="a.id", split_table="Association"),
+        "references": ColumnQuery(
+            ("e.artifact_id", "e.execution_id"), ("i8", "i8"), "Event e JOIN EventPath p ON p.event_id = e.id",
+            (f"p.step_key IN ({reference_keys})", f"e.type IN ({ints(sorted(rules.INPUT_EVENT_TYPES))})",
+             *scope.executions("e.execution_id"))),
+    }
+
+
+def row_queries(scope: Scope, run_types: list[int], trainer_types: list[int]) -> dict[str, RowQuery]:
+    """The string queries: run names, and the code and structure hashes of trainers."""
+    trainer_scope = "".join(f" AND {c}" for c in scope.executions("e.id"))
+    return {
+        "run_names": RowQuery(f"SELECT id, name FROM Context WHERE type_id IN ({ints(run_types)})"),
+        "trainer_properties": RowQuery(
+            "SELECT p.execution_id, p.name, p.string_value FROM ExecutionProperty p "
+            f"JOIN Execution e ON e.id = p.execution_id WHERE e.type_id IN ({ints(trainer_types)}) "
+            f"AND p.name IN ({', '.join(repr(n) for n in TRAINER_PROPERTIES)}){trainer_scope} "
+            "ORDER BY p.is_custom_property DESC"  # custom first: typed values overwrite them
+        ),
+    }
