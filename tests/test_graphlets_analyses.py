@@ -89,7 +89,7 @@ def test_cadence_and_time_between_pushes_follow_the_records(simulated):
         if len(pushes) > 1:
             assert row.median_hours_between_pushes == pytest.approx(np.median(np.diff(pushes)) / 3600, abs=1e-6)
         assert row.models_per_day == pytest.approx(len(mine) / max(row.lifespan_days, 1.0), rel=1e-5)
-    assert 19 < max(p.lifespan_days for p in analysis.pipelines) <= 20
+    assert 19 < max(p.lifespan_days for p in analysis.pipelines) <= 21  # the last run may end after day 20
 
 
 def test_the_json_document_is_versioned_and_complete(two_pipelines):

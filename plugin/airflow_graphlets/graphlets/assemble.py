@@ -44,9 +44,8 @@ class _Adjacency:
         starts = self.offsets[nodes]
         counts = self.offsets[nodes + 1] - starts
         position = np.repeat(np.arange(len(nodes), dtype=np.int64), counts)
-        first = np.repeat(np.cumsum(counts) - counts, counts)
-        neighbours = self.targets[np.repeat(starts, counts) + np.arange(counts.sum(), dtype=np.int64) - first]
-        return position, neighbours
+        shift = (starts - (np.cumsum(counts) - counts))[position]  # where each node's list starts, minus its output offset
+        return position, self.targets[np.arange(len(position), dtype=np.int64) + shift]
 
 
 class _Pairs:

@@ -91,16 +91,18 @@ class _Plan:
 
     def tasks(self) -> list[tuple[str, int, ColumnQuery | RowQuery, tuple[int, int] | None]]:
         """(query name, piece, query, id range) to run, largest first."""
-        tasks: list[tuple[str, int, ColumnQuery | RowQuery, tuple[int, int] | None]] = []
+        whole: list[tuple[str, int, ColumnQuery | RowQuery, tuple[int, int] | None]] = []
+        pieces: list[tuple[str, int, ColumnQuery | RowQuery, tuple[int, int] | None]] = []
         for name, query in self.columns.items():
             low, high = self.id_bounds.get(query.split_table, (0, 0))
             if self.whole_store and query.split_on and high > low:
                 edges = np.linspace(low, high + 1, _PIECES + 1).astype(np.int64)
-                tasks += [(name, i, query, (int(edges[i]), int(edges[i + 1]))) for i in range(_PIECES)]
+                pieces += [(name, i, query, (int(edges[i]), int(edges[i + 1]))) for i in range(_PIECES)]
             else:
-                tasks.append((name, 0, query, None))
-        tasks += [(name, 0, query, None) for name, query in self.rows.items()]
-        return tasks
+                whole.append((name, 0, query, None))
+        whole += [(name, 0, query, None) for name, query in self.rows.items()]
+        # Queries that cannot be cut go first, so the pieces even out the end of the run.
+        return whole + pieces
 
 
 def _plan(conn: Connection, only: Sequence[str] | None) -> _Plan:
@@ -126,7 +128,9 @@ def _plan(conn: Connection, only: Sequence[str] | None) -> _Plan:
         runs += f" AND id IN (SELECT context_id FROM ParentContext WHERE parent_context_id IN ({ints(pipeline_ids)}))"
     bounds = {}
     for table in ("Event", "Execution", "Artifact", "Association"):
-        low, high = conn.execute(sa.text(f"SELECT MIN(id), MAX(id) FROM {table}")).one()
+        # Two statements: SQLite answers a lone MIN or MAX from the index, not both at once.
+        low = conn.execute(sa.text(f"SELECT MIN(id) FROM {table}")).scalar()
+        high = conn.execute(sa.text(f"SELECT MAX(id) FROM {table}")).scalar()
         bounds[table] = (int(low or 0), int(high or 0))
     return _Plan(
         type_names={int(i): n for i, n, _ in types},
@@ -178,41 +182,43 @@ def _compact(column: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def _provenance(store: str, version: int, plan: _Plan, results: dict[str, list]) -> Provenance:
-    exec_id, exec_type, exec_state, created, updated, start_prop, end_prop = results["executions"]
+    # Results are dropped as they are used: at paper scale each is hundreds of MB.
+    exec_id, exec_type, exec_state, created, updated, start_prop, end_prop = results.pop("executions")
     start, end, duration = execution_times(created, updated, start_prop, end_prop)
     exec_row = _RowIndex(exec_id)
 
     pipeline_ids = np.asarray([i for i, _ in plan.pipeline_rows], dtype=np.int64)
     pipeline_row = _RowIndex(pipeline_ids, sorted_ids=False)
     exec_pipeline = np.full(len(exec_id), -1, dtype=np.int32)
-    e, c = results["pipelines"]
+    e, c = results.pop("pipelines")
     rows, found = exec_row(e), pipeline_row(c)
     keep = (rows >= 0) & (found >= 0)
     exec_pipeline[rows[keep]] = found[keep]
     exec_run = np.full(len(exec_id), -1, dtype=np.int64)
-    e, c = results["runs"]
+    e, c = results.pop("runs")
     rows = exec_row(e)
     exec_run[rows[rows >= 0]] = c[rows >= 0]
     wanted_runs = set(np.unique(exec_run[exec_run >= 0]).tolist())
-    run_names = {int(i): n for i, n in results["run_names"] if int(i) in wanted_runs}
+    run_names = {int(i): n for i, n in results.pop("run_names") if int(i) in wanted_runs}
     trainer_props: dict[int, dict[str, str]] = {}
-    for execution_id, name, value in results["trainer_properties"]:
+    for execution_id, name, value in results.pop("trainer_properties"):
         if value is not None:
             trainer_props.setdefault(int(execution_id), {})[name] = value
 
-    art_id, art_type, art_state = results["artifacts"]
+    art_id, art_type, art_state = results.pop("artifacts")
     art_row = _RowIndex(art_id)
-    art_span, art_blessed, art_pushed = _artifact_properties(art_row, len(art_id), *results["artifact_properties"])
+    art_span, art_blessed, art_pushed = _artifact_properties(art_row, len(art_id), *results.pop("artifact_properties"))
 
-    ev_art_id, ev_exec_id, ev_type = results["events"]
+    ev_art_id, ev_exec_id, ev_type = results.pop("events")
     ev_art, ev_exec = art_row(ev_art_id), exec_row(ev_exec_id)
+    del ev_art_id, ev_exec_id
     is_input = np.isin(ev_type, list(rules.INPUT_EVENT_TYPES))
     keep = (ev_art >= 0) & (ev_exec >= 0) & (is_input | np.isin(ev_type, list(rules.OUTPUT_EVENT_TYPES)))
     ev_art, ev_exec, ev_input = ev_art[keep], ev_exec[keep], is_input[keep]
-    ref_art, ref_exec = results["references"]
+    ref_art, ref_exec = results.pop("references")
     n_exec = max(len(exec_id), 1)
-    references = art_row(ref_art) * n_exec + exec_row(ref_exec)
-    ev_reference = (ev_input & np.isin(ev_art * n_exec + ev_exec, references) if len(references)
+    references = art_row(ref_art).astype(np.int64) * n_exec + exec_row(ref_exec)
+    ev_reference = (ev_input & np.isin(ev_art.astype(np.int64) * n_exec + ev_exec, references) if len(references)
                     else np.zeros(len(ev_art), dtype=bool))
 
     return Provenance(
@@ -252,8 +258,8 @@ class _RowIndex:
         top = int(self.ids.max(initial=-1))
         self.dense = None
         if len(self.ids) and top < 4 * len(self.ids) + 1024:
-            self.dense = np.full(top + 1, -1, dtype=np.int64)
-            self.dense[self.ids] = np.arange(len(self.ids))
+            self.dense = np.full(top + 1, -1, dtype=np.int32)  # rows fit in 32 bits; halves the events' memory
+            self.dense[self.ids] = np.arange(len(self.ids), dtype=np.int32)
         elif not sorted_ids:
             self.order = np.argsort(self.ids)
             self.sorted = self.ids[self.order]
@@ -262,7 +268,7 @@ class _RowIndex:
     def __call__(self, wanted: np.ndarray) -> np.ndarray:
         wanted = np.asarray(wanted, dtype=np.int64)
         if not len(self.ids):
-            return np.full(len(wanted), -1, dtype=np.int64)
+            return np.full(len(wanted), -1, dtype=np.int32)
         if self.dense is not None:
             inside = (wanted >= 0) & (wanted < len(self.dense))
             return np.where(inside, self.dense[np.where(inside, wanted, 0)], -1)
@@ -271,7 +277,7 @@ class _RowIndex:
         found = np.where(ids[pos] == wanted, pos, -1)
         if not self.is_sorted:
             found = np.where(found >= 0, self.order[np.maximum(found, 0)], -1)
-        return found
+        return found.astype(np.int32)
 
 
 def _artifact_properties(art_row: _RowIndex, n: int, owner, which, custom, value) -> tuple[np.ndarray, ...]:

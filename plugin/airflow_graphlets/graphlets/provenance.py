@@ -43,8 +43,8 @@ class Provenance:
     art_blessed: np.ndarray  # int8 1/0, NO_VALUE when absent
     art_pushed: np.ndarray  # int8 1/0, NO_VALUE when absent
     # Events, as rows of the two tables above.
-    ev_art: np.ndarray  # int64 artifact row
-    ev_exec: np.ndarray  # int64 execution row
+    ev_art: np.ndarray  # int32 artifact row
+    ev_exec: np.ndarray  # int32 execution row
     ev_input: np.ndarray  # bool: an input of the execution (else an output)
     ev_reference: np.ndarray  # bool: input read as a baseline or warm start
 

@@ -30,7 +30,7 @@ class Profile:
     # uniformly drawn days inside it.
     whole_period_share: float = 0.6
     # Cadence: runs per day of each pipeline, lognormal.
-    runs_per_day_median: float = 1.2
+    runs_per_day_median: float = 1.32
     runs_per_day_sigma: float = 0.7
     # Spans per graphlet (the trainer's rolling window): 1 + Poisson(window_mean - 1), capped.
     window_mean: float = 6.0
