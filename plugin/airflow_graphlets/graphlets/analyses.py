@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from airflow_graphlets.graphlets import rules
+from airflow_graphlets.graphlets.sorted_sets import distinct, member
 from airflow_graphlets.graphlets.model import (
     FAILED,
     NOT_PUSHED,
@@ -238,15 +239,16 @@ def _jaccard_pairs(lists, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     pair_a, keys_a = keyed(a)
     pair_b, keys_b = keyed(b)
-    common = np.bincount(pair_b[np.isin(keys_b, keys_a)], minlength=len(a))
+    common = np.bincount(pair_b[member(keys_a, keys_b)], minlength=len(a))  # keys_a is sorted: pairs, then ids
     union = lengths[a] + lengths[b] - common
     return np.where(union > 0, common / np.maximum(union, 1), 0.0)
 
 
 def _runs_per_pipeline(table, n_pipelines: int) -> np.ndarray:
     known = (table.pipeline >= 0) & (table.run >= 0)
-    pairs = np.unique(np.stack([table.pipeline[known].astype(np.int64), table.run[known]], axis=1), axis=0)
-    return np.bincount(pairs[:, 0], minlength=n_pipelines) if len(pairs) else np.zeros(n_pipelines, dtype=np.int64)
+    width = int(table.run.max(initial=0)) + 1
+    pairs = distinct(table.pipeline[known].astype(np.int64) * width + table.run[known])
+    return np.bincount(pairs // width, minlength=n_pipelines)
 
 
 def _compute_by_kind(table) -> dict[str, dict[str, float]]:

@@ -25,6 +25,7 @@ from airflow_graphlets.graphlets.model import (
     execution_outcomes,
 )
 from airflow_graphlets.graphlets.provenance import NO_SPAN, NO_VALUE, Provenance
+from airflow_graphlets.graphlets.sorted_sets import distinct, member
 from airflow_graphlets.store import schema
 
 _LIVE = 2  # MLMD Artifact.State.LIVE
@@ -51,11 +52,11 @@ class _Adjacency:
 class _Pairs:
     """A set of (graphlet, node) pairs kept as sorted int64 keys ``graphlet * n + node``."""
 
-    def __init__(self, n_nodes: int, keys: np.ndarray | None = None, *, distinct: bool = False) -> None:
+    def __init__(self, n_nodes: int, keys: np.ndarray | None = None, *, already_distinct: bool = False) -> None:
         self.n = n_nodes
         if keys is None:
             keys = np.empty(0, dtype=np.int64)
-        self.keys = keys if distinct else _sorted_distinct(keys)
+        self.keys = keys if already_distinct else distinct(keys)
 
     @classmethod
     def of(cls, n_nodes: int, graphlet: np.ndarray, node: np.ndarray) -> _Pairs:
@@ -70,16 +71,13 @@ class _Pairs:
         return self.keys % self.n
 
     def where(self, mask_by_node: np.ndarray) -> _Pairs:
-        return _Pairs(self.n, self.keys[mask_by_node[self.node]], distinct=True)
+        return _Pairs(self.n, self.keys[mask_by_node[self.node]], already_distinct=True)
 
     def union(self, other: _Pairs) -> _Pairs:
         return _Pairs(self.n, np.concatenate([self.keys, other.keys]))
 
     def minus(self, other: _Pairs) -> _Pairs:
-        if not len(other.keys) or not len(self.keys):
-            return self
-        at = np.minimum(np.searchsorted(other.keys, self.keys), len(other.keys) - 1)
-        return _Pairs(self.n, self.keys[other.keys[at] != self.keys], distinct=True)
+        return _Pairs(self.n, self.keys[~member(other.keys, self.keys)], already_distinct=True)
 
     def step(self, adjacency: _Adjacency, n_targets: int) -> _Pairs:
         """Pairs (graphlet, neighbour) for every neighbour of every node."""
@@ -88,17 +86,6 @@ class _Pairs:
 
     def __len__(self) -> int:
         return len(self.keys)
-
-
-def _sorted_distinct(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct values (NumPy's ``unique`` hashes first, several times slower on int64)."""
-    if len(keys) < 2:
-        return keys.astype(np.int64)
-    keys = np.sort(keys, kind="stable")  # timsort: linear on the sorted runs unions and expansions produce
-    keep = np.empty(len(keys), dtype=bool)
-    keep[0] = True
-    np.not_equal(keys[1:], keys[:-1], out=keep[1:])
-    return keys[keep]
 
 
 def assemble(p: Provenance) -> Extraction:
@@ -276,9 +263,9 @@ def _structure_hashes(p: Provenance, anchors: np.ndarray, props: list[dict[str, 
 
 def _distinct_spans(graphlet: np.ndarray, spans: np.ndarray, n_graphlets: int) -> IdLists:
     known = spans != NO_SPAN
-    if not known.any():
-        return IdLists.from_pairs(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), n_graphlets)
-    pairs = np.unique(np.stack([graphlet[known], spans[known]], axis=1), axis=0)
-    return IdLists.from_pairs(pairs[:, 0], pairs[:, 1], n_graphlets)
+    low = int(spans[known].min(initial=0))
+    width = int(spans[known].max(initial=0)) - low + 1
+    keys = distinct(graphlet[known] * width + (spans[known] - low))
+    return IdLists.from_pairs(keys // width, keys % width + low, n_graphlets)
 
 

@@ -23,6 +23,7 @@ from airflow_graphlets.graphlets.assemble import assemble
 from airflow_graphlets.graphlets.bulk_queries import ColumnQuery, RowQuery, Scope, column_queries, ints, row_queries
 from airflow_graphlets.graphlets.model import Extraction
 from airflow_graphlets.graphlets.provenance import NO_SPAN, NO_VALUE, Provenance, execution_times
+from airflow_graphlets.graphlets.sorted_sets import distinct, member
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.columns import fetch_columns
 from airflow_graphlets.store.inspect import mlmd_schema_version, read_only_engine
@@ -198,7 +199,7 @@ def _provenance(store: str, version: int, plan: _Plan, results: dict[str, list])
     e, c = results.pop("runs")
     rows = exec_row(e)
     exec_run[rows[rows >= 0]] = c[rows >= 0]
-    wanted_runs = set(np.unique(exec_run[exec_run >= 0]).tolist())
+    wanted_runs = set(distinct(exec_run[exec_run >= 0]).tolist())
     run_names = {int(i): n for i, n in results.pop("run_names") if int(i) in wanted_runs}
     trainer_props: dict[int, dict[str, str]] = {}
     for execution_id, name, value in results.pop("trainer_properties"):
@@ -218,8 +219,7 @@ def _provenance(store: str, version: int, plan: _Plan, results: dict[str, list])
     ref_art, ref_exec = results.pop("references")
     n_exec = max(len(exec_id), 1)
     references = art_row(ref_art).astype(np.int64) * n_exec + exec_row(ref_exec)
-    ev_reference = (ev_input & np.isin(ev_art.astype(np.int64) * n_exec + ev_exec, references) if len(references)
-                    else np.zeros(len(ev_art), dtype=bool))
+    ev_reference = ev_input & member(distinct(references), ev_art.astype(np.int64) * n_exec + ev_exec)
 
     return Provenance(
         store=store,

@@ -199,16 +199,23 @@ class GraphletTable:
 
     def link_pushes(self) -> None:
         """Fill ``previous_pushed``: for each graphlet, the pipeline's last push before it began."""
-        previous = np.full(len(self), -1, dtype=np.int64)
+        n = len(self)
+        self.previous_pushed = np.full(n, -1, dtype=np.int64)
         pushed = np.flatnonzero(self.pushed)
-        for p in np.unique(self.pipeline):
-            pushes = pushed[self.pipeline[pushed] == p]
-            order = np.lexsort((self.trainer_id[pushes], self.pushed_at[pushes]))
-            times, trainers = self.pushed_at[pushes][order], self.trainer_id[pushes][order]
-            members = np.flatnonzero(self.pipeline == p)
-            i = np.searchsorted(times, self.trainer_start[members], side="left")
-            previous[members] = np.where(i > 0, trainers[np.maximum(i - 1, 0)] if len(trainers) else -1, -1)
-        self.previous_pushed = previous
+        if not n or not len(pushed):
+            return
+        # One sorted key per (pipeline, millisecond): a push precedes a graphlet of its pipeline
+        # when its key is smaller. Times are whole milliseconds, so the keys are exact.
+        first = min(float(np.nanmin(self.pushed_at[pushed])), float(self.trainer_start.min()))
+        last = max(float(np.nanmax(self.pushed_at[pushed])), float(self.trainer_start.max()))
+        width = int(np.rint((last - first) * 1000)) + 2
+        key = lambda pipeline, t: (pipeline.astype(np.int64) + 1) * width + np.rint((t - first) * 1000).astype(np.int64)  # noqa: E731
+        order = np.lexsort((self.trainer_id[pushed], self.pushed_at[pushed], self.pipeline[pushed]))
+        pushes = pushed[order]
+        push_keys = key(self.pipeline[pushes], self.pushed_at[pushes])
+        before = np.searchsorted(push_keys, key(self.pipeline, self.trainer_start), side="left") - 1
+        same = (before >= 0) & (self.pipeline[pushes[np.maximum(before, 0)]] == self.pipeline)
+        self.previous_pushed = np.where(same, self.trainer_id[pushes[np.maximum(before, 0)]], -1)
 
 
 @dataclass
