@@ -25,3 +25,7 @@ echo "-- recorded into the MLMD store $STORE:"
 .venv/bin/graphlets spool status
 echo
 .venv/bin/graphlets show --store "sqlite:///$STORE" --dag graphlets_quickstart
+echo
+echo "-- model graphlets of those runs (graphlets analyze; docs/graphlets.md):"
+.venv/bin/graphlets analyze --store "sqlite:///$STORE" --top 5 --html "$AIRFLOW_HOME/graphlets-report.html"
+echo "HTML report with the figures: $AIRFLOW_HOME/graphlets-report.html"
