@@ -110,11 +110,11 @@ def column_queries(dialect: str, scope: Scope, pipeline_ids: list[int], run_cont
     }
 
 
-def row_queries(scope: Scope, run_types: list[int], trainer_types: list[int]) -> dict[str, RowQuery]:
+def row_queries(scope: Scope, run_contexts_sql: str, trainer_types: list[int]) -> dict[str, RowQuery]:
     """The string queries: run names, and the code and structure hashes of trainers."""
-    trainer_scope = "".join(f" AND {c}" for c in scope.executions("e.id"))
+    trainer_scope = "".join(f" AND {c}" for c in scope.executions("p.execution_id"))
     return {
-        "run_names": RowQuery(f"SELECT id, name FROM Context WHERE type_id IN ({ints(run_types)})"),
+        "run_names": RowQuery(f"SELECT id, name FROM Context WHERE id IN ({run_contexts_sql})"),
         "trainer_properties": RowQuery(
             "SELECT p.execution_id, p.name, p.string_value FROM ExecutionProperty p "
             f"JOIN Execution e ON e.id = p.execution_id WHERE e.type_id IN ({ints(trainer_types)}) "

@@ -138,7 +138,7 @@ def _plan(conn: Connection, only: Sequence[str] | None) -> _Plan:
         type_bases=type_bases,
         pipeline_rows=pipeline_rows,
         columns=column_queries(conn.dialect.name, scope, pipeline_ids, runs),
-        rows=row_queries(scope, run_types, trainer_types),
+        rows=row_queries(scope, runs, trainer_types),
         id_bounds=bounds,
         whole_store=only is None,
     )
