@@ -29,9 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
-from support.databases import PG  # noqa: E402
-
-from airflow_graphlets.store.uri import parse_store_uri  # noqa: E402
+from airflow_graphlets.store.uri import parse_store_uri
+from support.databases import PG
 
 _MEASURE = r"""
 import json, resource, sys, time

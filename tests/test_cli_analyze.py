@@ -12,14 +12,12 @@ import sys
 
 import pytest
 import sqlalchemy as sa
-
-from support.databases import create_store_uri, drop_store
-from support.tfx_store import RunPlan, TfxPipeline
-
 from airflow_graphlets.cli import main
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.inspect import read_only_engine
 from airflow_graphlets.store.uri import parse_store_uri
+from support.databases import create_store_uri, drop_store
+from support.tfx_store import RunPlan, TfxPipeline
 
 HOSTILE = "<script>alert('x')</script>"
 
@@ -92,9 +90,8 @@ def test_the_read_only_connection_refuses_writes(backend, tmp_path):
     try:
         open_store(parse_store_uri(uri))
         engine = read_only_engine(parse_store_uri(uri))
-        with pytest.raises(sa.exc.DBAPIError):
-            with engine.begin() as conn:
-                conn.execute(sa.text("UPDATE MLMDEnv SET schema_version = 11"))
+        with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+            conn.execute(sa.text("UPDATE MLMDEnv SET schema_version = 11"))
         engine.dispose()
     finally:
         drop_store(uri)

@@ -6,15 +6,13 @@ import json
 
 import numpy as np
 import pytest
-
-from support.tfx_store import RunPlan, TfxPipeline
-
 from airflow_graphlets.graphlets.analyses import analyze
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.graphlets.reports import JSON_SCHEMA, JSON_VERSION, to_json, to_text
 from airflow_graphlets.simulate.run import simulate
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.uri import parse_store_uri
+from support.tfx_store import RunPlan, TfxPipeline
 
 
 @pytest.fixture

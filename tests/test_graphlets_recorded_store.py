@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.store.uri import parse_store_uri

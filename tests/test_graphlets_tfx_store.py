@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from support.tfx_store import RunPlan, TfxPipeline
-
 from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.graphlets.model import OUTCOME_PUSHED, OUTCOME_WASTED
 from airflow_graphlets.store.uri import parse_store_uri
+from support.tfx_store import RunPlan, TfxPipeline
 
 # One pipeline living through everything a real one meets, run by run (span = run index).
 CHURN_PLANS = [

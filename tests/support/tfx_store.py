@@ -237,7 +237,7 @@ def _event(event_type, key: str, index: int) -> pb.Event:
 
 
 def _set(value: pb.Value, python_value) -> None:
-    if isinstance(python_value, bool) or isinstance(python_value, int):
+    if isinstance(python_value, (bool, int)):
         value.int_value = int(python_value)
     elif isinstance(python_value, float):
         value.double_value = python_value

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from airflow_graphlets.graphlets import rules
-from airflow_graphlets.graphlets.sorted_sets import distinct, member
 from airflow_graphlets.graphlets.model import (
     FAILED,
     NOT_PUSHED,
@@ -34,6 +33,7 @@ from airflow_graphlets.graphlets.model import (
     STATUS_INDEX,
     Extraction,
 )
+from airflow_graphlets.graphlets.sorted_sets import distinct, member
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -237,7 +237,7 @@ def _jaccard_pairs(lists, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ids = lists.values[starts + np.arange(counts.sum())]
         return pair, pair * (int(lists.values.max(initial=0)) + 1) + ids
 
-    pair_a, keys_a = keyed(a)
+    _, keys_a = keyed(a)
     pair_b, keys_b = keyed(b)
     common = np.bincount(pair_b[member(keys_a, keys_b)], minlength=len(a))  # keys_a is sorted: pairs, then ids
     union = lengths[a] + lengths[b] - common

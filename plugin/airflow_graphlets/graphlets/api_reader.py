@@ -17,18 +17,17 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.graphlets import rules
-from airflow_graphlets.graphlets.provenance import to_millis
 from airflow_graphlets.graphlets.model import (
     FAILED,
     NOT_PUSHED,
     PUSHED,
     RUNNING,
-    STATUS_INDEX,
     ExecutionTable,
     Extraction,
     GraphletTable,
     execution_outcomes,
 )
+from airflow_graphlets.graphlets.provenance import to_millis
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import mlmd_schema_version, read_only_engine
 from airflow_graphlets.store.uri import StoreConfig
@@ -317,7 +316,7 @@ def _property(message, name: str) -> mlmd_pb.Value | None:
     """A typed property, else a custom one (the rule the bulk reader follows too)."""
     if name in message.properties:
         return message.properties[name]
-    return message.custom_properties[name] if name in message.custom_properties else None
+    return message.custom_properties.get(name)
 
 
 def _number(value: mlmd_pb.Value | None) -> float | None:

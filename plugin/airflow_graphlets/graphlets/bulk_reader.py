@@ -20,7 +20,14 @@ from sqlalchemy.engine import Connection
 from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.graphlets import rules
 from airflow_graphlets.graphlets.assemble import assemble
-from airflow_graphlets.graphlets.bulk_queries import ColumnQuery, RowQuery, Scope, column_queries, ints, row_queries
+from airflow_graphlets.graphlets.bulk_queries import (
+    ColumnQuery,
+    RowQuery,
+    Scope,
+    column_queries,
+    ints,
+    row_queries,
+)
 from airflow_graphlets.graphlets.model import Extraction
 from airflow_graphlets.graphlets.provenance import NO_SPAN, NO_VALUE, Provenance, execution_times
 from airflow_graphlets.graphlets.sorted_sets import distinct, member
@@ -110,7 +117,7 @@ def _plan(conn: Connection, only: Sequence[str] | None) -> _Plan:
     types = conn.execute(sa.text("SELECT id, name, type_kind FROM Type")).all()
     type_bases = {int(t): n for t, n in conn.execute(sa.text(
         "SELECT pt.type_id, p.name FROM ParentType pt JOIN Type p ON p.id = pt.parent_type_id"))}
-    ids_of_kind = lambda kind, names: [int(i) for i, n, k in types if k == kind and n in names]  # noqa: E731
+    ids_of_kind = lambda kind, names: [int(i) for i, n, k in types if k == kind and n in names]
     pipeline_types = ids_of_kind(_TYPE_KIND_CONTEXT, {schema.PIPELINE_CONTEXT})
     run_types = ids_of_kind(_TYPE_KIND_CONTEXT, set(rules.RUN_CONTEXT_TYPES))
     trainer_types = [int(i) for i, n, k in types

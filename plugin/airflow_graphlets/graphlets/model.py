@@ -136,7 +136,7 @@ class GraphletTable:
         Each dict holds the column names of this class, with ``pipeline`` an index, ``status`` a
         name, ``cost_by_kind_micros`` a {kind: micros} dict, and each id list a tuple.
         """
-        column = lambda name, dtype: np.asarray([r[name] for r in rows], dtype=dtype)  # noqa: E731
+        column = lambda name, dtype: np.asarray([r[name] for r in rows], dtype=dtype)
         by_kind = np.zeros((len(rows), len(kinds)), dtype=np.int64)
         for g, row in enumerate(rows):
             for kind, micros in row["cost_by_kind_micros"].items():
@@ -209,7 +209,7 @@ class GraphletTable:
         first = min(float(np.nanmin(self.pushed_at[pushed])), float(self.trainer_start.min()))
         last = max(float(np.nanmax(self.pushed_at[pushed])), float(self.trainer_start.max()))
         width = int(np.rint((last - first) * 1000)) + 2
-        key = lambda pipeline, t: (pipeline.astype(np.int64) + 1) * width + np.rint((t - first) * 1000).astype(np.int64)  # noqa: E731
+        key = lambda pipeline, t: (pipeline.astype(np.int64) + 1) * width + np.rint((t - first) * 1000).astype(np.int64)
         order = np.lexsort((self.trainer_id[pushed], self.pushed_at[pushed], self.pipeline[pushed]))
         pushes = pushed[order]
         push_keys = key(self.pipeline[pushes], self.pushed_at[pushes])

@@ -9,19 +9,19 @@ base64 PNGs and escapes every name that comes from the store.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 import html
 import io
 import os
+from collections.abc import Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from airflow_graphlets.graphlets.analyses import Analysis  # noqa: E402
-from airflow_graphlets.graphlets.reports import to_text  # noqa: E402
+from airflow_graphlets.graphlets.analyses import Analysis
+from airflow_graphlets.graphlets.reports import to_text
 
 _PUSHED, _WASTED, _OTHER = "#2b8a3e", "#c92a2a", "#adb5bd"
 _CDFS = (

@@ -49,15 +49,6 @@ class Provenance:
     ev_reference: np.ndarray  # bool: input read as a baseline or warm start
 
 
-def rows_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Rows of ``ids`` in ``sorted_ids``, -1 for ids not there."""
-    if len(sorted_ids) == 0:
-        return np.full(len(ids), -1, dtype=np.int64)
-    pos = np.searchsorted(sorted_ids, ids)
-    pos = np.minimum(pos, len(sorted_ids) - 1)
-    return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)
-
-
 def execution_times(
     create_ms: np.ndarray, update_ms: np.ndarray, start_prop: np.ndarray, end_prop: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

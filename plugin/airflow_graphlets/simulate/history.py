@@ -53,7 +53,7 @@ class PipelineHistory:
 
 def generate(profile: Profile, pipelines: int, days: int, seed: int) -> Iterator[PipelineHistory]:
     """Histories of ``pipelines`` pipelines over ``days`` days, deterministic in ``seed``."""
-    start = dt.datetime.fromisoformat(profile.start_date).replace(tzinfo=dt.timezone.utc).timestamp()
+    start = dt.datetime.fromisoformat(profile.start_date).replace(tzinfo=dt.UTC).timestamp()
     width = len(str(max(pipelines - 1, 1)))
     for index in range(pipelines):
         yield _pipeline(profile, f"ct_pipeline_{index:0{width}d}", np.random.default_rng([seed, index]), start, days)
