@@ -191,9 +191,16 @@ def _compact(column: np.ndarray, dtype: str) -> np.ndarray:
 
 def _provenance(store: str, version: int, plan: _Plan, results: dict[str, list]) -> Provenance:
     # Results are dropped as they are used: at paper scale each is hundreds of MB.
-    exec_id, exec_type, exec_state, created, updated, start_prop, end_prop = results.pop("executions")
-    start, end, duration = execution_times(created, updated, start_prop, end_prop)
+    exec_id, exec_type, exec_state, created, updated, *times = results.pop("executions")
     exec_row = _RowIndex(exec_id)
+    if "execution_times" in results:  # read apart from the executions (see bulk_queries)
+        times = [np.full(len(exec_id), np.nan), np.full(len(exec_id), np.nan)]
+        owner, is_end, value = results.pop("execution_times")
+        rows = exec_row(owner)
+        for which in (0, 1):
+            pick = (rows >= 0) & (is_end == which)
+            times[which][rows[pick]] = value[pick]
+    start, end, duration = execution_times(created, updated, *times)
 
     pipeline_ids = np.asarray([i for i, _ in plan.pipeline_rows], dtype=np.int64)
     pipeline_row = _RowIndex(pipeline_ids, sorted_ids=False)

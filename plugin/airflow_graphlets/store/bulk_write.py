@@ -111,6 +111,9 @@ class BulkWriter:
                 f"GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1))"
             )
         self.conn.commit()
+        # Fresh statistics, so the planner knows the tables just grew by millions of rows.
+        self.conn.autocommit = True
+        cursor.execute("ANALYZE")
         cursor.close()
 
 
