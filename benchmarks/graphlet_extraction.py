@@ -3,8 +3,9 @@
 1. A paper-scale store (default 3,000 pipelines over 120 days, about 450,000 trained models)
    written by ``graphlets simulate`` into SQLite and PostgreSQL, once, then reused (SQLite file
    under ``benchmarks/results/``; PostgreSQL database ``graphlets_bench_<size>_<seed>``).
-2. Bulk extraction of every graphlet plus the full analysis, in a fresh process: wall time, and
-   peak resident memory of that process and of its reader processes (their sum bounds the peak).
+2. Bulk extraction of every graphlet plus the full analysis, in a fresh process, twice (the
+   first run may find the store out of the OS cache): wall time, and peak resident memory of
+   that process and of its reader processes (their sum bounds the peak).
 3. The speed-up over the MLMD-API reference reader, on a sample: the first 30 pipelines (about 1%
    of the store; the generator draws each pipeline from its own seed, so they are the same
    pipelines as in the big store) written into a store of their own and read whole by both
@@ -67,10 +68,14 @@ def main() -> int:
     for backend in backends:
         uri = _store(backend, args.pipelines, args.days, args.seed)
         print(f"\n== {backend}: {args.pipelines} pipelines x {args.days} days (seed {args.seed}) ==", flush=True)
-        child = subprocess.run([sys.executable, "-c", _MEASURE, uri], capture_output=True, text=True, check=True)
-        figures = json.loads(child.stdout.strip().splitlines()[-1])
+        # Twice, each in a fresh process: the first run may find the store's pages out of the
+        # OS cache (this VM reads its disk at ~115 MB/s; both paper-scale stores together are
+        # larger than its memory), the second finds them cached, as a database server would.
+        runs = [_measure(uri) for _ in range(2)]
+        figures = runs[-1]
         print(f"graphlets {figures['graphlets']:,}  executions {figures['executions']:,}")
-        print(f"bulk extraction  {figures['extract_seconds']:.1f} s   (target <= 60 s)")
+        print(f"bulk extraction  {figures['extract_seconds']:.1f} s warm   (target <= 60 s); "
+              f"first run {runs[0]['extract_seconds']:.1f} s")
         print(f"analysis         {figures['analyze_seconds']:.1f} s")
         peak = figures["self_peak_mib"] + figures["workers_peak_mib"]
         print(f"peak memory      {figures['self_peak_mib']:.0f} MiB main + {figures['workers_peak_mib']:.0f} MiB "
@@ -80,6 +85,11 @@ def main() -> int:
         _compare_readers(backend, uri, args.sample, args.days, args.seed, figures["extract_seconds"],
                          figures["graphlets"])
     return 0
+
+
+def _measure(uri: str) -> dict:
+    child = subprocess.run([sys.executable, "-c", _MEASURE, uri], capture_output=True, text=True, check=True)
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 def _compare_readers(backend: str, big_uri: str, sample: int, days: int, seed: int, full_seconds: float,

@@ -86,8 +86,9 @@ def column_queries(dialect: str, scope: Scope, pipeline_ids: list[int], run_cont
             scope.executions("execution_id"), split_on="id", split_table="Event"),
     }
     executions = ("e.id", "e.type_id", "e.last_known_state", "e.create_time_since_epoch", "e.last_update_time_since_epoch")
-    if dialect == "sqlite":
-        # SQLite joins each execution's two time properties through the primary key fastest.
+    if dialect == "sqlite" or scope.ids is not None:
+        # SQLite, and any store read for a few pipelines, join each execution's two time
+        # properties through the primary key fastest.
         queries["executions"] = ColumnQuery(
             (*executions, "COALESCE(s.double_value, s.int_value)", "COALESCE(f.double_value, f.int_value)"),
             ("i8", "i8", "i1", "f8", "f8", "f8", "f8"), f"Execution e {time_join}",
