@@ -74,6 +74,9 @@ def test_waste_is_the_compute_no_pushed_graphlet_used_counted_once(simulated):
     assert by_kind == pytest.approx(analysis.totals["compute_seconds"], rel=1e-9)
     assert by_day == pytest.approx(analysis.totals["compute_seconds"], rel=1e-9)
     assert sum(p.wasted_seconds for p in analysis.pipelines) == pytest.approx(wasted, rel=1e-9)
+    for row in analysis.pipelines:
+        assert sum(row.compute_by_kind.values()) == pytest.approx(row.compute_seconds, rel=1e-9)
+        assert {"ExampleGen", "Trainer"} <= set(row.compute_by_kind)
 
 
 def test_cadence_and_time_between_pushes_follow_the_records(simulated):

@@ -4,13 +4,15 @@ Followed from TFX's source (see ../shared/tfx_schema.md): artifact types with TF
 and base types; execution types named after component class paths; contexts ``pipeline``,
 ``pipeline_run`` (named by the bare run id, child of the pipeline) and ``node``
 (``<pipeline>.<node id>``); executions named by uuid, registered RUNNING with their INPUT events,
-then published COMPLETE with OUTPUT events and LIVE artifacts; events with a (key, index) path;
+then published COMPLETE with OUTPUT events and LIVE artifacts, each execution also in an
+``execution_cache`` context; events with a (key, index) path;
 blessing and push outcomes as custom INT properties; cache hits as CACHED executions whose OUTPUT
 events point at earlier artifacts. TFX itself cannot be installed beside ml-metadata 1.17.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -169,8 +171,10 @@ class TfxPipeline:
         return ran
 
     # -- MLMD writes, as TFX makes them ------------------------------------------------------
-    def _context(self, type_name: str, name: str, parent: pb.Context | None = None) -> pb.Context:
+    def _context(self, type_name: str, name: str, parent: pb.Context | None = None, reuse: bool = False) -> pb.Context:
         type_id = self.store.put_context_type(pb.ContextType(name=type_name), can_add_fields=True, can_omit_fields=True)
+        if reuse and (existing := self.store.get_context_by_type_and_name(type_name, name)) is not None:
+            return existing
         context = pb.Context(type_id=type_id, name=name)
         [context.id] = self.store.put_contexts([context])
         if parent is not None:
@@ -197,7 +201,12 @@ class TfxPipeline:
             execution_type.base_type = base
         type_id = self.store.put_execution_type(execution_type, can_add_fields=True, can_omit_fields=True)
         node_context = self._node_context(node)
-        contexts = [self.pipeline_context, run_context, node_context]
+        # TFX's launcher also puts every execution in an `execution_cache` context named by a
+        # sha256 of the node and its inputs (tfx/orchestration/portable/cache_utils.py).
+        fingerprint = hashlib.sha256(repr((self.name, node, sorted(
+            (k, [a.id for a in group]) for k, group in inputs.items()))).encode()).hexdigest()
+        cache_context = self._context("execution_cache", fingerprint, reuse=True)
+        contexts = [self.pipeline_context, run_context, node_context, cache_context]
         execution = pb.Execution(type_id=type_id, name=str(uuid.uuid4()), last_known_state=pb.Execution.RUNNING)
         for key, value in props.items():
             _set(execution.custom_properties[key], value)

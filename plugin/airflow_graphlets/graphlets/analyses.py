@@ -80,6 +80,7 @@ class PipelineSummary:
     compute_seconds: float
     wasted_seconds: float
     waste_share: float | None
+    compute_by_kind: dict[str, float]  # operator kind -> seconds
 
 
 @dataclass
@@ -115,6 +116,9 @@ def analyze(extraction: Extraction) -> Analysis:
     wasted = _sum_by(table.pipeline, table.duration, in_pipeline & (table.outcome == OUTCOME_WASTED), n_pipelines)
     graphlet_compute = _sum_by(table.pipeline, table.duration, in_pipeline & (table.outcome != OUTCOME_UNATTRIBUTED), n_pipelines)
     runs = _runs_per_pipeline(table, n_pipelines)
+    n_kinds = len(rules.KINDS)
+    by_kind = _sum_by(table.pipeline * n_kinds + table.kind, table.duration, in_pipeline,
+                      n_pipelines * n_kinds).reshape(n_pipelines, n_kinds) if n_pipelines else np.zeros((0, n_kinds))
 
     # Per graphlet, in time order within each pipeline.
     known = g.pipeline >= 0
@@ -159,6 +163,7 @@ def analyze(extraction: Extraction) -> Analysis:
                 compute_seconds=round(float(compute[i]), 6),
                 wasted_seconds=round(float(wasted[i]), 6),
                 waste_share=_round(wasted[i] / graphlet_compute[i] if graphlet_compute[i] else None),
+                compute_by_kind={rules.KINDS[k]: round(float(v), 6) for k, v in enumerate(by_kind[i]) if v},
             )
         )
 
