@@ -1,0 +1,79 @@
+"""``graphlets simulate``: the store holds what was generated, the same seed gives the same store."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from airflow_graphlets.cli import main
+from airflow_graphlets.errors import StoreConfigError
+from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api
+from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+from airflow_graphlets.simulate.history import generate
+from airflow_graphlets.simulate.profile import Profile
+from airflow_graphlets.simulate.run import simulate
+from airflow_graphlets.store.connect import open_store
+from airflow_graphlets.store.uri import parse_store_uri
+
+
+def test_graphlets_read_through_mlmd_api_are_what_was_generated(store_uri):
+    config = parse_store_uri(store_uri)
+    simulate(config, pipelines=3, days=12, seed=11)
+    graphlets = read_graphlets_with_mlmd_api(config).graphlets.records()
+    by_pipeline: dict[str, list] = {}
+    for g in graphlets:
+        by_pipeline.setdefault(g.pipeline, []).append(g)
+    for history in generate(Profile(), pipelines=3, days=12, seed=11):
+        mine = sorted(by_pipeline[history.name], key=lambda g: g.run)  # run ids sort in time order
+        assert len(mine) == len(history.run_times)  # one trained model per run
+        for r, g in enumerate(mine):
+            assert g.trainer_start > history.run_times[r]
+            assert g.spans == tuple(range(max(0, r - history.window + 1), r + 1))
+            if history.trainer_failed[r]:
+                assert g.status == "failed"
+            elif not history.evaluator:
+                assert (g.blessed, g.pushed) == (None, False)
+            else:
+                assert g.blessed == bool(history.blessed[r]) and g.pushed == bool(history.blessed[r])
+
+
+def test_the_store_passes_mlmds_own_checks_and_accepts_mlmd_writes_after(sqlite_store_uri):
+    config = parse_store_uri(sqlite_store_uri)
+    report = simulate(config, pipelines=2, days=5, seed=1)
+    store = open_store(config)  # MLMD checks the schema version when it connects
+    assert len(store.get_executions()) == report.executions
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    [new_id] = store.put_executions([pb.Execution(type_id=store.get_execution_types()[0].id)])
+    assert new_id == report.executions + 1  # MLMD's own ids continue after the bulk-written ones
+
+
+def test_the_same_seed_gives_the_same_graphlets_and_another_seed_does_not(tmp_path):
+    def graphlets(name: str, seed: int):
+        config = parse_store_uri(f"sqlite:///{tmp_path / name}")
+        simulate(config, pipelines=4, days=10, seed=seed)
+        return read_graphlets(config).graphlets.records()
+
+    first, again, other = graphlets("a.sqlite", 5), graphlets("b.sqlite", 5), graphlets("c.sqlite", 6)
+    assert first == again
+    assert first != other
+
+
+def test_a_profile_file_overrides_the_defaults_and_names_unknown_keys(tmp_path):
+    path = tmp_path / "profile.toml"
+    path.write_text("window_mean = 2.0\n[durations]\nTrainer = 7200.0\n")
+    profile = Profile.from_toml(str(path))
+    assert profile.window_mean == 2.0 and profile.durations["Trainer"] == 7200.0
+    assert profile.durations["Pusher"] == Profile().durations["Pusher"]
+    path.write_text("window_mean = 2.0\nwindow_size = 3\n")
+    with pytest.raises(StoreConfigError, match="window_size"):
+        Profile.from_toml(str(path))
+    assert {f.name for f in dataclasses.fields(Profile)} >= {"window_mean", "durations", "staleness_bonus"}
+
+
+def test_simulate_refuses_a_store_that_holds_executions(sqlite_store_uri, capsys):
+    assert main(["simulate", "--store", sqlite_store_uri, "--pipelines", "1", "--days", "2", "--quiet"]) == 0
+    assert main(["simulate", "--store", sqlite_store_uri, "--pipelines", "1", "--days", "2", "--quiet"]) == 2
+    assert "already holds executions" in capsys.readouterr().err
+    assert main(["simulate", "--store", sqlite_store_uri, "--pipelines", "0"]) == 2
