@@ -36,10 +36,10 @@ class TypeIds:
 
 
 class RowBuilder:
-    """Appends the rows of whole pipelines to a :class:`~airflow_graphlets.store.bulk_write.BulkWriter`."""
+    """Turns whole pipelines into rows for :class:`~airflow_graphlets.store.bulk_write.BulkWriter`,
+    allocating ids from ``next_ids`` on (it must be the only writer of the store meanwhile)."""
 
-    def __init__(self, writer, types: TypeIds, next_ids: dict[str, int]) -> None:
-        self.writer = writer
+    def __init__(self, types: TypeIds, next_ids: dict[str, int]) -> None:
         self.types = types
         self.ids = dict(next_ids)
         self.rows: dict[str, list[tuple]] = {}
@@ -53,11 +53,10 @@ class RowBuilder:
     def _add(self, table: str, row: tuple) -> None:
         self.rows.setdefault(table, []).append(row)
 
-    def flush(self) -> None:
-        for table, rows in self.rows.items():
-            self.writer.add(table, rows)
-        self.rows = {}
-        self.writer.flush()
+    def take(self) -> dict[str, list[tuple]]:
+        """The rows added since the last call, by table; and the next ids to allocate."""
+        rows, self.rows = self.rows, {}
+        return rows
 
     def pipeline(self, history: PipelineHistory) -> None:
         """Add every row of one pipeline's history."""

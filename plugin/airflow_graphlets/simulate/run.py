@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,23 +58,35 @@ def simulate(
         raise StoreConfigError(f"--pipelines and --days must be at least 1 (got {pipelines} and {days}).")
     profile = profile or Profile()
     began = time.perf_counter()
-    with BulkWriter(config) as writer:
+    with BulkWriter(config, defer_indexes=True) as writer:
         ids = writer.next_ids()
         if ids["Execution"] > 1:
             raise StoreConfigError(
                 f"The store {config} already holds executions; simulate into a new or empty store."
             )
-        builder = RowBuilder(writer, _register_types(writer), ids)
-        runs = 0
-        for done, history in enumerate(generate(profile, pipelines, days, seed), start=1):
-            builder.pipeline(history)
-            runs += len(history.run_times)
-            if done % _FLUSH_PIPELINES == 0 or done == pipelines:
-                builder.flush()
+        builder = RowBuilder(_register_types(writer), ids)
+        # One process draws the histories and builds rows while this one inserts them.
+        context = multiprocessing.get_context("fork")
+        batches = context.Queue(maxsize=2)
+        producer = context.Process(target=_produce, args=(builder, profile, pipelines, days, seed, batches), daemon=True)
+        producer.start()
+        try:
+            done = runs = 0
+            last_ids = ids
+            while done < pipelines:
+                batch = batches.get()
+                if isinstance(batch, BaseException):
+                    raise batch
+                rows, done, runs, last_ids = batch
+                for table, table_rows in rows.items():
+                    writer.add(table, table_rows)
+                writer.flush()
                 if progress:
                     progress(done, pipelines)
-        first = ids
-        last = builder.ids
+        finally:
+            producer.kill()
+            producer.join()
+        first, last = ids, last_ids
     return SimulationReport(
         store=str(config),
         pipelines=pipelines,
@@ -83,6 +96,19 @@ def simulate(
         events=last["Event"] - first["Event"],
         seconds=time.perf_counter() - began,
     )
+
+
+def _produce(builder: RowBuilder, profile: Profile, pipelines: int, days: int, seed: int, batches) -> None:
+    """The producer process: rows of each batch of pipelines, with progress counts, in order."""
+    try:
+        runs = 0
+        for done, history in enumerate(generate(profile, pipelines, days, seed), start=1):
+            builder.pipeline(history)
+            runs += len(history.run_times)
+            if done % _FLUSH_PIPELINES == 0 or done == pipelines:
+                batches.put((builder.take(), done, runs, dict(builder.ids)))
+    except BaseException as err:  # noqa: BLE001 - handed to the parent, which raises it
+        batches.put(err)
 
 
 def _register_types(writer: BulkWriter) -> TypeIds:

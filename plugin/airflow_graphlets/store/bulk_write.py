@@ -10,6 +10,7 @@ store passes MLMD's checks and reads back through its API exactly.
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Iterable, Sequence
 
@@ -37,13 +38,20 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 # Tables whose ids we allocate, and so whose PostgreSQL sequences must move past them.
 ID_TABLES = ("Context", "Execution", "Artifact", "Event", "Association", "Attribution")
-_BOOLEAN_COLUMNS = {"is_custom_property", "is_index_step"}
 
 
 class BulkWriter:
     """Writes rows into one MLMD store. Use as a context manager; rows commit per :meth:`flush`."""
 
-    def __init__(self, config: StoreConfig) -> None:
+    def __init__(self, config: StoreConfig, defer_indexes: bool = False) -> None:
+        """Open the store (creating MLMD's schema if new).
+
+        Args:
+          config: the store.
+          defer_indexes: drop the secondary (non-unique) indexes of the bulk tables now and
+            build them again on exit, each in one pass, which is much faster than updating them
+            row by row. Only for a store nothing else uses meanwhile.
+        """
         self.config = config
         self.mlmd = open_store(config)  # creates MLMD's schema (and its version row) when new
         self.types = TypeRegistry(self.mlmd)
@@ -53,16 +61,53 @@ class BulkWriter:
         self._pending: dict[str, list[tuple]] = {table: [] for table in COLUMNS}
         if self.dialect == "sqlite":
             self.conn.execute("PRAGMA synchronous=OFF")
+        self._deferred: list[str] = self._drop_secondary_indexes() if defer_indexes else []
 
     def __enter__(self) -> BulkWriter:
         return self
 
     def __exit__(self, *exc) -> None:
-        if exc[0] is None:
-            self.flush()
+        try:
+            if exc[0] is None:
+                self.flush()
+        finally:
+            self._rebuild_indexes()  # whatever happened, the store keeps MLMD's indexes
             self._advance_sequences()
-        self.conn.close()
-        self.engine.dispose()
+            self.conn.close()
+            self.engine.dispose()
+
+    def _drop_secondary_indexes(self) -> list[str]:
+        """Drop the non-unique indexes of the tables we fill; returns the statements that rebuild them."""
+        tables = [t for t in COLUMNS]
+        cursor = self.conn.cursor()
+        if self.dialect == "sqlite":
+            names = ", ".join(f"'{t}'" for t in tables)
+            cursor.execute(f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                           f"AND sql NOT LIKE 'CREATE UNIQUE%' AND tbl_name IN ({names})")
+        elif self.dialect == "postgresql":
+            names = ", ".join(f"'{t.lower()}'" for t in tables)
+            cursor.execute("SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+                           f"JOIN pg_class t ON t.oid = x.indrelid WHERE t.relname IN ({names}) "
+                           "AND NOT x.indisprimary AND NOT x.indisunique AND pg_table_is_visible(t.oid)")
+        else:
+            cursor.close()
+            return []  # MySQL: indexes are part of the table definitions; leave them
+        indexes = cursor.fetchall()
+        for name, _ in indexes:
+            cursor.execute(f"DROP INDEX {name}")
+        self.conn.commit()
+        cursor.close()
+        return [definition for _, definition in indexes]
+
+    def _rebuild_indexes(self) -> None:
+        if not self._deferred:
+            return
+        cursor = self.conn.cursor()
+        for statement in self._deferred:
+            cursor.execute(statement)
+        self.conn.commit()
+        cursor.close()
+        self._deferred = []
 
     def next_ids(self) -> dict[str, int]:
         """The first free id of each table whose ids callers allocate."""
@@ -95,8 +140,8 @@ class BulkWriter:
 
     def _insert(self, cursor, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
         if self.dialect == "postgresql":
-            booleans = [i for i, c in enumerate(columns) if c in _BOOLEAN_COLUMNS]
-            cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", _copy_text(rows, booleans))
+            names = ", ".join(columns)
+            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv, FORCE_NULL ({names}))", _copy_csv(rows))
             return
         marks = ", ".join(["?" if self.dialect == "sqlite" else "%s"] * len(columns))
         cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
@@ -117,19 +162,12 @@ class BulkWriter:
         cursor.close()
 
 
-def _copy_text(rows: list[tuple], booleans: list[int]) -> io.StringIO:
-    """Rows in PostgreSQL's COPY text format (tab-separated, ``\\N`` for NULL)."""
-    lines = []
-    for row in rows:
-        fields = []
-        for i, value in enumerate(row):
-            if value is None:
-                fields.append("\\N")
-            elif i in booleans:
-                fields.append("t" if value else "f")
-            elif isinstance(value, str):
-                fields.append(value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r"))
-            else:
-                fields.append(repr(value) if isinstance(value, float) else str(value))
-        lines.append("\t".join(fields))
-    return io.StringIO("\n".join(lines) + "\n")
+def _copy_csv(rows: list[tuple]) -> io.StringIO:
+    """Rows as CSV for PostgreSQL's COPY, written by the csv module's C writer (no Python loop
+    per field). ``None`` is written as an empty field, read back as NULL through ``FORCE_NULL``,
+    so an empty string is stored as NULL too: MLMD has no use for empty names, URIs or keys.
+    PostgreSQL reads 1/0 as booleans."""
+    buffer = io.StringIO()
+    csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
+    buffer.seek(0)
+    return buffer
