@@ -24,7 +24,7 @@ def test_graphlets_read_through_mlmd_api_are_what_was_generated(store_uri):
     by_pipeline: dict[str, list] = {}
     for g in graphlets:
         by_pipeline.setdefault(g.pipeline, []).append(g)
-    for history in generate(Profile(), pipelines=3, days=12, seed=11):
+    for history in generate(Profile.paper(), pipelines=3, days=12, seed=11):
         mine = sorted(by_pipeline[history.name], key=lambda g: g.run)  # run ids sort in time order
         assert len(mine) == len(history.run_times)  # one trained model per run
         for r, g in enumerate(mine):
@@ -65,7 +65,7 @@ def test_a_profile_file_overrides_the_defaults_and_names_unknown_keys(tmp_path):
     path.write_text("window_mean = 2.0\n[durations]\nTrainer = 7200.0\n")
     profile = Profile.from_toml(str(path))
     assert profile.window_mean == 2.0 and profile.durations["Trainer"] == 7200.0
-    assert profile.durations["Pusher"] == Profile().durations["Pusher"]
+    assert profile.durations["Pusher"] == Profile.paper().durations["Pusher"]
     path.write_text("window_mean = 2.0\nwindow_size = 3\n")
     with pytest.raises(StoreConfigError, match="window_size"):
         Profile.from_toml(str(path))
@@ -77,3 +77,14 @@ def test_simulate_refuses_a_store_that_holds_executions(sqlite_store_uri, capsys
     assert main(["simulate", "--store", sqlite_store_uri, "--pipelines", "1", "--days", "2", "--quiet"]) == 2
     assert "already holds executions" in capsys.readouterr().err
     assert main(["simulate", "--store", sqlite_store_uri, "--pipelines", "0"]) == 2
+
+
+def test_the_shipped_paper_profile_sets_every_field_and_bad_toml_is_named(tmp_path):
+    profile = Profile.paper()  # a field missing from profiles/paper.toml would fail here
+    assert profile.runs_per_day_median > 0 and set(profile.durations) >= {"Trainer", "ExampleGen", "Pusher"}
+    broken = tmp_path / "broken.toml"
+    broken.write_text("window_mean = = 3\n")
+    with pytest.raises(StoreConfigError, match="not valid TOML"):
+        Profile.from_toml(str(broken))
+    with pytest.raises(StoreConfigError, match="Cannot read"):
+        Profile.from_toml(str(tmp_path / "missing.toml"))

@@ -157,7 +157,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from airflow_graphlets.simulate.profile import Profile
     from airflow_graphlets.simulate.run import simulate
 
-    profile = Profile.from_toml(args.profile) if args.profile else Profile()
+    profile = Profile.from_toml(args.profile) if args.profile else Profile.paper()
     began = time.monotonic()
 
     def progress(done: int, total: int) -> None:

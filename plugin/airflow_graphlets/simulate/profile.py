@@ -1,76 +1,79 @@
-"""The parameters of a simulated history, with defaults shaped after the paper's figures."""
+"""The parameters of a simulated history; the defaults (``profiles/paper.toml``) follow the paper."""
 
 from __future__ import annotations
 
 import dataclasses
 import tomllib
 from dataclasses import dataclass, field
+from importlib.resources import files
 
 from airflow_graphlets.errors import StoreConfigError
 
-# Median seconds per operator kind (lognormal around these).
-DEFAULT_DURATIONS = {
-    "ExampleGen": 420.0,
-    "StatisticsGen": 180.0,
-    "SchemaGen": 20.0,
-    "ExampleValidator": 25.0,
-    "Transform": 600.0,
-    "Trainer": 1800.0,
-    "Evaluator": 360.0,
-    "Pusher": 40.0,
-}
+PAPER_PROFILE = files("airflow_graphlets.simulate") / "profiles" / "paper.toml"
 
 
 @dataclass(frozen=True)
 class Profile:
-    """How pipelines live, run, and end up pushed or not. Every field can be set from TOML."""
+    """How pipelines live, run, and end up pushed or not (docs/simulate.md explains each field).
 
-    start_date: str = "2026-01-01"
-    # Lifespan: this share of pipelines spans the whole period; the others start and end at
-    # uniformly drawn days inside it.
-    whole_period_share: float = 0.6
-    # Cadence: runs per day of each pipeline, lognormal.
-    runs_per_day_median: float = 1.32
-    runs_per_day_sigma: float = 0.7
-    # Spans per graphlet (the trainer's rolling window): 1 + Poisson(window_mean - 1), capped.
-    window_mean: float = 6.0
-    window_max: int = 30
-    # Operator mix.
-    transform_share: float = 0.8
-    evaluator_share: float = 0.92
-    # Changes: a share of pipelines gains a Transform step mid-history; trainer code changes at
-    # this rate per run.
-    structure_change_share: float = 0.2
-    code_change_rate: float = 0.02
-    trainer_failure_rate: float = 0.03
-    # Blessing: logit = tendency + weights x causes + noise (see docs/simulate.md).
-    tendency_mean: float = 1.2
-    tendency_sd: float = 1.0
-    drift_sd: float = 1.0
-    drift_penalty: float = 1.1
-    structure_change_penalty: float = 2.5
-    code_change_penalty: float = 0.8
-    staleness_bonus: float = 0.6
-    noise_sd: float = 0.6
-    # Cost.
-    durations: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_DURATIONS))
-    duration_sigma: float = 0.35
-    pipeline_scale_sigma: float = 0.8
+    The defaults live in one place, the shipped ``profiles/paper.toml``: use
+    :meth:`paper` for them and :meth:`from_toml` to override some.
+    """
+
+    start_date: str
+    whole_period_share: float
+    runs_per_day_median: float
+    runs_per_day_sigma: float
+    window_mean: float
+    window_max: int
+    transform_share: float
+    evaluator_share: float
+    structure_change_share: float
+    code_change_rate: float
+    trainer_failure_rate: float
+    tendency_mean: float
+    tendency_sd: float
+    drift_sd: float
+    drift_penalty: float
+    structure_change_penalty: float
+    code_change_penalty: float
+    staleness_bonus: float
+    noise_sd: float
+    duration_sigma: float
+    pipeline_scale_sigma: float
+    durations: dict[str, float] = field(default_factory=dict)  # median seconds by operator kind
+
+    @classmethod
+    def paper(cls) -> Profile:
+        """The paper-calibrated default profile."""
+        return cls(**_load(str(PAPER_PROFILE), PAPER_PROFILE.read_bytes()))
 
     @classmethod
     def from_toml(cls, path: str) -> Profile:
-        """Read a profile; unknown keys are an error naming the key and the known ones."""
+        """The default profile with the settings of the TOML file ``path`` over it.
+
+        Raises:
+          StoreConfigError: the file cannot be read or parsed, or names a setting that does not
+            exist (the message lists the known ones).
+        """
         try:
             with open(path, "rb") as handle:
-                data = tomllib.load(handle)
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise StoreConfigError(f"Cannot read the simulation profile {path}: {err}") from None
+                overrides = _load(path, handle.read())
+        except OSError as err:
+            raise StoreConfigError(f"Cannot read the simulation profile {path}: {err.strerror}.") from None
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(overrides) - known)
         if unknown:
             raise StoreConfigError(
                 f"Unknown setting(s) {', '.join(unknown)} in {path}; known: {', '.join(sorted(known))}."
             )
-        if "durations" in data:
-            data["durations"] = {**DEFAULT_DURATIONS, **data["durations"]}
-        return cls(**data)
+        base = dataclasses.asdict(cls.paper())
+        durations = {**base["durations"], **overrides.pop("durations", {})}
+        return cls(**{**base, **overrides, "durations": durations})
+
+
+def _load(path: str, data: bytes) -> dict:
+    try:
+        return tomllib.loads(data.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise StoreConfigError(f"The simulation profile {path} is not valid TOML: {err}") from None

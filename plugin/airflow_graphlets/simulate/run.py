@@ -56,7 +56,7 @@ def simulate(
     """
     if pipelines < 1 or days < 1:
         raise StoreConfigError(f"--pipelines and --days must be at least 1 (got {pipelines} and {days}).")
-    profile = profile or Profile()
+    profile = profile or Profile.paper()
     began = time.perf_counter()
     with BulkWriter(config, defer_indexes=True) as writer:
         ids = writer.next_ids()
