@@ -1,0 +1,104 @@
+"""``graphlets simulate`` at paper scale: write throughput, and the generated store beside the paper.
+
+For each backend: writes 3,000 pipelines over 120 days (seed 0) into a new store with
+``graphlets simulate`` (the whole command, timed), prints executions written per second, then
+analyses the store (``graphlets analyze``'s bulk reader) and prints its headline figures next to
+the paper's (Xin et al., SIGMOD 2021; ``../shared/paper.md``), so anyone can see how close the
+default profile's calibration is.
+
+Run: ``make bench-simulate`` or ``.venv/bin/python benchmarks/simulate_throughput.py [--backend
+sqlite|postgresql|both] [--pipelines N] [--days D]``. Needs about 15 GB per backend at full size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+from airflow_graphlets.graphlets.analyses import analyze  # noqa: E402
+from airflow_graphlets.graphlets.bulk_reader import read_graphlets  # noqa: E402
+from airflow_graphlets.store.uri import parse_store_uri  # noqa: E402
+from support.databases import create_store_uri, drop_store  # noqa: E402
+
+# What the paper reports (../shared/paper.md); None where it gives no single figure.
+PAPER = {
+    "pipelines": 3000,
+    "trained models (graphlets)": 450_000,
+    "period (days)": 120,
+    "graphlets that do not push": "over 30%",
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--pipelines", type=int, default=3000)
+    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the stores (default: drop them)")
+    args = parser.parse_args()
+    backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
+    results = os.path.join(HERE, "results")  # on the project's disk, not a small /tmp
+    os.makedirs(results, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=results) as tmp:
+        for backend in backends:
+            uri = create_store_uri(backend, tmp)
+            try:
+                _run(backend, uri, args)
+            finally:
+                if not args.keep:
+                    drop_store(uri)
+    return 0
+
+
+def _run(backend: str, uri: str, args: argparse.Namespace) -> None:
+    print(f"\n== {backend}: {args.pipelines} pipelines x {args.days} days (seed {args.seed}) ==", flush=True)
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow_graphlets.cli", "simulate", "--store", uri, "--pipelines", str(args.pipelines),
+         "--days", str(args.days), "--seed", str(args.seed), "--quiet"],
+        capture_output=True, text=True, check=True,
+    )
+    seconds = time.perf_counter() - began
+    print(done.stdout.strip().splitlines()[-1])
+    print(f"whole command {seconds:.0f} s (target at paper scale: <= 600 s)")
+    analysis = analyze(read_graphlets(parse_store_uri(uri)))
+    totals, dist = analysis.totals, analysis.distributions
+    finished = totals["pushed"] + totals["not_pushed"] + totals["failed"]
+    simulated = {
+        "pipelines": totals["pipelines"],
+        "trained models (graphlets)": totals["graphlets"],
+        "period (days)": round((analysis.last_time - analysis.first_time) / 86400, 1),
+        "graphlets that do not push": f"{(finished - totals['pushed']) / finished:.1%}",
+    }
+    print(f"{'figure':<34}{'paper':>14}{'simulated':>14}")
+    for name, value in simulated.items():
+        paper = PAPER.get(name)
+        print(f"{name:<34}{_fmt(paper):>14}{_fmt(value):>14}")
+    for name, label in (("lifespan_days", "pipeline lifespan (days)"), ("models_per_day", "models per day"),
+                        ("spans_per_graphlet", "spans per graphlet"), ("span_overlap", "overlap of consecutive graphlets"),
+                        ("hours_between_pushes", "hours between pushes")):
+        d = dist[name]
+        print(f"{label:<34}{'-':>14}{'median ' + _fmt(d.median):>14}")
+    print(f"{'waste share of graphlet compute':<34}{'-':>14}{totals['waste_share']:>14.1%}")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
