@@ -13,7 +13,8 @@ STORE="$AIRFLOW_HOME/graphlets/mlmd.sqlite"
 
 echo "== airflow-graphlets demo (AIRFLOW_HOME=$AIRFLOW_HOME)"
 echo "-- preparing Airflow's metadata database"
-$AIRFLOW db migrate > "$AIRFLOW_HOME.migrate.log" 2>&1 || { cat "$AIRFLOW_HOME.migrate.log"; exit 1; }
+mkdir -p "$AIRFLOW_HOME"
+$AIRFLOW db migrate > "$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log"; exit 1; }
 for day in 01 02 03 04 05; do
   echo "-- running graphlets_quickstart for 2026-01-$day"
   $AIRFLOW dags test graphlets_quickstart "2026-01-${day}T00:00:00+00:00" > "$AIRFLOW_HOME/demo-run-$day.log" 2>&1 \
