@@ -107,20 +107,10 @@ class _Graph:
             self.artifacts[artifact.id] = artifact
 
     def execution_events(self, ids: Iterable[int]) -> list[mlmd_pb.Event]:
-        missing = [i for i in set(ids) if i not in self.events_of_execution]
-        for i in missing:
-            self.events_of_execution[i] = []
-        for event in self.store.get_events_by_execution_ids(missing) if missing else []:
-            self.events_of_execution[event.execution_id].append(event)
-        return [e for i in set(ids) for e in self.events_of_execution[i]]
+        return _cached_events(ids, self.events_of_execution, self.store.get_events_by_execution_ids, "execution_id")
 
     def artifact_events(self, ids: Iterable[int]) -> list[mlmd_pb.Event]:
-        missing = [i for i in set(ids) if i not in self.events_of_artifact]
-        for i in missing:
-            self.events_of_artifact[i] = []
-        for event in self.store.get_events_by_artifact_ids(missing) if missing else []:
-            self.events_of_artifact[event.artifact_id].append(event)
-        return [e for i in set(ids) for e in self.events_of_artifact[i]]
+        return _cached_events(ids, self.events_of_artifact, self.store.get_events_by_artifact_ids, "artifact_id")
 
     def consumers(self, artifact_ids: Iterable[int]) -> set[int]:
         """Executions reading these artifacts, other than as a baseline or warm start."""
@@ -302,6 +292,17 @@ class _Graph:
             return None
         names = {self.types[e.type_id][0] for e in self.store.get_executions_by_context(run.id, list_options=_BY_ID)}
         return rules.structure_fingerprint(names)
+
+
+def _cached_events(ids: Iterable[int], cache: dict[int, list[mlmd_pb.Event]], fetch, owner: str) -> list[mlmd_pb.Event]:
+    """Events of ``ids`` (executions or artifacts), fetching only those not cached yet."""
+    wanted = set(ids)
+    missing = [i for i in wanted if i not in cache]
+    for i in missing:
+        cache[i] = []
+    for event in fetch(missing) if missing else []:
+        cache[getattr(event, owner)].append(event)
+    return [e for i in wanted for e in cache[i]]
 
 
 def _is_input(event: mlmd_pb.Event) -> bool:

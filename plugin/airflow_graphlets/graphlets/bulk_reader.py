@@ -36,7 +36,7 @@ from airflow_graphlets.store.columns import fetch_columns
 from airflow_graphlets.store.inspect import mlmd_schema_version, read_only_engine
 from airflow_graphlets.store.uri import StoreConfig
 
-_TYPE_KIND_EXECUTION, _TYPE_KIND_ARTIFACT, _TYPE_KIND_CONTEXT = 0, 1, 2
+_TYPE_KIND_EXECUTION, _TYPE_KIND_CONTEXT = 0, 2  # MLMD's Type.type_kind
 _PIECES = 4  # id ranges per big query: keeps two readers busy to the end
 
 

@@ -15,19 +15,7 @@ import hashlib
 from airflow_graphlets.store import schema
 
 # Operator kinds the analyses report on; anything else is "Other".
-KINDS: tuple[str, ...] = (
-    "ExampleGen",
-    "StatisticsGen",
-    "SchemaGen",
-    "ExampleValidator",
-    "Transform",
-    "Tuner",
-    "Trainer",
-    "Evaluator",
-    "InfraValidator",
-    "Pusher",
-    "Other",
-)
+KINDS: tuple[str, ...] = (*schema.COMPONENT_KINDS, "Other")
 KIND_INDEX = {kind: i for i, kind in enumerate(KINDS)}
 
 # Names TFX has used for a kind besides its own (the legacy ModelValidator blessed models too).

@@ -78,7 +78,7 @@ class BulkWriter:
 
     def _drop_secondary_indexes(self) -> list[str]:
         """Drop the non-unique indexes of the tables we fill; returns the statements that rebuild them."""
-        tables = [t for t in COLUMNS]
+        tables = list(COLUMNS)
         cursor = self.conn.cursor()
         if self.dialect == "sqlite":
             names = ", ".join(f"'{t}'" for t in tables)
