@@ -80,7 +80,7 @@ def simulate(
                 rows, done, runs, last_ids = batch
                 for table, table_rows in rows.items():
                     writer.add(table, table_rows)
-                writer.flush()
+                writer.flush(wait=False)  # PostgreSQL copies this batch while we take the next
                 if progress:
                     progress(done, pipelines)
         finally:

@@ -1,0 +1,68 @@
+"""Trainer code, one function per released version: the Trainer task of a DAG runs one of these.
+
+A code change is a new version here and a release that uses it (``pipelines.Release.trainer``).
+The recorder hashes the task's callable, so the graphlets of runs after the release carry a new
+``code_hash``, as a TFX trainer whose module file changed would.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from airflow_graphlets import lineage
+from ct_pipelines import components
+from ct_pipelines.pipelines import Pipeline, data_dir, pipeline_named
+
+
+def _window(pipeline: Pipeline, span: int, root: str) -> tuple[int, list[str]]:
+    first = max(0, span - pipeline.window + 1)
+    return first, [os.path.join(root, "examples", f"span-{k}.npz") for k in range(first, span + 1)]
+
+
+def _declare_inputs(run: lineage.TaskLineage, first: int, span: int, transform_path: str | None) -> None:
+    run.input_spans("examples", "Examples", span_min=first, span_max=span)
+    run.input_from_task("schema", "schema_gen")
+    if transform_path:
+        run.input_from_task("transform_graph", "transform")
+
+
+@lineage.component("Trainer")
+def train_v1(dag_id: str, span: int, transform_path: str | None = None, **context: Any) -> str:
+    """Fit the pipeline's model on the training rows of its rolling window of spans."""
+    pipeline, root = pipeline_named(dag_id), data_dir(dag_id)
+    run = lineage.of(context)
+    first, paths = _window(pipeline, span, root)
+    _declare_inputs(run, first, span, transform_path)
+    features, labels = components.read_window(paths)
+    transform = components.load_transform(transform_path)
+    model = components.make_model(pipeline.model, pipeline.seed)
+    model.fit(transform.transform(features) if transform is not None else features, labels)
+    path = os.path.join(root, "models", f"span-{span}-{context['run_id'].replace(':', '_')}.pkl")
+    components.save_model(components.TrainedModel(model, transform, list(range(first, span + 1)), len(labels)), path)
+    run.output("Model", path, train_rows=len(labels), spans=f"{first}-{span}")
+    return path
+
+
+@lineage.component("Trainer")
+def train_v2(dag_id: str, span: int, transform_path: str | None = None, **context: Any) -> str:
+    """Version 2: the model sees the pairwise products of the features as well (degree-2 terms)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures
+
+    pipeline, root = pipeline_named(dag_id), data_dir(dag_id)
+    run = lineage.of(context)
+    first, paths = _window(pipeline, span, root)
+    _declare_inputs(run, first, span, transform_path)
+    features, labels = components.read_window(paths)
+    transform = components.load_transform(transform_path)
+    model = make_pipeline(PolynomialFeatures(degree=2, include_bias=False),
+                          components.make_model(pipeline.model, pipeline.seed))
+    model.fit(transform.transform(features) if transform is not None else features, labels)
+    path = os.path.join(root, "models", f"span-{span}-{context['run_id'].replace(':', '_')}.pkl")
+    components.save_model(components.TrainedModel(model, transform, list(range(first, span + 1)), len(labels)), path)
+    run.output("Model", path, train_rows=len(labels), spans=f"{first}-{span}", features="degree-2")
+    return path
+
+
+TRAINERS = {"v1": train_v1, "v2": train_v2}
