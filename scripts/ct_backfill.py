@@ -178,11 +178,11 @@ def run(args: argparse.Namespace) -> int:
     if not home:
         print("Set AIRFLOW_HOME (the demo and the tests use their own).", file=sys.stderr)
         return 2
-    airflow = LocalAirflow(home, args.parallelism)
+    airflow = LocalAirflow(home, args.parallelism or len(dag_ids))
     total = len(dag_ids) * args.days
     began = time.monotonic()
     print(f"backfill: {len(dag_ids)} pipelines x {args.days} days ({first} .. {last}) = {total} DAG runs, "
-          f"LocalExecutor with {args.parallelism} task slots", flush=True)
+          f"LocalExecutor with {args.parallelism or len(dag_ids)} task slots", flush=True)
     try:
         airflow.start("api-server")
         done: dict[str, str] = {}
@@ -209,9 +209,7 @@ def run(args: argparse.Namespace) -> int:
             want = len(dag_ids) * ((phase_last - phase_first).days + 1) + len(done)
             while len(done) < want:
                 airflow.check_alive(restarts)
-                finished = airflow.get("/api/v2/dags/~/dagRuns?limit=1000&order_by=end_date&state=success"
-                                       "&state=failed&run_type=backfill") or {}
-                for r in finished.get("dag_runs", []):
+                for r in finished_runs(airflow):
                     key = f"{r['dag_id']} {r['logical_date'][:10]}"
                     if r["dag_id"] in dag_ids and key not in done:
                         done[key] = r["state"]
@@ -236,6 +234,19 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def finished_runs(airflow: LocalAirflow) -> list[dict]:
+    """Every finished backfill run, page by page (the API returns at most 100 at a time)."""
+    runs: list[dict] = []
+    while True:
+        page = airflow.get(f"/api/v2/dags/~/dagRuns?limit=100&offset={len(runs)}&order_by=id"
+                           "&state=success&state=failed&run_type=backfill")
+        if page is None:
+            return runs
+        runs.extend(page["dag_runs"])
+        if len(page["dag_runs"]) < 100:
+            return runs
+
+
 def _release(dag_id: str, day: date) -> date:
     return next(p for p in PIPELINES if p.dag_id == dag_id).release_on(day).since
 
@@ -251,7 +262,8 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=21, help="logical dates per pipeline (default 21)")
     parser.add_argument("--start", default=START_DATE.isoformat(), help=f"first logical date (default {START_DATE})")
     parser.add_argument("--dags", default="", help="comma-separated DAG ids (default: every example pipeline)")
-    parser.add_argument("--parallelism", type=int, default=4, help="task slots of the LocalExecutor (default 4)")
+    parser.add_argument("--parallelism", type=int, default=0,
+                        help="task slots of the LocalExecutor (default: one per pipeline)")
     args = parser.parse_args()
     if args.days < 1:
         parser.error("--days must be at least 1")

@@ -1,32 +1,48 @@
 #!/usr/bin/env bash
-# `make demo`: run the quickstart pipeline for a few days with real Airflow 3 on SQLite (Airflow's
-# metadata DB and the MLMD store), then show what airflow-graphlets recorded.
+# `make demo`: run the continuous-training pipelines of dags/ over three weeks of logical dates
+# with real Airflow 3 (API server, scheduler with the LocalExecutor, DAG processor) on the
+# embedded default (SQLite for Airflow's metadata and for the MLMD store), then show the model
+# graphlets airflow-graphlets recorded and where the HTML report is.
+#
+# GRAPHLETS_DEMO_DAYS (default 21) sets the number of logical dates. The demo owns its
+# AIRFLOW_HOME (default .airflow in the repository) and starts it afresh each time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$PWD/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export GRAPHLETS_DEMO_DATA="$AIRFLOW_HOME/demo-data"
 export GLOG_minloglevel=1
+DAYS="${GRAPHLETS_DEMO_DAYS:-21}"
 AIRFLOW=.venv/bin/airflow
+GRAPHLETS=.venv/bin/graphlets
 STORE="$AIRFLOW_HOME/graphlets/mlmd.sqlite"
+began=$(date +%s)
 
 echo "== airflow-graphlets demo (AIRFLOW_HOME=$AIRFLOW_HOME)"
-echo "-- preparing Airflow's metadata database"
+if [ -f "$AIRFLOW_HOME/.graphlets-demo" ]; then
+  # A previous demo's Airflow database, MLMD store, spans and models: start over.
+  rm -rf "$AIRFLOW_HOME"
+elif [ -e "$AIRFLOW_HOME/airflow.db" ]; then
+  echo "$AIRFLOW_HOME holds an Airflow database the demo did not make; point AIRFLOW_HOME elsewhere." >&2
+  exit 2
+fi
 mkdir -p "$AIRFLOW_HOME"
+touch "$AIRFLOW_HOME/.graphlets-demo"
+
+echo "-- preparing Airflow's metadata database"
 $AIRFLOW db migrate > "$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log"; exit 1; }
-for day in 01 02 03 04 05; do
-  echo "-- running graphlets_quickstart for 2026-01-$day"
-  $AIRFLOW dags test graphlets_quickstart "2026-01-${day}T00:00:00+00:00" > "$AIRFLOW_HOME/demo-run-$day.log" 2>&1 \
-    || { tail -40 "$AIRFLOW_HOME/demo-run-$day.log"; exit 1; }
-done
+
+echo "-- backfilling the continuous-training DAGs over $DAYS days (scripts/ct_backfill.py; logs in $AIRFLOW_HOME)"
+.venv/bin/python scripts/ct_backfill.py --days "$DAYS"
+
 echo
 echo "-- recorded into the MLMD store $STORE:"
-.venv/bin/graphlets spool replay --timeout 60 > /dev/null  # whatever the flusher has not written yet
-.venv/bin/graphlets spool status
-echo
-.venv/bin/graphlets show --store "sqlite:///$STORE" --dag graphlets_quickstart
+$GRAPHLETS spool replay --timeout 60 > /dev/null  # whatever the flusher has not written yet
+$GRAPHLETS spool status
 echo
 echo "-- model graphlets of those runs (graphlets analyze; docs/graphlets.md):"
-.venv/bin/graphlets analyze --store "sqlite:///$STORE" --top 5 --html "$AIRFLOW_HOME/graphlets-report.html"
+$GRAPHLETS analyze --store "sqlite:///$STORE" --top 5 --html "$AIRFLOW_HOME/graphlets-report.html"
+echo
 echo "HTML report with the figures: $AIRFLOW_HOME/graphlets-report.html"
+echo "Serving directories of the pushed models: $AIRFLOW_HOME/ct-data/<dag_id>/serving/"
+echo "demo finished in $(( $(date +%s) - began )) s"

@@ -96,7 +96,7 @@ def test_cadence_and_time_between_pushes_follow_the_records(simulated):
 def test_the_json_document_is_versioned_and_complete(two_pipelines):
     document = json.loads(to_json(analyze(read_graphlets(parse_store_uri(two_pipelines)))))
     assert (document["schema"], document["version"]) == (JSON_SCHEMA, JSON_VERSION)
-    assert set(document) == {"schema", "version", "store", "reader", "mlmd_schema_version", "period", "totals",
+    assert set(document) == {"schema", "version", "store", "reader", "clock", "mlmd_schema_version", "period", "totals",
                              "distributions", "compute_by_kind", "waste_by_day", "pipelines"}
     assert document["mlmd_schema_version"] == 10
     assert {p["pipeline"] for p in document["pipelines"]} == {"churn", "fraud"}

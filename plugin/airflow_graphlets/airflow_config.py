@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from airflow_graphlets.config import OPTIONS, SECTION, GraphletsSettings, settings_from_mapping
@@ -23,13 +24,19 @@ def load_settings() -> GraphletsSettings:
     return settings_from_mapping({k: v for k, v in values.items() if v not in (None, "")}, airflow_home=home)
 
 
-def resolve_store(settings: GraphletsSettings) -> StoreConfig:
+def resolve_store(settings: GraphletsSettings, *, own_session: bool = False) -> StoreConfig:
     """The MLMD store: the connection ``settings.conn_id`` if it exists, else ``default_store``.
+
+    Args:
+      own_session: look the connection up in a thread of its own. Inside the scheduler (DAG-run
+        listeners) this is a must: Airflow's metastore secrets backend uses the thread's scoped
+        session and closes it, which would detach the objects the scheduler is working on and
+        stop it. A new thread has a session of its own.
 
     Raises:
       StoreConfigError: the connection exists but does not describe a store.
     """
-    connection = _find_connection(settings.conn_id)
+    connection = _in_own_thread(_find_connection, settings.conn_id) if own_session else _find_connection(settings.conn_id)
     if connection is None:
         return parse_store_uri("sqlite:///" + settings.default_store)
     return store_config_from_connection(connection)
@@ -52,6 +59,25 @@ def store_config_from_connection(conn: Any) -> StoreConfig:
         conn_id=conn.conn_id,
     )
     return parse_store_uri(uri)
+
+
+def _in_own_thread(function, *args):
+    """``function(*args)`` run in a new thread (so with its own scoped database session); its
+    result returned or its exception raised here."""
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["result"] = function(*args)
+        except BaseException as err:  # noqa: BLE001 - raised again in the calling thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=call, name="graphlets-connection-lookup", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
 
 
 def _find_connection(conn_id: str):

@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--png", metavar="FILE", help="also write the figures as one PNG")
     analyze.add_argument("--top", type=int, default=15, help="pipelines listed in the terminal report (default 15)")
     analyze.add_argument(
+        "--clock", choices=("logical", "wall"), default="logical",
+        help="times from the runs' logical dates (default; what a backfill needs) or from when executions ran",
+    )
+    analyze.add_argument(
         "--reader", choices=("bulk", "mlmd-api"), default="bulk",
         help="bulk SQL reader (default) or the slow reference reader through MLMD's API",
     )
@@ -141,7 +145,7 @@ def _analyze(args: argparse.Namespace) -> int:
         from airflow_graphlets.graphlets.bulk_reader import read_graphlets
     else:
         from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api as read_graphlets
-    analysis = analyze(read_graphlets(store, args.pipeline))
+    analysis = analyze(read_graphlets(store, args.pipeline), clock=args.clock)
     print(to_json(analysis) if args.json else to_text(analysis, top=args.top), end="" if not args.json else "\n")
     if args.html or args.png:
         from airflow_graphlets.graphlets.plots import write_html, write_png

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from airflow_graphlets.graphlets import rules
+from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.graphlets.model import (
     FAILED,
     NOT_PUSHED,
@@ -98,10 +99,17 @@ class Analysis:
     waste_by_day: list[dict[str, float | str]]  # day -> compute by outcome
     pipelines: list[PipelineSummary]
     samples: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    clock: str = "wall"  # which clock times were read from (graphlets.clock)
 
 
-def analyze(extraction: Extraction) -> Analysis:
-    """Compute every analysis over one extraction (see the module docstring for definitions)."""
+def analyze(extraction: Extraction, clock: str = "wall") -> Analysis:
+    """Compute every analysis over one extraction (see the module docstring for definitions).
+
+    Args:
+      clock: ``"wall"``: times are when executions ran; ``"logical"``: runs are placed at their
+        logical dates (see :mod:`airflow_graphlets.graphlets.clock`), what a backfill needs.
+    """
+    extraction = on_clock(extraction, clock)
     g = extraction.graphlets
     table = extraction.executions
     n_pipelines = len(extraction.pipelines)
@@ -207,6 +215,7 @@ def analyze(extraction: Extraction) -> Analysis:
     return Analysis(
         store=extraction.store,
         reader=extraction.reader,
+        clock=clock,
         schema_version=extraction.schema_version,
         first_time=float(table.start[timed].min()) if timed.any() else None,
         last_time=float((table.start + table.duration)[timed].max()) if timed.any() else None,

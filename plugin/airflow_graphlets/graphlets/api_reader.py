@@ -164,7 +164,13 @@ class _Graph:
             duration=np.asarray([_micros(t[2]) / 1e6 for t in times], dtype=np.float64),
             outcome=execution_outcomes(len(ids), member_g, member_e, graphlets.status),
         )
-        return Extraction(store, version, tuple(pipelines), graphlets, table, reader="mlmd-api")
+        logical = schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS
+        run_logical_times = {
+            c.id: (c.custom_properties[logical].double_value or float(c.custom_properties[logical].int_value))
+            for c in {c.id: c for c in run_of.values()}.values() if logical in c.custom_properties
+        }
+        return Extraction(store, version, tuple(pipelines), graphlets, table, reader="mlmd-api",
+                          run_logical_times=run_logical_times)
 
     def _run_contexts(self, pipelines: list[mlmd_pb.Context] | None) -> list[mlmd_pb.Context]:
         """Every run context, or only the runs of some pipelines (their child contexts)."""

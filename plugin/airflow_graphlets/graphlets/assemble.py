@@ -206,7 +206,8 @@ def assemble(p: Provenance) -> Extraction:
         duration=micros / 1e6,
         outcome=execution_outcomes(n_exec, member_g, member_e, status),
     )
-    return Extraction(p.store, p.schema_version, p.pipelines, table, executions)
+    return Extraction(p.store, p.schema_version, p.pipelines, table, executions,
+                      run_logical_times=p.run_logical_times)
 
 
 def _by_type(type_ids: np.ndarray, value_by_type: dict[int, object], default: object) -> np.ndarray:

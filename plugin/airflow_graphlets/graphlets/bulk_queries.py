@@ -131,6 +131,10 @@ def row_queries(scope: Scope, run_contexts_sql: str, trainer_types: list[int]) -
     trainer_scope = "".join(f" AND {c}" for c in scope.executions("p.execution_id"))
     return {
         "run_names": RowQuery(f"SELECT id, name FROM Context WHERE id IN ({run_contexts_sql})"),
+        "run_logical_times": RowQuery(
+            "SELECT context_id, COALESCE(double_value, int_value) FROM ContextProperty "
+            f"WHERE name = '{schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS}' AND context_id IN ({run_contexts_sql})"
+        ),
         "trainer_properties": RowQuery(
             "SELECT p.execution_id, p.name, p.string_value FROM ExecutionProperty p "
             f"JOIN Execution e ON e.id = p.execution_id WHERE e.type_id IN ({ints(trainer_types)}) "

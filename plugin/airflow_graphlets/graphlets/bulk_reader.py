@@ -215,6 +215,8 @@ def _provenance(store: str, version: int, plan: _Plan, results: dict[str, list])
     exec_run[rows[rows >= 0]] = c[rows >= 0]
     wanted_runs = set(distinct(exec_run[exec_run >= 0]).tolist())
     run_names = {int(i): n for i, n in results.pop("run_names") if int(i) in wanted_runs}
+    run_logical_times = {int(i): float(t) for i, t in results.pop("run_logical_times")
+                         if int(i) in wanted_runs and t is not None}
     trainer_props: dict[int, dict[str, str]] = {}
     for execution_id, name, value in results.pop("trainer_properties"):
         if value is not None:
@@ -242,6 +244,7 @@ def _provenance(store: str, version: int, plan: _Plan, results: dict[str, list])
         type_bases=plan.type_bases,
         pipelines=tuple(n for _, n in plan.pipeline_rows),
         run_names=run_names,
+        run_logical_times=run_logical_times,
         exec_id=exec_id,
         exec_type=exec_type,
         exec_state=exec_state,

@@ -256,6 +256,8 @@ class Extraction:
     graphlets: GraphletTable
     executions: ExecutionTable
     reader: str = "bulk"
+    # Run context id -> the run's logical date (epoch seconds), where the recorder wrote one.
+    run_logical_times: dict[int, float] = field(default_factory=dict)
 
 
 def execution_outcomes(

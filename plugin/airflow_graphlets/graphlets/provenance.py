@@ -7,7 +7,7 @@ Python objects would cost gigabytes, and let :mod:`.assemble` walk every graphle
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,6 +47,7 @@ class Provenance:
     ev_exec: np.ndarray  # int32 execution row
     ev_input: np.ndarray  # bool: an input of the execution (else an output)
     ev_reference: np.ndarray  # bool: input read as a baseline or warm start
+    run_logical_times: dict[int, float] = field(default_factory=dict)  # run context id -> logical date
 
 
 def execution_times(

@@ -35,6 +35,7 @@ def to_json_document(analysis: Analysis) -> dict[str, Any]:
         "version": JSON_VERSION,
         "store": analysis.store,
         "reader": analysis.reader,
+        "clock": analysis.clock,
         "mlmd_schema_version": analysis.schema_version,
         "period": {"first": _iso(analysis.first_time), "last": _iso(analysis.last_time)},
         "totals": analysis.totals,
@@ -55,7 +56,7 @@ def to_text(analysis: Analysis, top: int = 15) -> str:
     t = analysis.totals
     lines = [
         f"Model graphlets in {analysis.store}",
-        f"  period {_iso(analysis.first_time) or '-'} .. {_iso(analysis.last_time) or '-'}",
+        f"  period {_iso(analysis.first_time) or '-'} .. {_iso(analysis.last_time) or '-'} ({analysis.clock} clock)",
         "",
         _table(
             ["pipelines", "runs", "graphlets", "pushed", "not pushed", "failed", "running", "push rate"],

@@ -79,7 +79,7 @@ class GraphletsListener:
         """Record tasks the scheduler skipped or failed upstream, which no worker ever ran."""
         dag_id = run_id = "?"
         try:
-            recorder = self._get_recorder()
+            recorder = self._get_recorder(in_scheduler=True)
             if recorder is None:
                 return
             from airflow_graphlets.recorder.capture import scheduler_outcomes
@@ -91,7 +91,9 @@ class GraphletsListener:
             log.warning("airflow-graphlets: could not record skipped tasks of %s run %s", dag_id, run_id,
                         exc_info=True)
 
-    def _get_recorder(self) -> Recorder | None:
+    def _get_recorder(self, in_scheduler: bool = False) -> Recorder | None:
+        """The recorder, made on first use. ``in_scheduler``: called from a DAG-run hook, which
+        runs inside the scheduler's own database session (see ``resolve_store``)."""
         if self._disabled:
             return None
         if self._recorder is None:
@@ -102,7 +104,7 @@ class GraphletsListener:
                 if not settings.enabled:
                     self._disabled = True
                     return None
-                store = resolve_store(settings)
+                store = resolve_store(settings, own_session=in_scheduler)
             except GraphletsError as err:
                 # One clear line, then silence for this process: the task itself carries on.
                 log.error("airflow-graphlets: recording is off: %s", err)
