@@ -27,7 +27,6 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
-
 from airflow_graphlets import lineage
 from airflow_graphlets.assets import mlmd_asset
 from ct_pipelines import components
@@ -103,11 +102,11 @@ def continuous_training(pipeline: Pipeline, release: Release):
         @lineage.component("Transform")
         def transform(span: int, **context) -> str:
             run = lineage.of(context)
-            first = max(0, span - pipeline.window + 1)
+            first, window = components.window(os.path.join(root, "examples"), span, pipeline.window)
             run.input_spans("examples", "Examples", span_min=first, span_max=span)
             run.input_from_task("schema", "schema_gen")
             path = os.path.join(root, "transform", f"{_file_name(context['run_id'])}.pkl")
-            components.fit_transform([os.path.join(root, "examples", f"span-{k}.npz") for k in range(first, span + 1)], path)
+            components.fit_transform(window, path)
             run.output("TransformGraph", path, spans=f"{first}-{span}")
             return path
 

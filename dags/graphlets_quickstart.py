@@ -14,7 +14,6 @@ import random
 from datetime import datetime
 
 from airflow.sdk import dag, task
-
 from airflow_graphlets import lineage
 from airflow_graphlets.assets import mlmd_asset
 

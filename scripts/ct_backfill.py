@@ -34,9 +34,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DAGS = os.path.join(ROOT, "dags")
 sys.path.insert(0, DAGS)
 
-from ct_pipelines.pipelines import PIPELINES, START_DATE  # noqa: E402
+from ct_pipelines.pipelines import PIPELINES, START_DATE
 
 AIRFLOW = os.path.join(os.path.dirname(sys.executable), "airflow")
+STALL_SECONDS = 600  # give up when no run finishes for this long
 
 
 class LocalAirflow:
@@ -79,7 +80,7 @@ class LocalAirflow:
         commands = {"api-server": ["api-server", "--port", str(self.port)], "scheduler": ["scheduler"],
                     "dag-processor": ["dag-processor"]}
         for name in names:
-            log = open(os.path.join(self.home, f"{name}.log"), "a")
+            log = open(os.path.join(self.home, f"{name}.log"), "a")  # noqa: SIM115 - the child keeps it
             self.processes[name] = subprocess.Popen([AIRFLOW, *commands[name]], env=self.env, stdout=log,
                                                     stderr=subprocess.STDOUT, start_new_session=True)
         if "api-server" in names:
@@ -189,8 +190,9 @@ def run(args: argparse.Namespace) -> int:
         for phase_first, phase_last in phases(first, last, dag_ids):
             airflow.start("dag-processor", today=phase_first)
             expected = {d: f"Release since {_release(d, phase_first)}" for d in dag_ids}
-            airflow.wait(lambda: all(expected[d] in ((airflow.get(f"/api/v2/dags/{d}/details") or {}).get("doc_md") or "")
-                                     for d in dag_ids), 180, "the DAGs to be parsed")
+            airflow.wait(lambda expected=expected: all(
+                expected[d] in ((airflow.get(f"/api/v2/dags/{d}/details") or {}).get("doc_md") or "") for d in dag_ids
+            ), 180, "the DAGs to be parsed")
             print(f"-- {phase_first} .. {phase_last}: the DAGs as deployed on {phase_first}", flush=True)
             for dag_id in dag_ids:
                 try:
@@ -207,14 +209,18 @@ def run(args: argparse.Namespace) -> int:
             airflow.start("scheduler")
             restarts = {"scheduler": 3, "dag-processor": 3}
             want = len(dag_ids) * ((phase_last - phase_first).days + 1) + len(done)
+            last_progress = time.monotonic()
             while len(done) < want:
                 airflow.check_alive(restarts)
                 for r in finished_runs(airflow):
                     key = f"{r['dag_id']} {r['logical_date'][:10]}"
                     if r["dag_id"] in dag_ids and key not in done:
                         done[key] = r["state"]
+                        last_progress = time.monotonic()
                         print(f"[{len(done):>4}/{total}] {time.monotonic() - began:5.0f} s  {key}  {r['state']}",
                               flush=True)
+                if time.monotonic() - last_progress > STALL_SECONDS:
+                    raise RuntimeError(f"no DAG run finished for {STALL_SECONDS} s; see {home}/scheduler.log")
                 time.sleep(1)
             # The scheduler marks a backfill complete a moment after its last run; a DAG takes
             # a new backfill only then.

@@ -13,8 +13,8 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dags"))
 
-from ct_pipelines import components, streams  # noqa: E402
-from ct_pipelines.pipelines import PIPELINES, START_DATE, Release, pipeline_named, today  # noqa: E402
+from ct_pipelines import components, streams
+from ct_pipelines.pipelines import PIPELINES, START_DATE, Release, pipeline_named, today
 
 
 def store_span(tmp_path, stream, seed, span, rows=400):
@@ -77,8 +77,8 @@ def test_statistics_schema_and_validation_report_drift_and_out_of_range_values(t
                                      "age": {**stats["features"]["age"], "mean": stats["features"]["age"]["mean"] + 30,
                                              "max": 10_000.0}}}
     report = components.validate(shifted, schema, previous=stats)
-    assert report["anomalies"] == [f"feature age is outside [{schema['features']['age']['min']:.4g}, "
-                                   f"{schema['features']['age']['max']:.4g}]"]
+    bounds = schema["features"]["age"]
+    assert report["anomalies"] == [f"feature age is outside [{bounds['min']:.4g}, {bounds['max']:.4g}]"]
     assert report["feature_drift"] == pytest.approx(30 / stats["features"]["age"]["std"], rel=1e-5)
 
 
@@ -131,3 +131,14 @@ def test_releases_change_the_pipeline_on_their_day(monkeypatch):
         today()
     with pytest.raises(KeyError, match="No example pipeline has the DAG id 'nope'"):
         pipeline_named("nope")
+
+
+def test_the_rolling_window_holds_the_last_spans_ingested(tmp_path):
+    for k in (3, 4, 6):
+        store_span(tmp_path, "sea", 1, k, rows=9)
+    examples = str(tmp_path / "sea")
+    first, paths = components.window(examples, 6, 3)
+    assert first == 4 and [os.path.basename(p) for p in paths] == ["span-4.npz", "span-6.npz"]
+    assert components.window(examples, 4, 10)[0] == 3
+    with pytest.raises(FileNotFoundError, match="Span 5 was not ingested"):
+        components.window(examples, 5, 3)

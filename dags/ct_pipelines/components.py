@@ -56,6 +56,16 @@ def read_span(path: str, split: str | None = None) -> tuple[np.ndarray, np.ndarr
     return features, labels
 
 
+def window(examples_dir: str, span: int, size: int) -> tuple[int, list[str]]:
+    """The rolling window ending at ``span``: its first span and the files of the spans of
+    ``span-size+1 .. span`` that were ingested (a backfill that starts mid-history has fewer)."""
+    spans = [k for k in range(max(0, span - size + 1), span + 1)
+             if os.path.exists(os.path.join(examples_dir, f"span-{k}.npz"))]
+    if not spans or spans[-1] != span:
+        raise FileNotFoundError(f"Span {span} was not ingested into {examples_dir}; run ExampleGen for it first.")
+    return spans[0], [os.path.join(examples_dir, f"span-{k}.npz") for k in spans]
+
+
 def read_window(paths: list[str], split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """The rows of several spans, stacked: the trainer's rolling window."""
     parts = [read_span(path, split) for path in paths]
@@ -75,7 +85,7 @@ def compute_statistics(span_path: str) -> dict:
     names = span_feature_names(span_path)
     classes, counts = np.unique(labels, return_counts=True)
     return {
-        "rows": int(len(labels)),
+        "rows": len(labels),
         "features": {
             name: {"mean": float(col.mean()), "std": float(col.std()), "min": float(col.min()), "max": float(col.max())}
             for name, col in zip(names, features.T)
@@ -213,7 +223,7 @@ def evaluate(candidate: TrainedModel, baseline: TrainedModel | None, eval_path: 
     else:
         blessed, reason = False, (f"accuracy {accuracy:.3f} does not beat the deployed model's "
                                   f"{baseline_accuracy:.3f} by {margin}")
-    return Evaluation(accuracy, baseline_accuracy, int(len(labels)), threshold, margin, blessed, reason)
+    return Evaluation(accuracy, baseline_accuracy, len(labels), threshold, margin, blessed, reason)
 
 
 # -- Pusher ----------------------------------------------------------------------------------

@@ -11,13 +11,19 @@ import os
 from typing import Any
 
 from airflow_graphlets import lineage
+
 from ct_pipelines import components
 from ct_pipelines.pipelines import Pipeline, data_dir, pipeline_named
 
 
 def _window(pipeline: Pipeline, span: int, root: str) -> tuple[int, list[str]]:
-    first = max(0, span - pipeline.window + 1)
-    return first, [os.path.join(root, "examples", f"span-{k}.npz") for k in range(first, span + 1)]
+    """The first span and the files of the rolling window ending at ``span``: the last
+    ``pipeline.window`` spans that were ingested (a backfill that starts mid-history has fewer)."""
+    return components.window(os.path.join(root, "examples"), span, pipeline.window)
+
+
+def _spans(paths: list[str]) -> list[int]:
+    return [int(os.path.basename(path)[len("span-"):-len(".npz")]) for path in paths]
 
 
 def _declare_inputs(run: lineage.TaskLineage, first: int, span: int, transform_path: str | None) -> None:
@@ -39,7 +45,7 @@ def train_v1(dag_id: str, span: int, transform_path: str | None = None, **contex
     model = components.make_model(pipeline.model, pipeline.seed)
     model.fit(transform.transform(features) if transform is not None else features, labels)
     path = os.path.join(root, "models", f"span-{span}-{context['run_id'].replace(':', '_')}.pkl")
-    components.save_model(components.TrainedModel(model, transform, list(range(first, span + 1)), len(labels)), path)
+    components.save_model(components.TrainedModel(model, transform, _spans(paths), len(labels)), path)
     run.output("Model", path, train_rows=len(labels), spans=f"{first}-{span}")
     return path
 
@@ -60,7 +66,7 @@ def train_v2(dag_id: str, span: int, transform_path: str | None = None, **contex
                           components.make_model(pipeline.model, pipeline.seed))
     model.fit(transform.transform(features) if transform is not None else features, labels)
     path = os.path.join(root, "models", f"span-{span}-{context['run_id'].replace(':', '_')}.pkl")
-    components.save_model(components.TrainedModel(model, transform, list(range(first, span + 1)), len(labels)), path)
+    components.save_model(components.TrainedModel(model, transform, _spans(paths), len(labels)), path)
     run.output("Model", path, train_rows=len(labels), spans=f"{first}-{span}", features="degree-2")
     return path
 

@@ -7,8 +7,8 @@ spending about two seconds of CPU importing them again. The same trick serves an
 whose tasks share heavy imports. Nothing else is changed.
 """
 
-import sklearn.ensemble  # noqa: F401
-import sklearn.linear_model  # noqa: F401
-import sklearn.pipeline  # noqa: F401
+import sklearn.ensemble
+import sklearn.linear_model
+import sklearn.pipeline
 import sklearn.preprocessing  # noqa: F401
 from river.datasets import synth  # noqa: F401
