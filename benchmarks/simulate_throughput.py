@@ -69,7 +69,8 @@ def _run(backend: str, uri: str, args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - began
     print(done.stdout.strip().splitlines()[-1])
     print(f"whole command {seconds:.0f} s (target at paper scale: <= 600 s)")
-    analysis = analyze(read_graphlets(parse_store_uri(uri)))
+    extraction = read_graphlets(parse_store_uri(uri))
+    analysis = analyze(extraction)
     totals, dist = analysis.totals, analysis.distributions
     finished = totals["pushed"] + totals["not_pushed"] + totals["failed"]
     simulated = {
@@ -88,6 +89,31 @@ def _run(backend: str, uri: str, args: argparse.Namespace) -> None:
         d = dist[name]
         print(f"{label:<34}{'-':>14}{'median ' + _fmt(d.median):>14}")
     print(f"{'waste share of graphlet compute':<34}{'-':>14}{totals['waste_share']:>14.1%}")
+    _print_causes(extraction.graphlets)
+
+
+def _print_causes(g) -> None:
+    """The paper: no-push follows data and structure changes far more than code changes. Push
+    rates of graphlets whose structure or trainer code changed since the pipeline's previous
+    graphlet, against those where it did not (read from the store, not from the generator)."""
+    import numpy as np
+
+    from airflow_graphlets.graphlets.model import STATUSES
+
+    finished = np.isin(g.status, [STATUSES.index("pushed"), STATUSES.index("not_pushed")])
+    order = np.lexsort((g.trainer_id, g.pipeline))
+    same = np.zeros(len(order), dtype=bool)
+    same[1:] = g.pipeline[order][1:] == g.pipeline[order][:-1]
+    pushed = (g.status == STATUSES.index("pushed"))[order]
+    print("push rate of finished graphlets, by what changed since the previous graphlet:")
+    for name, column in (("structure", g.structure_hash), ("trainer code", g.code_hash)):
+        values = column[order]
+        changed = np.zeros(len(order), dtype=bool)
+        changed[1:] = same[1:] & (values[1:] != values[:-1])
+        done = finished[order]
+        for label, mask in ((f"{name} changed", changed & done), (f"{name} unchanged", ~changed & done)):
+            rate = pushed[mask].mean() if mask.any() else float("nan")
+            print(f"  {label:<32}{int(mask.sum()):>12,} graphlets  push rate {rate:6.1%}")
 
 
 def _fmt(value) -> str:

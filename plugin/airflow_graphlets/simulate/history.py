@@ -48,6 +48,7 @@ class PipelineHistory:
     trainer_failed: np.ndarray  # bool
     blessed: np.ndarray  # bool (False where there is no evaluator or the trainer failed)
     drift: np.ndarray  # float: drift of the run's new span
+    observed_drift: np.ndarray  # float >= 0: the drift its ExampleValidator reports (|drift| + noise)
     durations: np.ndarray  # float64 [run, task] seconds, in TASKS order
 
 
@@ -103,5 +104,7 @@ def _pipeline(profile: Profile, name: str, rng: np.random.Generator, start: floa
     durations = medians * np.exp(rng.normal(0, profile.duration_sigma, size=(n_runs, len(TASKS))))
     # A trainer reading more spans works longer.
     durations[:, TASKS.index("trainer")] *= np.sqrt(window)
+    # Drawn last, so every draw above is the same as before this was observed.
+    observed = np.abs(np.abs(drift) + rng.normal(0, profile.drift_observation_sd, size=n_runs))
     return PipelineHistory(name, window, evaluator, run_times, transform, code_version, trainer_failed, blessed, drift,
-                           np.round(durations, 3))
+                           np.round(observed, 6), np.round(durations, 3))

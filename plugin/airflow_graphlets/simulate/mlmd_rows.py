@@ -89,7 +89,8 @@ class RowBuilder:
                              [("statistics", "ExampleStatistics", {"span": r, "split_names": '["train", "eval"]'})])[0]
             schema_art = run.task("schema_gen", [("statistics", [stats])], [("schema", "Schema", {})])[0]
             run.task("example_validator", [("statistics", [stats]), ("schema", [schema_art])],
-                     [("anomalies", "ExampleAnomalies", {"span": r})])
+                     [("anomalies", "ExampleAnomalies", {"span": r,
+                                                         "feature_drift": float(history.observed_drift[r])})])
             trainer_inputs = [("examples", window), ("schema", [schema_art])]
             if history.transform[r]:
                 graph = run.task("transform", [("examples", window), ("schema", [schema_art])],

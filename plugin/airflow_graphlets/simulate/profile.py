@@ -35,6 +35,7 @@ class Profile:
     tendency_sd: float
     drift_sd: float
     drift_penalty: float
+    drift_observation_sd: float  # noise of the drift ExampleValidator reports (feature_drift)
     structure_change_penalty: float
     code_change_penalty: float
     staleness_bonus: float
