@@ -25,7 +25,7 @@ CHAIN = ["example_gen", "statistics_gen", "schema_gen", "example_validator", "tr
 DAGBAG_REPORT = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+bag = DagBag(dag_folder=sys.argv[1])
 print(json.dumps({
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "dags": {d: {"tasks": sorted(t.task_id for t in dag.tasks),
@@ -36,7 +36,8 @@ print(json.dumps({
 
 
 def dagbag(env: AirflowEnv, today: str | None) -> dict:
-    extra = {"GRAPHLETS_CT_TODAY": today} if today else {}
+    # Airflow's DAG processor and task runner put the DAGs folder on sys.path; a bare DagBag does not.
+    extra = {"PYTHONPATH": DAGS, **({"GRAPHLETS_CT_TODAY": today} if today else {})}
     done = subprocess.run([sys.executable, "-c", DAGBAG_REPORT, DAGS], env={**env.env, **extra},
                           capture_output=True, text=True, timeout=300, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -116,10 +117,14 @@ def test_each_run_is_one_graphlet_blessed_and_pushed_as_the_evaluator_decided(ba
         span, window = int(day[-2:]) - 1, (3 if g.pipeline == "ct_sea_logistic" else 4)
         # The rolling window: the last spans ingested, which here begin with the backfill (span 8).
         assert list(g.spans) == [k for k in range(span - window + 1, span + 1) if k >= 8]
-    assert decided[True] >= 2  # at least the first run of each pipeline: nothing was deployed yet
+    assert decided[True] >= 1 and decided[False] >= 1  # both outcomes arise from real model quality
     for dag_id in ("ct_agrawal_linear", "ct_sea_logistic"):
         pushed = sorted((g for g in graphlets if g.pipeline == dag_id and g.pushed), key=lambda g: g.run)
-        with open(os.path.join(home, "ct-data", dag_id, "serving", "current.json")) as handle:
+        current = os.path.join(home, "ct-data", dag_id, "serving", "current.json")
+        if not pushed:
+            assert not os.path.exists(current)
+            continue
+        with open(current) as handle:
             assert json.load(handle)["run_id"] == pushed[-1].run.split(".", 1)[1]
 
 
