@@ -1,0 +1,40 @@
+"""Recency and track-record features: how long since the last push, and how the pipeline's
+recent runs fared. A stale deployed model is easy to beat; a pipeline that has not pushed in its
+last runs tends not to push in the next.
+
+- ``hours_since_push``: since the deployed model was pushed (since the pipeline's first run
+  before any push).
+- ``runs_since_push``: known graphlets that started after the deployed model's.
+- ``consecutive_not_pushed``: known graphlets since the last pushed one, counting back.
+- ``recent_push_rate``: pushed share of the last 10 known graphlets (-1 with none).
+- ``recent_blessed_rate``: blessed share of the last 10 known graphlets with an evaluation (-1).
+- ``history_length``: known graphlets in all.
+"""
+
+from __future__ import annotations
+
+from airflow_graphlets.prune.features.history import Candidate, PipelineHistory
+
+NAMES = ("hours_since_push", "runs_since_push", "consecutive_not_pushed", "recent_push_rate",
+         "recent_blessed_rate", "history_length")
+RECENT = 10
+HOUR = 3600.0
+
+
+def compute(history: PipelineHistory, candidate: Candidate) -> tuple[float, ...]:
+    deployed = history.last_pushed
+    if deployed is not None and deployed.pushed_at is not None:
+        since = candidate.start - deployed.pushed_at
+    else:
+        since = candidate.start - (history.first_start if history.first_start is not None else candidate.start)
+    runs_since = len(history.since_last_push())
+    streak = 0
+    for outcome in reversed(history.outcomes):
+        if outcome.pushed:
+            break
+        streak += 1
+    recent = history.outcomes[-RECENT:]
+    push_rate = sum(o.pushed for o in recent) / len(recent) if recent else -1.0
+    judged = [o for o in history.outcomes[-RECENT:] if o.blessed is not None]
+    blessed_rate = sum(bool(o.blessed) for o in judged) / len(judged) if judged else -1.0
+    return max(since, 0.0) / HOUR, float(runs_since), float(streak), push_rate, blessed_rate, float(len(history.outcomes))

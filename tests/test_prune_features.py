@@ -1,0 +1,75 @@
+"""Features of a training run about to start: each family reads only the pipeline's known past."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_graphlets.prune.features import NAMES, Candidate, Outcome, PipelineHistory, features
+from airflow_graphlets.prune.features import changes, cost, data, recency
+
+HOUR = 3600.0
+
+
+def outcome(start_hours, spans, pushed, *, structure="s1", code="c1", blessed=None, cost_seconds=100.0, drift=None):
+    start = start_hours * HOUR
+    return Outcome(start=start, end=start + HOUR, spans=frozenset(spans), structure_hash=structure, code_hash=code,
+                   blessed=pushed if blessed is None else blessed, pushed=pushed,
+                   pushed_at=start + HOUR if pushed else None, cost=cost_seconds, drift=drift)
+
+
+def candidate(start_hours, spans, *, structure="s1", code="c1", drift=None):
+    return Candidate(start=start_hours * HOUR, spans=frozenset(spans), structure_hash=structure, code_hash=code,
+                     drift=drift)
+
+
+def history(*outcomes):
+    known = PipelineHistory()
+    for o in outcomes:
+        known.add(o)
+    return known
+
+
+def test_every_family_contributes_its_names_in_order():
+    assert NAMES == data.NAMES + changes.NAMES + recency.NAMES + cost.NAMES
+    assert len(features(PipelineHistory(), candidate(0, {1}))) == len(NAMES)
+
+
+def test_data_features_compare_with_the_deployed_models_spans_and_report_drift():
+    past = history(outcome(0, {1, 2, 3}, True, drift=0.2), outcome(24, {2, 3, 4}, False, drift=1.5))
+    new_spans, overlap, drift, drift_since = data.compute(past, candidate(48, {3, 4, 5}, drift=0.4))
+    assert new_spans == 2 and overlap == pytest.approx(1 / 5)  # {4, 5} are new; {3} shared of {1..5}
+    assert drift == 0.4 and drift_since == 1.5  # the drift seen since the push, not before it
+    assert data.compute(PipelineHistory(), candidate(0, {7, 8})) == (2.0, 0.0, -1.0, -1.0)
+
+
+def test_change_features_compare_hashes_with_the_deployed_model():
+    past = history(outcome(0, {1}, True, structure="a", code="x"), outcome(24, {2}, False, structure="b", code="y"))
+    assert changes.compute(past, candidate(48, {3}, structure="a", code="x")) == (0.0, 0.0)
+    assert changes.compute(past, candidate(48, {3}, structure="b", code="x")) == (1.0, 0.0)
+    assert changes.compute(past, candidate(48, {3}, structure="a", code="z")) == (0.0, 1.0)
+    assert changes.compute(past, candidate(48, {3}, structure=None, code=None)) == (0.0, 0.0)
+    assert changes.compute(PipelineHistory(), candidate(0, {1}, structure="q")) == (0.0, 0.0)
+
+
+def test_recency_features_count_time_and_runs_since_the_push_and_the_track_record():
+    past = history(outcome(0, {1}, False, blessed=False), outcome(10, {2}, True), outcome(20, {3}, False),
+                   outcome(30, {4}, False, blessed=None))
+    hours, runs, streak, push_rate, blessed_rate, length = recency.compute(past, candidate(40, {5}))
+    assert hours == pytest.approx(40 - 11)  # pushed at its end, hour 11
+    assert (runs, streak, length) == (2, 2, 4)
+    assert push_rate == pytest.approx(1 / 4)
+    assert blessed_rate == pytest.approx(1 / 4)  # blessed only the pushed one; every one was judged
+    fresh = recency.compute(history(outcome(5, {1}, False)), candidate(8, {2}))
+    assert fresh[0] == pytest.approx(3) and fresh[1] == 1  # no push yet: since the first run
+
+
+def test_cost_is_the_median_of_recent_runs():
+    past = history(*(outcome(h, {h}, False, cost_seconds=c) for h, c in enumerate([900, 10, 20, 30, 40, 50])))
+    assert cost.compute(past, candidate(9, {9})) == (30.0,)  # the last five: 10..50
+    assert cost.compute(PipelineHistory(), candidate(0, {0})) == (-1.0,)
+
+
+def test_the_deployed_model_is_the_latest_push_by_push_time():
+    past = history(outcome(0, {1}, True), outcome(5, {2}, True), outcome(2, {3}, False))
+    assert past.last_pushed.spans == frozenset({2})
+    assert [o.spans for o in past.since_last_push()] == []
