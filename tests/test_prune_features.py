@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import pytest
-
-from airflow_graphlets.prune.features import NAMES, Candidate, Outcome, PipelineHistory, features
-from airflow_graphlets.prune.features import changes, cost, data, recency
+from airflow_graphlets.prune.features import (
+    NAMES,
+    Candidate,
+    Outcome,
+    PipelineHistory,
+    changes,
+    cost,
+    data,
+    features,
+    recency,
+)
 
 HOUR = 3600.0
 
