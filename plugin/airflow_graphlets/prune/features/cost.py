@@ -1,7 +1,7 @@
 """Cost feature: what the run about to start is likely to cost, so a policy can weigh it.
 
-- ``expected_cost``: the median cost (trainer and what runs after it, seconds) of the last 5
-  known graphlets; -1 with none.
+- ``expected_cost``: the median cost of the training branch (Transform, trainer and what follows,
+  seconds) of the last 5 known graphlets; -1 with none.
 """
 
 from __future__ import annotations

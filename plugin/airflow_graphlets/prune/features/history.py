@@ -34,7 +34,7 @@ class Outcome:
     blessed: bool | None
     pushed: bool
     pushed_at: float | None
-    cost: float  # seconds the gate could have saved: trainer and what ran after it
+    cost: float  # seconds a gate before the training branch saves: Transform, trainer and what follows
     drift: float | None
 
 
