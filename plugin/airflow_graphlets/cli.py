@@ -5,6 +5,7 @@
 ``graphlets show --store URI [--dag DAG]``   executions recorded, for a quick look
 ``graphlets analyze --store URI [--json] [--html F] [--png F]``   the paper's graphlet analyses
 ``graphlets simulate --store URI --pipelines N --days D --seed S``   write a synthetic history
+``graphlets replay --store URI [--policy F] [--json] [--html F] [--png F]``   the skip policy replayed
 
 Without ``--store``/``--spool-dir`` the command reads ``[graphlets]`` and the ``mlmd_default``
 connection the way the listener does.
@@ -76,6 +77,16 @@ def _parser() -> argparse.ArgumentParser:
         help="bulk SQL reader (default) or the slow reference reader through MLMD's API",
     )
     analyze.set_defaults(run=_analyze)
+
+    replay = commands.add_parser(
+        "replay", help="replay a store's history under the learned skip policy and baselines (docs/prune.md)"
+    )
+    replay.add_argument("--store", help="store URI, read-only (default: the mlmd_default connection)")
+    replay.add_argument("--policy", metavar="FILE", help="TOML with [policy] and [policy.guardrails] (docs/prune.md)")
+    replay.add_argument("--json", action="store_true", help="print the JSON document")
+    replay.add_argument("--html", metavar="FILE", help="also write the trade-off curve and tables as HTML")
+    replay.add_argument("--png", metavar="FILE", help="also write the trade-off curve as PNG")
+    replay.set_defaults(run=_replay)
 
     simulate = commands.add_parser("simulate", help="write a simulated continuous-training history into a store")
     simulate.add_argument("--store", required=True, help="store URI of a new or empty store")
@@ -154,6 +165,23 @@ def _analyze(args: argparse.Namespace) -> int:
         written += [write_png(analysis, args.png)] if args.png else []
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import json
+
+    from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+    from airflow_graphlets.prune.evaluate import PolicySettings, evaluate
+    from airflow_graphlets.prune.report import to_text, write_html, write_png
+    from airflow_graphlets.prune.signals import span_drift
+
+    settings = PolicySettings.from_toml(args.policy) if args.policy else PolicySettings()
+    store = _store(args.store)
+    evaluation = evaluate(read_graphlets(store), span_drift(store), settings)
+    print(json.dumps(evaluation.to_json_document(), indent=1) if args.json else to_text(evaluation), end="\n" if args.json else "")
+    for path in ([write_html(evaluation, args.html)] if args.html else []) + ([write_png(evaluation, args.png)] if args.png else []):
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
