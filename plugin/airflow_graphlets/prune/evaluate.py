@@ -12,8 +12,14 @@ from airflow_graphlets.errors import GraphletsError
 from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.graphlets.model import Extraction
 from airflow_graphlets.prune.dataset import feature_matrix, training_runs
-from airflow_graphlets.prune.policy import (Guardrails, NeverSkip, PredictedPush, SkipAfterNotPushed,
-                                            SkipWithoutNewData, threshold_for_pushes_kept)
+from airflow_graphlets.prune.policy import (
+    Guardrails,
+    NeverSkip,
+    PredictedPush,
+    SkipAfterNotPushed,
+    SkipWithoutNewData,
+    threshold_for_pushes_kept,
+)
 from airflow_graphlets.prune.predictor import PushPredictor
 from airflow_graphlets.prune.replay import ReplayResult, replay
 

@@ -19,17 +19,17 @@ def to_text(evaluation: Evaluation) -> str:
     since = dt.datetime.fromtimestamp(evaluation.evaluate_from, dt.UTC).strftime("%Y-%m-%d %H:%M")
     lines = [
         f"Replay of {evaluation.store}",
-        f"  {evaluation.runs} training runs; predictor trained on the {evaluation.train_runs} before {since} UTC, "
-        f"{evaluation.evaluated_runs} replayed after; operating threshold p = {evaluation.threshold:.3f} "
-        f"(keeps {evaluation.settings.target_pushes_kept:.0%} of the training period's pushes)",
+        (f"  {evaluation.runs} training runs; predictor trained on the {evaluation.train_runs} before {since} UTC, "
+         f"{evaluation.evaluated_runs} replayed after; operating threshold p = {evaluation.threshold:.3f} "
+         f"(keeps {evaluation.settings.target_pushes_kept:.0%} of the training period's pushes)"),
         "",
     ]
     lines += _table([_row(r) for r in evaluation.policies])
     lines += ["", "Trade-off over thresholds (learned policy)"]
     lines += _table([{"threshold": f"{t:.2f}", **_row(r)} for t, r in zip(CURVE, evaluation.curve)],
                     ("threshold", *_COLUMNS[1:]))
-    lines += ["", "compute saved: of the wasted compute of the replayed period; age +: the deployed model's "
-              "time-averaged age over never skipping."]
+    lines += ["", ("compute saved: of the wasted compute of the replayed period; age +: the deployed model's "
+                   "time-averaged age over never skipping.")]
     return "\n".join(lines) + "\n"
 
 
@@ -43,7 +43,7 @@ def _row(r) -> dict:
 def _table(rows: list[dict], columns=_COLUMNS) -> list[str]:
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     out = ["  " + "  ".join(f"{c:<{widths[c]}}" for c in columns), "  " + "  ".join("-" * widths[c] for c in columns)]
-    out += ["  " + "  ".join(f"{str(r[c]):<{widths[c]}}" for c in columns) for r in rows]
+    out += ["  " + "  ".join(f"{r[c]!s:<{widths[c]}}" for c in columns) for r in rows]
     return out
 
 
