@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from airflow_graphlets.simulate.run import simulate
 from airflow_graphlets.store.uri import parse_store_uri
 
