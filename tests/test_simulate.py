@@ -38,8 +38,8 @@ def test_graphlets_read_through_mlmd_api_are_what_was_generated(store_uri):
                 assert g.blessed == bool(history.blessed[r]) and g.pushed == bool(history.blessed[r])
 
 
-def test_the_store_passes_mlmds_own_checks_and_accepts_mlmd_writes_after(sqlite_store_uri):
-    config = parse_store_uri(sqlite_store_uri)
+def test_the_store_passes_mlmds_own_checks_and_accepts_mlmd_writes_after(store_uri):
+    config = parse_store_uri(store_uri)
     report = simulate(config, pipelines=2, days=5, seed=1)
     store = open_store(config)  # MLMD checks the schema version when it connects
     assert len(store.get_executions()) == report.executions

@@ -58,7 +58,7 @@ def simulate(
         raise StoreConfigError(f"--pipelines and --days must be at least 1 (got {pipelines} and {days}).")
     profile = profile or Profile.paper()
     began = time.perf_counter()
-    with BulkWriter(config, defer_indexes=True) as writer:
+    with BulkWriter(config, defer_indexes=True, single_transaction=True) as writer:
         ids = writer.next_ids()
         if ids["Execution"] > 1:
             raise StoreConfigError(

@@ -47,7 +47,7 @@ ID_TABLES = ("Context", "Execution", "Artifact", "Event", "Association", "Attrib
 class BulkWriter:
     """Writes rows into one MLMD store. Use as a context manager; rows commit per :meth:`flush`."""
 
-    def __init__(self, config: StoreConfig, defer_indexes: bool = False) -> None:
+    def __init__(self, config: StoreConfig, defer_indexes: bool = False, single_transaction: bool = False) -> None:
         """Open the store (creating MLMD's schema if new).
 
         Args:
@@ -55,6 +55,11 @@ class BulkWriter:
           defer_indexes: drop the secondary (non-unique) indexes of the bulk tables now and
             build them again on exit, each in one pass, which is much faster than updating them
             row by row. Only for a store nothing else uses meanwhile.
+          single_transaction: PostgreSQL, bulk tables still empty: write everything in one
+            transaction that begins by truncating them, so COPY can write rows already frozen
+            (``FREEZE``). Without it, the first scan after the load (building the indexes) sets
+            hint bits on every row and writes the whole 15 GB again. All or nothing: an error
+            leaves the tables empty. Ignored elsewhere, or when a bulk table holds rows.
         """
         self.config = config
         self.mlmd = open_store(config)  # creates MLMD's schema (and its version row) when new
@@ -70,6 +75,7 @@ class BulkWriter:
         elif self.dialect == "postgresql":
             self._set_bulk_session(self.conn)
         self._deferred: list[str] = self._drop_secondary_indexes() if defer_indexes else []
+        self._frozen: set[str] = self._truncate_empty_tables() if single_transaction and self.dialect == "postgresql" else set()
 
     def __enter__(self) -> BulkWriter:
         return self
@@ -78,13 +84,31 @@ class BulkWriter:
         try:
             if exc[0] is None:
                 self.flush()
+                if self._frozen:
+                    self.conn.commit()  # the load's one transaction
         finally:
             if self._copier is not None:
                 self._copier.shutdown(wait=True)  # a batch in flight ends before the indexes are built
+            if self._frozen and exc[0] is not None:
+                self.conn.rollback()
             self._rebuild_indexes()  # whatever happened, the store keeps MLMD's indexes
             self._advance_sequences()
             self.conn.close()
             self.engine.dispose()
+
+    def _truncate_empty_tables(self) -> set[str]:
+        """Open the load's one transaction with a TRUNCATE of the bulk tables, if all are empty;
+        returns the tables COPY may then write frozen (none when a table holds rows)."""
+        cursor = self.conn.cursor()
+        for table in COLUMNS:
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+            if cursor.fetchone()[0]:
+                self.conn.rollback()
+                cursor.close()
+                return set()
+        cursor.execute(f"TRUNCATE {', '.join(COLUMNS)}")  # no commit: COPY FREEZE needs this transaction
+        cursor.close()
+        return set(COLUMNS)
 
     def _drop_secondary_indexes(self) -> list[str]:
         """Drop the non-unique indexes of the tables we fill; returns the statements that rebuild them."""
@@ -194,7 +218,8 @@ class BulkWriter:
         try:
             for table, columns, rows in batch:
                 self._insert(cursor, table, columns, rows)
-            self.conn.commit()
+            if not self._frozen:
+                self.conn.commit()
         except BaseException:
             self.conn.rollback()
             raise
@@ -205,7 +230,8 @@ class BulkWriter:
         if self.dialect == "postgresql":
             names = ", ".join(columns)
             data = rows if isinstance(rows, io.StringIO) else _copy_csv(rows)
-            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv, FORCE_NULL ({names}))", data)
+            freeze = ", FREEZE true" if table in self._frozen else ""
+            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv{freeze}, FORCE_NULL ({names}))", data)
             return
         marks = ", ".join(["?" if self.dialect == "sqlite" else "%s"] * len(columns))
         cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
