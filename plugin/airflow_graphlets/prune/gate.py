@@ -84,12 +84,16 @@ def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, sett
 def pipeline_history(config: StoreConfig, pipeline: str, now: float) -> tuple[PipelineHistory, float | None]:
     """The pipeline's outcomes known at ``now`` (in the order they became known), and when its
     latest trainer started (None before any)."""
+    from airflow_graphlets.errors import NoGraphletsError
     from airflow_graphlets.graphlets.bulk_reader import read_graphlets
     from airflow_graphlets.graphlets.clock import on_clock
     from airflow_graphlets.prune.dataset import training_runs
     from airflow_graphlets.prune.signals import span_drift
 
-    extraction = on_clock(read_graphlets(config, [pipeline], workers=1), "logical")
+    try:
+        extraction = on_clock(read_graphlets(config, [pipeline], workers=1), "logical")
+    except NoGraphletsError:
+        return PipelineHistory(), None  # a pipeline that has not trained yet
     runs = training_runs(extraction, span_drift(config))
     history = PipelineHistory()
     for outcome in sorted((o for o in runs.outcomes if o.end <= now), key=lambda o: o.end):

@@ -1,0 +1,39 @@
+"""Test DAG: a graphlet gate before a training branch; its predictor, threshold and guardrails
+come from the environment so each test sets up the decision it needs."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from airflow.sdk import dag, task
+from airflow_graphlets import lineage
+from airflow_graphlets.gate_operator import GraphletGateOperator
+from airflow_graphlets.prune.policy import Guardrails
+
+
+@dag(schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
+def graphlets_test_gate():
+    gate = GraphletGateOperator(
+        task_id="graphlet_gate",
+        spans=[1, 2, 3],
+        drift=0.5,
+        predictor_path=os.environ.get("GRAPHLETS_TEST_PREDICTOR"),
+        threshold=float(os.environ.get("GRAPHLETS_TEST_THRESHOLD", "0.35")),
+        guardrails=Guardrails(min_history=0, exploration=0.0),
+    )
+
+    @task
+    @lineage.component("Trainer")
+    def trainer(**context):
+        lineage.of(context).output("Model", "/tmp/graphlets-test-gate/model")
+
+    @task
+    @lineage.component("Pusher")
+    def pusher(**context):
+        lineage.of(context).output("PushedModel", "/tmp/graphlets-test-gate/pushed", pushed=True)
+
+    gate >> trainer() >> pusher()
+
+
+graphlets_test_gate()
