@@ -4,6 +4,10 @@ of skips."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.graphlets.clock import on_clock
@@ -80,3 +84,15 @@ def test_guardrails_end_a_run_of_skips(airflow_env, sqlite_store_uri, tmp_path, 
         decisions.append((gate["graphlets_decision"].string_value, gate["graphlets_reason"].string_value))
     assert [d for d, _ in decisions] == ["skip", "skip", "skip", "run"]
     assert decisions[-1][1].startswith("guardrail: 3 runs skipped in a row (limit 3)")
+
+    logged = json.loads(subprocess.run(
+        [sys.executable, "-m", "airflow_graphlets.cli", "decisions", "--store", sqlite_store_uri, "--dag", DAG,
+         "--json"], capture_output=True, text=True, check=True, timeout=120).stdout)
+    assert [(d["run_id"], d["decision"]) for d in logged] == [
+        (f"manual__2026-02-0{day}T00:00:00+00:00", decision)
+        for day, decision in zip(range(3, 7), ["skip", "skip", "skip", "run"])]
+    assert logged[0]["features"]["new_spans"] == 3.0 and 0 <= logged[0]["probability"] <= 1
+    table = subprocess.run([sys.executable, "-m", "airflow_graphlets.cli", "decisions", "--store", sqlite_store_uri,
+                            "--dag", DAG, "--since", "2099-01-01"], capture_output=True, text=True, check=True,
+                           timeout=120).stdout
+    assert table.startswith(f"0 gate decisions of {DAG}")

@@ -6,6 +6,7 @@
 ``graphlets analyze --store URI [--json] [--html F] [--png F]``   the paper's graphlet analyses
 ``graphlets simulate --store URI --pipelines N --days D --seed S``   write a synthetic history
 ``graphlets replay --store URI [--policy F] [--json] [--html F] [--png F]``   the skip policy replayed
+``graphlets decisions --store URI --dag DAG [--since WHEN] [--json]``   the gate's skip log
 
 Without ``--store``/``--spool-dir`` the command reads ``[graphlets]`` and the ``mlmd_default``
 connection the way the listener does.
@@ -87,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--html", metavar="FILE", help="also write the trade-off curve and tables as HTML")
     replay.add_argument("--png", metavar="FILE", help="also write the trade-off curve as PNG")
     replay.set_defaults(run=_replay)
+
+    decisions = commands.add_parser("decisions", help="the skip log: a DAG's gate decisions (docs/prune.md)")
+    decisions.add_argument("--store", help="store URI, read-only (default: the mlmd_default connection)")
+    decisions.add_argument("--dag", required=True, help="the DAG (pipeline)")
+    decisions.add_argument("--since", help="only decisions at or after this ISO date or time (UTC when no zone)")
+    decisions.add_argument("--json", action="store_true", help="print JSON")
+    decisions.set_defaults(run=_decisions)
 
     simulate = commands.add_parser("simulate", help="write a simulated continuous-training history into a store")
     simulate.add_argument("--store", required=True, help="store URI of a new or empty store")
@@ -183,6 +191,36 @@ def _replay(args: argparse.Namespace) -> int:
     for path in ([write_html(evaluation, args.html)] if args.html else []) + ([write_png(evaluation, args.png)] if args.png else []):
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _decisions(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import json
+
+    from airflow_graphlets.prune.decisions import read_decisions
+
+    since = None
+    if args.since:
+        try:
+            when = dt.datetime.fromisoformat(args.since)
+        except ValueError:
+            raise StoreConfigError(f"--since {args.since!r} is not an ISO date or time such as 2026-01-15.") from None
+        since = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+    found = read_decisions(_store(args.store), args.dag, since)
+    if args.json:
+        print(json.dumps([d.as_dict() for d in found], indent=1))
+        return 0
+    print(f"{len(found)} gate decisions of {_printable(args.dag)}")
+    for d in found:
+        at = dt.datetime.fromtimestamp(d.decided_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        p = "-" if d.probability is None else f"{d.probability:.2f}"
+        print(f"  {at}  {d.decision:<4}  p={p:<4}  {_printable(d.run_id)}  {_printable(d.reason)}"
+              + (f"  [override: {_printable(d.override)}]" if d.override else ""))
+    return 0
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in str(text))
 
 
 def _simulate(args: argparse.Namespace) -> int:
