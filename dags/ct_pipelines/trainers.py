@@ -26,28 +26,31 @@ def _spans(paths: list[str]) -> list[int]:
     return [int(os.path.basename(path)[len("span-"):-len(".npz")]) for path in paths]
 
 
-def _declare_inputs(run: lineage.TaskLineage, first: int, span: int, transform_path: str | None) -> None:
+def _train(dag_id: str, span: int, transform_path: str | None, context: dict, wrap=None, **properties: Any) -> str:
+    """What every trainer version does: read the window, fit ``wrap(model)`` (the pipeline's
+    model by default), store it and declare the lineage. Versions differ in ``wrap``."""
+    pipeline, root = pipeline_named(dag_id), data_dir(dag_id)
+    run = lineage.of(context)
+    first, paths = _window(pipeline, span, root)
     run.input_spans("examples", "Examples", span_min=first, span_max=span)
     run.input_from_task("schema", "schema_gen")
     if transform_path:
         run.input_from_task("transform_graph", "transform")
+    features, labels = components.read_window(paths)
+    transform = components.load_transform(transform_path)
+    model = components.make_model(pipeline.model, pipeline.seed)
+    model = wrap(model) if wrap is not None else model
+    model.fit(transform.transform(features) if transform is not None else features, labels)
+    path = os.path.join(root, "models", f"span-{span}-{context['run_id'].replace(':', '_')}.pkl")
+    components.save_model(components.TrainedModel(model, transform, _spans(paths), len(labels)), path)
+    run.output("Model", path, train_rows=len(labels), spans=f"{first}-{span}", **properties)
+    return path
 
 
 @lineage.component("Trainer")
 def train_v1(dag_id: str, span: int, transform_path: str | None = None, **context: Any) -> str:
     """Fit the pipeline's model on the training rows of its rolling window of spans."""
-    pipeline, root = pipeline_named(dag_id), data_dir(dag_id)
-    run = lineage.of(context)
-    first, paths = _window(pipeline, span, root)
-    _declare_inputs(run, first, span, transform_path)
-    features, labels = components.read_window(paths)
-    transform = components.load_transform(transform_path)
-    model = components.make_model(pipeline.model, pipeline.seed)
-    model.fit(transform.transform(features) if transform is not None else features, labels)
-    path = os.path.join(root, "models", f"span-{span}-{context['run_id'].replace(':', '_')}.pkl")
-    components.save_model(components.TrainedModel(model, transform, _spans(paths), len(labels)), path)
-    run.output("Model", path, train_rows=len(labels), spans=f"{first}-{span}")
-    return path
+    return _train(dag_id, span, transform_path, context)
 
 
 @lineage.component("Trainer")
@@ -56,19 +59,8 @@ def train_v2(dag_id: str, span: int, transform_path: str | None = None, **contex
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import PolynomialFeatures
 
-    pipeline, root = pipeline_named(dag_id), data_dir(dag_id)
-    run = lineage.of(context)
-    first, paths = _window(pipeline, span, root)
-    _declare_inputs(run, first, span, transform_path)
-    features, labels = components.read_window(paths)
-    transform = components.load_transform(transform_path)
-    model = make_pipeline(PolynomialFeatures(degree=2, include_bias=False),
-                          components.make_model(pipeline.model, pipeline.seed))
-    model.fit(transform.transform(features) if transform is not None else features, labels)
-    path = os.path.join(root, "models", f"span-{span}-{context['run_id'].replace(':', '_')}.pkl")
-    components.save_model(components.TrainedModel(model, transform, _spans(paths), len(labels)), path)
-    run.output("Model", path, train_rows=len(labels), spans=f"{first}-{span}", features="degree-2")
-    return path
+    return _train(dag_id, span, transform_path, context, features="degree-2",
+                  wrap=lambda model: make_pipeline(PolynomialFeatures(degree=2, include_bias=False), model))
 
 
 TRAINERS = {"v1": train_v1, "v2": train_v2}

@@ -94,7 +94,7 @@ def pipeline_history(config: StoreConfig, pipeline: str, now: float) -> tuple[Pi
         extraction = on_clock(read_graphlets(config, [pipeline], workers=1), "logical")
     except NoGraphletsError:
         return PipelineHistory(), None  # a pipeline that has not trained yet
-    runs = training_runs(extraction, span_drift(config))
+    runs = training_runs(extraction, span_drift(config, pipeline))  # only this pipeline's spans
     history = PipelineHistory()
     for outcome in sorted((o for o in runs.outcomes if o.end <= now), key=lambda o: o.end):
         history.add(outcome)

@@ -22,15 +22,18 @@ _DRIFT_SQL = sa.text(
     "JOIN Context c ON c.id = b.context_id "
     "JOIN Type ct ON ct.id = c.type_id AND ct.name = :pipeline"
 )
+_ONE_PIPELINE = " WHERE c.name = :name"
 
 
-def span_drift(config: StoreConfig) -> dict[tuple[str, int], float]:
-    """``(pipeline, span) -> drift`` for every span whose validator reported one (the latest wins)."""
+def span_drift(config: StoreConfig, pipeline: str | None = None) -> dict[tuple[str, int], float]:
+    """``(pipeline, span) -> drift`` for every span whose validator reported one (the latest
+    wins), of one pipeline or of all."""
+    query = _DRIFT_SQL if pipeline is None else sa.text(_DRIFT_SQL.text + _ONE_PIPELINE)
     engine = read_only_engine(config)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(_DRIFT_SQL, {"anomalies": schema.EXAMPLE_ANOMALIES, "drift": DRIFT_PROPERTY,
-                                             "pipeline": schema.PIPELINE_CONTEXT}).all()
+            rows = conn.execute(query, {"anomalies": schema.EXAMPLE_ANOMALIES, "drift": DRIFT_PROPERTY,
+                                        "pipeline": schema.PIPELINE_CONTEXT, "name": pipeline}).all()
     finally:
         engine.dispose()
     return {(str(name), int(span)): float(drift) for name, span, drift in rows if span is not None and drift is not None}
