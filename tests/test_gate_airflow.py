@@ -1,6 +1,6 @@
 """The graphlet gate in a real Airflow DAG run: a skip shows the training branch as skipped and
 is logged in MLMD with its reason; a gate that errors lets training run; guardrails end a run
-of skips."""
+of skips; operators' overrides apply to the next run; the TaskFlow form decides alike."""
 
 from __future__ import annotations
 
@@ -30,20 +30,26 @@ def predictor_path(tmp_path_factory):
     config = parse_store_uri(f"sqlite:///{tmp}/sim.sqlite")
     simulate(config, pipelines=8, days=60, seed=11)
     runs = training_runs(on_clock(read_graphlets(config), "logical"), span_drift(config))
-    path = str(tmp / "predictor.pkl")
+    path = str(tmp / "predictor.npz")
     PushPredictor.fit(feature_matrix(runs), runs.pushed).save(path)
     return path
 
 
-def tasks_of(store_uri: str, run_id: str) -> dict:
+def tasks_of(store_uri: str, run_id: str, dag: str = DAG) -> dict:
     store = open_store(parse_store_uri(store_uri))
-    run = store.get_context_by_type_and_name("pipeline_run", f"{DAG}.{run_id}")
+    run = store.get_context_by_type_and_name("pipeline_run", f"{dag}.{run_id}")
     return {e.custom_properties["task_id"].string_value: e for e in store.get_executions_by_context(run.id)}
 
 
-def run_gate(airflow_env, store_uri, spool, day: int, predictor: str, threshold: str):
-    return airflow_env.run_dag(DAG, f"2026-02-{day:02d}T00:00:00+00:00", store_uri=store_uri, spool_dir=spool,
-                               env={"GRAPHLETS_TEST_PREDICTOR": predictor, "GRAPHLETS_TEST_THRESHOLD": threshold})
+def run_gate(airflow_env, store_uri, spool, day: int, predictor: str, threshold: str, dag: str = DAG, **env: str):
+    open_store(parse_store_uri(store_uri))  # the store exists, as it does once anything was recorded
+    return airflow_env.run_dag(dag, f"2026-02-{day:02d}T00:00:00+00:00", store_uri=store_uri, spool_dir=spool,
+                               env={"GRAPHLETS_TEST_PREDICTOR": predictor, "GRAPHLETS_TEST_THRESHOLD": threshold, **env})
+
+
+def cli(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "airflow_graphlets.cli", *args], capture_output=True, text=True,
+                          check=True, timeout=120).stdout
 
 
 def test_a_skip_shows_the_training_branch_as_skipped_and_is_logged(airflow_env, sqlite_store_uri, tmp_path,
@@ -85,14 +91,76 @@ def test_guardrails_end_a_run_of_skips(airflow_env, sqlite_store_uri, tmp_path, 
     assert [d for d, _ in decisions] == ["skip", "skip", "skip", "run"]
     assert decisions[-1][1].startswith("guardrail: 3 runs skipped in a row (limit 3)")
 
-    logged = json.loads(subprocess.run(
-        [sys.executable, "-m", "airflow_graphlets.cli", "decisions", "--store", sqlite_store_uri, "--dag", DAG,
-         "--json"], capture_output=True, text=True, check=True, timeout=120).stdout)
+    logged = json.loads(cli("decisions", "--store", sqlite_store_uri, "--dag", DAG, "--json"))
     assert [(d["run_id"], d["decision"]) for d in logged] == [
         (f"manual__2026-02-0{day}T00:00:00+00:00", decision)
         for day, decision in zip(range(3, 7), ["skip", "skip", "skip", "run"])]
     assert logged[0]["features"]["new_spans"] == 3.0 and 0 <= logged[0]["probability"] <= 1
-    table = subprocess.run([sys.executable, "-m", "airflow_graphlets.cli", "decisions", "--store", sqlite_store_uri,
-                            "--dag", DAG, "--since", "2099-01-01"], capture_output=True, text=True, check=True,
-                           timeout=120).stdout
+    table = cli("decisions", "--store", sqlite_store_uri, "--dag", DAG, "--since", "2099-01-01")
     assert table.startswith(f"0 gate decisions of {DAG}")
+
+
+def test_an_operator_force_run_overrules_the_next_skip_only(airflow_env, sqlite_store_uri, tmp_path, predictor_path):
+    spool = str(tmp_path / "spool")
+    gate_of = lambda result: tasks_of(sqlite_store_uri, result.run_id)["graphlet_gate"].custom_properties  # noqa: E731
+    assert gate_of(run_gate(airflow_env, sqlite_store_uri, spool, 8, predictor_path, "1.01"))[
+        "graphlets_decision"].string_value == "skip"
+    said = cli("override", "force-run", "--dag", DAG, "--by", "alice", "--reason", "new labels landed",
+               "--store", sqlite_store_uri)
+    assert said.startswith(f"recorded force-run for {DAG} by alice")
+
+    forced = run_gate(airflow_env, sqlite_store_uri, spool, 9, predictor_path, "1.01")
+    tasks = tasks_of(sqlite_store_uri, forced.run_id)
+    gate = tasks["graphlet_gate"].custom_properties
+    assert (gate["graphlets_decision"].string_value, gate["graphlets_override"].string_value) == (
+        "run", "force-run by alice")
+    assert gate["graphlets_reason"].string_value == "operator override: force-run by alice: new labels landed"
+    assert all(STATE(tasks[t].last_known_state) == "COMPLETE" for t in ("trainer", "pusher"))
+
+    after = gate_of(run_gate(airflow_env, sqlite_store_uri, spool, 10, predictor_path, "1.01"))
+    assert after["graphlets_decision"].string_value == "skip"  # the force-run was used up
+    logged = json.loads(cli("decisions", "--store", sqlite_store_uri, "--dag", DAG, "--json"))
+    assert [(d["decision"], d["override"]) for d in logged] == [("skip", ""), ("run", "force-run by alice"),
+                                                               ("skip", "")]
+
+
+def test_never_skip_holds_for_every_run_until_allowed_again(airflow_env, sqlite_store_uri, tmp_path, predictor_path):
+    spool = str(tmp_path / "spool")
+    cli("override", "never-skip", "--dag", DAG, "--by", "bob", "--store", sqlite_store_uri)
+    decisions = []
+    for day in (11, 12):
+        result = run_gate(airflow_env, sqlite_store_uri, spool, day, predictor_path, "1.01")
+        decisions.append(tasks_of(sqlite_store_uri, result.run_id)["graphlet_gate"].custom_properties[
+            "graphlets_override"].string_value)
+    assert decisions == ["never-skip by bob", "never-skip by bob"]
+    cli("override", "allow-skip", "--dag", DAG, "--by", "bob", "--store", sqlite_store_uri)
+    result = run_gate(airflow_env, sqlite_store_uri, spool, 13, predictor_path, "1.01")
+    assert tasks_of(sqlite_store_uri, result.run_id)["graphlet_gate"].custom_properties[
+        "graphlets_decision"].string_value == "skip"
+    listed = json.loads(cli("override", "list", "--dag", DAG, "--store", sqlite_store_uri, "--json"))
+    assert [(o["action"], o["by"]) for o in listed] == [("never-skip", "bob"), ("allow-skip", "bob")]
+
+
+def test_the_taskflow_gate_reads_its_inputs_from_upstream_and_skips_alike(airflow_env, sqlite_store_uri, tmp_path,
+                                                                         predictor_path):
+    dag = "graphlets_test_gate_taskflow"
+    result = run_gate(airflow_env, sqlite_store_uri, str(tmp_path / "spool"), 14, predictor_path, "1.01", dag=dag,
+                      GRAPHLETS_TEST_SPANS="7,8,9,10")
+    assert result.state == "success"
+    tasks = tasks_of(sqlite_store_uri, result.run_id, dag)
+    gate = tasks["graphlet_gate_task"].custom_properties
+    assert gate["graphlets_decision"].string_value == "skip"
+    assert json.loads(gate["graphlets_features"].string_value)["new_spans"] == 4.0
+    assert all(tasks[t].custom_properties["airflow_state"].string_value == "skipped" for t in ("trainer", "pusher"))
+
+
+def test_a_failing_taskflow_gate_function_lets_training_run(airflow_env, sqlite_store_uri, tmp_path, predictor_path):
+    dag = "graphlets_test_gate_taskflow"
+    result = run_gate(airflow_env, sqlite_store_uri, str(tmp_path / "spool"), 15, predictor_path, "1.01", dag=dag,
+                      GRAPHLETS_TEST_GATE_FUNCTION_FAILS="1")
+    assert result.state == "success"
+    tasks = tasks_of(sqlite_store_uri, result.run_id, dag)
+    gate = tasks["graphlet_gate_task"].custom_properties
+    assert gate["graphlets_reason"].string_value == (
+        "fail open: the gate function failed: ValueError: the window service is down")
+    assert all(STATE(tasks[t].last_known_state) == "COMPLETE" for t in ("trainer", "pusher"))

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from airflow_graphlets.graphlets.analyses import analyze
+from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.prune.dataset import feature_matrix, training_runs
 from airflow_graphlets.prune.features import NAMES
-from airflow_graphlets.prune.gate import GateSettings, decide
+from airflow_graphlets.prune.gate import GateSettings, GateState, decide, read_gate_state
+from airflow_graphlets.prune.overrides import (
+    ALLOW_SKIP,
+    FORCE_RUN,
+    NEVER_SKIP,
+    OverrideError,
+    read_overrides,
+    record_override,
+    standing,
+)
 from airflow_graphlets.prune.policy import Guardrails
 from airflow_graphlets.prune.predictor import PushPredictor
 from airflow_graphlets.prune.signals import span_drift
@@ -27,7 +38,7 @@ def world(tmp_path_factory):
     simulate(config, pipelines=12, days=120, seed=7)
     runs = training_runs(on_clock(read_graphlets(config), "logical"), span_drift(config))
     matrix = feature_matrix(runs)
-    path = str(tmp / "predictor.pkl")
+    path = str(tmp / "predictor.npz")
     PushPredictor.fit(matrix, runs.pushed).save(path)
     late = int(np.flatnonzero(runs.pipeline == runs.pipeline[0])[-1])
     return config, runs, matrix, path, late
@@ -49,20 +60,82 @@ def test_a_run_below_the_threshold_is_skipped_until_the_guardrails_force_one(wor
     config, runs, _, path, late = world
     pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
     skip_all = GateSettings(path, threshold=1.01, guardrails=OPEN)
-    skipped = decide(config, pipeline, candidate, skip_all, skips_in_a_row=0)
+    skipped = decide(config, pipeline, candidate, skip_all, state=GateState(skips_in_a_row=0))
     assert not skipped.decision.run and "< 1.01" in skipped.decision.reason
-    forced = decide(config, pipeline, candidate, skip_all, skips_in_a_row=3)
+    forced = decide(config, pipeline, candidate, skip_all, state=GateState(skips_in_a_row=3))
     assert forced.decision.run and forced.decision.reason.startswith("guardrail: 3 runs skipped in a row")
 
 
-def test_operator_overrides_always_run(world):
+def test_a_never_skip_set_on_the_gate_always_runs(world):
     config, runs, _, path, late = world
     pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
     never = decide(config, pipeline, candidate, GateSettings(path, threshold=1.01, guardrails=OPEN, never_skip=True))
-    assert (never.decision.run, never.override, never.decision.reason) == (True, "never-skip",
-                                                                          "operator override: never-skip")
-    forced = decide(config, pipeline, candidate, GateSettings(path, threshold=1.01, guardrails=OPEN), force_run=True)
-    assert (forced.decision.run, forced.override) == (True, "force-run")
+    assert (never.decision.run, never.override) == (True, "never-skip")
+    assert never.decision.reason == "operator override: never-skip (set on the gate in the DAG)"
+
+
+@pytest.fixture()
+def own_store(world, tmp_path):
+    """A copy of the world's store that a test may write overrides into."""
+    config = world[0]
+    copy = tmp_path / "copy.sqlite"
+    copy.write_bytes(open(config.path, "rb").read())
+    return parse_store_uri(f"sqlite:///{copy}")
+
+
+def test_overrides_are_kept_in_the_store_with_who_made_them(own_store):
+    record_override(own_store, "pipeline_0003", NEVER_SKIP, by="alice", reason="launch week", now=100.0)
+    record_override(own_store, "pipeline_0003", ALLOW_SKIP, by="bob", now=200.0)
+    record_override(own_store, "other", FORCE_RUN, by="carol", now=150.0)
+    kept = [(o.dag_id, o.action, o.by, o.reason, o.at) for o in read_overrides(own_store, "pipeline_0003")]
+    assert kept == [("pipeline_0003", NEVER_SKIP, "alice", "launch week", 100.0),
+                    ("pipeline_0003", ALLOW_SKIP, "bob", "", 200.0)]
+    assert read_overrides(own_store, "no_such_dag") == []
+
+
+@pytest.mark.parametrize("reader", [read_graphlets, read_graphlets_with_mlmd_api])
+def test_overrides_are_not_pipeline_executions_for_either_reader(own_store, reader):
+    before = analyze(reader(own_store)).totals
+    record_override(own_store, "pipeline_0000", NEVER_SKIP, by="alice")
+    assert analyze(reader(own_store)).totals == before
+
+
+@pytest.mark.parametrize("dag, action, by, problem", [
+    ("d", "skip-forever", "alice", "unknown override action 'skip-forever'"),
+    ("", FORCE_RUN, "alice", "needs the DAG id"),
+    ("d", FORCE_RUN, " ", "needs who makes it"),
+])
+def test_a_malformed_override_is_refused_with_what_is_wrong(own_store, dag, action, by, problem):
+    with pytest.raises(OverrideError, match=problem):
+        record_override(own_store, dag, action, by=by)
+
+
+def test_a_force_run_is_used_by_the_next_decision_only(world, own_store):
+    _, runs, _, path, late = world
+    pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
+    skip_all = GateSettings(path, threshold=1.01, guardrails=OPEN)
+    assert not decide(own_store, pipeline, candidate, skip_all).decision.run
+    made = record_override(own_store, pipeline, FORCE_RUN, by="alice", reason="new data source")
+    state = read_gate_state(own_store, pipeline)
+    assert state.overrides.force_run == made
+    forced = decide(own_store, pipeline, candidate, skip_all, state=state)
+    assert forced.decision.run and forced.override == "force-run by alice"
+    assert forced.decision.reason == "operator override: force-run by alice: new data source"
+    # Once a decision is logged after it, the force-run is used up.
+    used = GateState(0, made.at + 1.0, standing(read_overrides(own_store, pipeline), made.at + 1.0))
+    assert not decide(own_store, pipeline, candidate, skip_all, state=used).decision.run
+
+
+def test_never_skip_holds_until_allow_skip(world, own_store):
+    _, runs, _, path, late = world
+    pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
+    skip_all = GateSettings(path, threshold=1.01, guardrails=OPEN)
+    record_override(own_store, pipeline, NEVER_SKIP, by="alice", now=1000.0)
+    for _ in range(2):  # decisions do not use it up
+        held = decide(own_store, pipeline, candidate, skip_all)
+        assert held.decision.run and held.override == "never-skip by alice"
+    record_override(own_store, pipeline, ALLOW_SKIP, by="bob", now=2000.0)
+    assert not decide(own_store, pipeline, candidate, skip_all).decision.run
 
 
 @pytest.mark.parametrize("case, reason", [

@@ -7,6 +7,8 @@
 ``graphlets simulate --store URI --pipelines N --days D --seed S``   write a synthetic history
 ``graphlets replay --store URI [--policy F] [--json] [--html F] [--png F]``   the skip policy replayed
 ``graphlets decisions --store URI --dag DAG [--since WHEN] [--json]``   the gate's skip log
+``graphlets override ACTION --dag DAG [--by WHO] [--reason TEXT]``   force-run, never-skip, allow-skip, list
+``graphlets train-predictor --store URI --out FILE [--policy F]``   the gate's predictor, from history
 
 Without ``--store``/``--spool-dir`` the command reads ``[graphlets]`` and the ``mlmd_default``
 connection the way the listener does.
@@ -95,6 +97,24 @@ def _parser() -> argparse.ArgumentParser:
     decisions.add_argument("--since", help="only decisions at or after this ISO date or time (UTC when no zone)")
     decisions.add_argument("--json", action="store_true", help="print JSON")
     decisions.set_defaults(run=_decisions)
+
+    override = commands.add_parser("override", help="overrule the gate of a DAG, recorded in the store with who")
+    override.add_argument("action", choices=("force-run", "never-skip", "allow-skip", "list"),
+                          help="force-run: the next decision runs; never-skip: every decision runs until "
+                               "allow-skip; list: the DAG's overrides")
+    override.add_argument("--dag", required=True, help="the DAG (pipeline) the override is for")
+    override.add_argument("--by", help="who makes it (default: your login name)")
+    override.add_argument("--reason", default="", help="why, for the skip log")
+    override.add_argument("--store", help="store URI (default: the mlmd_default connection)")
+    override.add_argument("--json", action="store_true", help="print JSON")
+    override.set_defaults(run=_override)
+
+    train = commands.add_parser("train-predictor", help="train the gate's push predictor on a store's history")
+    train.add_argument("--store", help="store URI, read-only (default: the mlmd_default connection)")
+    train.add_argument("--out", required=True, metavar="FILE", help="where to write the predictor (.npz)")
+    train.add_argument("--policy", metavar="FILE", help="TOML with [policy] (target_pushes_kept sets the threshold)")
+    train.add_argument("--seed", type=int, default=0, help="random seed of the training")
+    train.set_defaults(run=_train_predictor)
 
     simulate = commands.add_parser("simulate", help="write a simulated continuous-training history into a store")
     simulate.add_argument("--store", required=True, help="store URI of a new or empty store")
@@ -216,6 +236,50 @@ def _decisions(args: argparse.Namespace) -> int:
         p = "-" if d.probability is None else f"{d.probability:.2f}"
         print(f"  {at}  {d.decision:<4}  p={p:<4}  {_printable(d.run_id)}  {_printable(d.reason)}"
               + (f"  [override: {_printable(d.override)}]" if d.override else ""))
+    return 0
+
+
+def _override(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import getpass
+    import json
+
+    from airflow_graphlets.prune.overrides import read_overrides, record_override
+
+    store = _store(args.store)
+    if args.action == "list":
+        found = read_overrides(store, args.dag)
+        if args.json:
+            print(json.dumps([o.as_dict() for o in found], indent=1))
+            return 0
+        print(f"{len(found)} overrides of {_printable(args.dag)}")
+        for o in found:
+            at = dt.datetime.fromtimestamp(o.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            print(f"  {at}  {o.action:<10}  by {_printable(o.by)}" + (f"  {_printable(o.reason)}" if o.reason else ""))
+        return 0
+    made = record_override(store, args.dag, args.action, args.by or getpass.getuser(), args.reason)
+    if args.json:
+        print(json.dumps(made.as_dict(), indent=1))
+    else:
+        print(f"recorded {made.action} for {_printable(made.dag_id)} by {_printable(made.by)} "
+              f"(execution {made.execution_id}); the DAG's next gate decision honours it")
+    return 0
+
+
+def _train_predictor(args: argparse.Namespace) -> int:
+    from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+    from airflow_graphlets.prune.evaluate import PolicySettings, train_predictor
+    from airflow_graphlets.prune.signals import span_drift
+
+    settings = PolicySettings.from_toml(args.policy) if args.policy else PolicySettings()
+    store = _store(args.store)
+    predictor = train_predictor(read_graphlets(store), span_drift(store), settings, seed=args.seed)
+    try:
+        predictor.save(args.out)
+    except OSError as err:
+        raise GraphletsError(f"Cannot write the predictor to {args.out}: {err.strerror}. Pick a writable path.") from None
+    print(f"wrote {args.out}: trained on {predictor.trained_rows:,} runs ({predictor.push_rate:.1%} pushed); "
+          f"threshold {predictor.threshold:.3f} keeps {settings.target_pushes_kept:.0%} of their pushes")
     return 0
 
 

@@ -7,23 +7,33 @@ features, policy version, reason and override are set as properties of the gate'
 which the recorder writes into MLMD: the skip log. Anything going wrong runs the training.
 
     gate = GraphletGateOperator(task_id="graphlet_gate", spans=window, drift=drift,
-                                predictor_path="/models/push-predictor.pkl")
+                                predictor_path="/models/push-predictor.npz")
     validator >> gate >> transform >> trainer
+
+The TaskFlow form, ``@graphlet_gate`` (also ``@task.graphlet_gate``), wraps a function that returns
+what the gate needs to know of the run, ``{"spans": [...], "drift": 0.4}``:
+
+    @graphlet_gate(predictor_path="/models/push-predictor.npz")
+    def gate(window: dict, anomalies: dict) -> dict:
+        return {"spans": window["spans"], "drift": anomalies["drift"]}
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_graphlets import lineage
 from airflow_graphlets.prune.features import Candidate
-from airflow_graphlets.prune.gate import GateSettings, decide
-from airflow_graphlets.prune.policy import Guardrails
+from airflow_graphlets.prune.gate import GateOutcome, GateSettings, decide
+from airflow_graphlets.prune.policy import Decision, Guardrails
 
 DECISION = "graphlets_decision"
 
@@ -34,8 +44,8 @@ class GraphletGateOperator(BaseOperator):
     template_fields = ("spans", "drift", "predictor_path")
     graphlets_component = None
 
-    def __init__(self, *, spans: Any, drift: Any = None, trainer_task_id: str = "trainer",
-                 predictor_path: str | None = None, threshold: float = 0.35, never_skip: bool = False,
+    def __init__(self, *, spans: Any = None, drift: Any = None, trainer_task_id: str = "trainer",
+                 predictor_path: str | None = None, threshold: float | None = None, never_skip: bool = False,
                  guardrails: Guardrails | None = None, budget_seconds: float = 5.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.spans = spans
@@ -64,12 +74,14 @@ class GraphletGateOperator(BaseOperator):
         self.log.info("airflow-graphlets gate: training runs: %s", decision.reason)
         return {"run": True, "probability": decision.probability, "reason": decision.reason}
 
-    def _decide(self, context: Any):
+    def _decide(self, context: Any) -> GateOutcome:
+        if getattr(self, "_input_error", None):
+            return GateOutcome(Decision(True, None, f"fail open: {self._input_error}"), {},
+                               GateSettings().policy_version, None, 0.0)
         settings = GateSettings(self.predictor_path, self.threshold, self.guardrails, self.budget_seconds,
                                 self.never_skip)
         config = None
         candidate = Candidate(time.time(), frozenset(), None, None, None)
-        skips = 0
         try:
             from airflow_graphlets.airflow_config import load_settings, resolve_store
             from airflow_graphlets.recorder.capture import code_hash, dag_structure_hash
@@ -84,39 +96,60 @@ class GraphletGateOperator(BaseOperator):
                 code_hash=code_hash(trainer) if trainer is not None else None,
                 drift=None if self.drift is None else float(self.drift),
             )
-            skips = _skips_in_a_row(config, dag.dag_id, self.task_id)
         except Exception as err:  # noqa: BLE001 - decide() fails open on a missing store
             self.log.warning("airflow-graphlets gate: could not read the run's context: %s", err)
-        return decide(config, context["dag"].dag_id, candidate, settings, skips_in_a_row=skips)
+        return decide(config, context["dag"].dag_id, candidate, settings)  # reads skip log and overrides
 
 
 def _logical_now(context: Any) -> float:
     """Now on the logical clock the graphlet history uses: the run's logical date plus the time
-    since the run started."""
+    since the run started.
+
+    A run whose start date is its logical date (``dag.test`` sets it so for any past date) gives
+    no usable start: then now is the logical date itself, not months after it.
+    """
     logical = context.get("logical_date")
     run = context.get("dag_run")
     started = getattr(run, "start_date", None)
     if logical is None:
         return time.time()
-    offset = time.time() - started.timestamp() if started is not None else 0.0
-    return logical.timestamp() + max(offset, 0.0)
+    if started is None or started <= logical:
+        return logical.timestamp()
+    return logical.timestamp() + max(time.time() - started.timestamp(), 0.0)
 
 
-def _skips_in_a_row(config, dag_id: str, task_id: str) -> int:
-    """How many of this gate's latest decisions were skips, counting back from the newest."""
-    from airflow_graphlets.store import schema
-    from airflow_graphlets.store.connect import open_store
+class _GraphletGateDecoratedOperator(DecoratedOperator, GraphletGateOperator):
+    """``@graphlet_gate``: the wrapped function says which spans the run trains on (and their
+    drift); the gate then decides as :class:`GraphletGateOperator` does."""
 
-    store = open_store(config)
-    node = store.get_context_by_type_and_name(schema.NODE_CONTEXT, f"{dag_id}.{task_id}")
-    if node is None:
-        return 0
-    skips = 0
-    for execution in sorted(store.get_executions_by_context(node.id), key=lambda e: e.id, reverse=True):
-        value = execution.custom_properties.get(DECISION)
-        if value is None:
-            continue
-        if value.string_value != "skip":
-            break
-        skips += 1
-    return skips
+    template_fields = (*DecoratedOperator.template_fields, *GraphletGateOperator.template_fields)
+    custom_operator_name = "@task.graphlet_gate"
+
+    def execute(self, context: Any) -> dict:
+        try:
+            inputs = self.python_callable(*self.op_args, **_with_context(self.python_callable, self.op_kwargs, context))
+            if not isinstance(inputs, Mapping) or "spans" not in inputs:
+                raise TypeError(f"a @graphlet_gate function must return a dict with 'spans' (and optionally "
+                                f"'drift'), not {type(inputs).__name__}")
+            self.spans, self.drift = inputs["spans"], inputs.get("drift")
+        except Exception as err:  # noqa: BLE001 - the user's function failing must not block training
+            self.log.warning("airflow-graphlets gate: the gate function failed, so training runs: %s", err)
+            self._input_error = f"the gate function failed: {type(err).__name__}: {err}"
+        return GraphletGateOperator.execute(self, context)
+
+
+def _with_context(function: Callable, kwargs: Mapping[str, Any], context: Any) -> dict:
+    """``kwargs`` plus the context entries the function asks for by name (``logical_date``, ...)."""
+    wanted = inspect.signature(function).parameters
+    merged = dict(kwargs)
+    for name in wanted:
+        if name not in merged and name in context:
+            merged[name] = context[name]
+    return merged
+
+
+def graphlet_gate(python_callable: Callable | None = None, **kwargs: Any):
+    """TaskFlow form of :class:`GraphletGateOperator`: decorate a function returning
+    ``{"spans": [...], "drift": float | None}``; keyword arguments go to the gate."""
+    return task_decorator_factory(python_callable=python_callable, multiple_outputs=False,
+                                  decorated_operator_class=_GraphletGateDecoratedOperator, **kwargs)

@@ -20,6 +20,9 @@ def get_provider_info() -> dict:
         "connection-types": [
             {"connection-type": "mlmd", "hook-class-name": "airflow_graphlets.hook.MlmdHook"},
         ],
+        "task-decorators": [
+            {"name": "graphlet_gate", "class-name": "airflow_graphlets.gate_operator.graphlet_gate"},
+        ],
         "config": {
             SECTION: {
                 "description": "airflow-graphlets: where and how task runs are recorded into ML Metadata.",

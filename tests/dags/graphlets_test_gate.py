@@ -8,7 +8,7 @@ from datetime import datetime
 
 from airflow.sdk import dag, task
 from airflow_graphlets import lineage
-from airflow_graphlets.gate_operator import GraphletGateOperator
+from airflow_graphlets.gate_operator import GraphletGateOperator, graphlet_gate
 from airflow_graphlets.prune.policy import Guardrails
 
 
@@ -22,7 +22,32 @@ def graphlets_test_gate():
         threshold=float(os.environ.get("GRAPHLETS_TEST_THRESHOLD", "0.35")),
         guardrails=Guardrails(min_history=0, exploration=0.0),
     )
+    _training_branch(gate)
 
+
+@dag(schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
+def graphlets_test_gate_taskflow():
+    """The TaskFlow form: the gate's function gets the window from an upstream task's XCom."""
+
+    @task
+    def window() -> dict:
+        return {"spans": [int(s) for s in os.environ.get("GRAPHLETS_TEST_SPANS", "4,5").split(",")], "drift": 0.2}
+
+    @graphlet_gate(
+        predictor_path=os.environ.get("GRAPHLETS_TEST_PREDICTOR"),
+        threshold=float(os.environ.get("GRAPHLETS_TEST_THRESHOLD", "0.35")),
+        guardrails=Guardrails(min_history=0, exploration=0.0),
+    )
+    def graphlet_gate_task(chosen: dict, logical_date=None) -> dict:
+        if os.environ.get("GRAPHLETS_TEST_GATE_FUNCTION_FAILS"):
+            raise ValueError("the window service is down")
+        assert logical_date is not None  # context entries reach the function by name
+        return {"spans": chosen["spans"], "drift": chosen["drift"]}
+
+    _training_branch(graphlet_gate_task(window()))
+
+
+def _training_branch(gate) -> None:
     @task
     @lineage.component("Trainer")
     def trainer(**context):
@@ -37,3 +62,4 @@ def graphlets_test_gate():
 
 
 graphlets_test_gate()
+graphlets_test_gate_taskflow()

@@ -137,7 +137,8 @@ class _Graph:
                 pipeline_of[execution.id] = index
         if only is None:
             for execution in self.store.get_executions(list_options=_BY_ID):
-                self.executions[execution.id] = execution
+                if self.types[execution.type_id][0] not in schema.BOOKKEEPING_EXECUTION_TYPES:
+                    self.executions[execution.id] = execution
         run_of: dict[int, mlmd_pb.Context] = {}
         for context in self._run_contexts(pipeline_contexts if only is not None else None):
             for execution in self.store.get_executions_by_context(context.id, list_options=_BY_ID):

@@ -192,6 +192,11 @@ def _compact(column: np.ndarray, dtype: str) -> np.ndarray:
 def _provenance(store: str, version: int, plan: _Plan, results: dict[str, list]) -> Provenance:
     # Results are dropped as they are used: at paper scale each is hundreds of MB.
     exec_id, exec_type, exec_state, created, updated, *times = results.pop("executions")
+    bookkeeping = [i for i, n in plan.type_names.items() if n in schema.BOOKKEEPING_EXECUTION_TYPES]
+    if bookkeeping:  # our own records (gate overrides) are no pipeline's executions
+        keep = ~np.isin(exec_type, bookkeeping)
+        exec_id, exec_type, exec_state, created, updated, *times = (
+            column[keep] for column in (exec_id, exec_type, exec_state, created, updated, *times))
     exec_row = _RowIndex(exec_id)
     if "execution_times" in results:  # read apart from the executions (see bulk_queries)
         times = [np.full(len(exec_id), np.nan), np.full(len(exec_id), np.nan)]

@@ -4,7 +4,7 @@ and every baseline, side by side, with the trade-off curve over thresholds."""
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -121,3 +121,21 @@ def evaluate(extraction: Extraction, drift: dict[tuple[str, int], float], settin
     curve = [replay(runs, PredictedPush(t), probabilities=probabilities, **common) for t in CURVE]
     return Evaluation(extraction.store, len(runs), int(past.sum()), int((~past).sum()), split, threshold, settings,
                       [learned, *baselines], curve)
+
+
+def train_predictor(extraction: Extraction, drift: dict[tuple[str, int], float],
+                    settings: PolicySettings | None = None, seed: int = 0) -> PushPredictor:
+    """Train the gate's predictor on every finished run of a store, with the threshold that keeps
+    ``settings.target_pushes_kept`` of their pushes (what ``graphlets train-predictor`` saves).
+
+    Raises:
+      GraphletsError: too little history to train on.
+    """
+    settings = settings or PolicySettings()
+    runs = training_runs(on_clock(extraction, "logical"), drift)
+    if len(runs) == 0:
+        raise GraphletsError(f"{extraction.store} holds no finished training runs to learn from.")
+    matrix = feature_matrix(runs)
+    predictor = PushPredictor.fit(matrix, runs.pushed, seed=seed)
+    threshold = threshold_for_pushes_kept(predictor.push_probability(matrix), runs.pushed, settings.target_pushes_kept)
+    return replace(predictor, threshold=float(threshold))

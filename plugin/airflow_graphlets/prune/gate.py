@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from airflow_graphlets.prune.features import NAMES, Candidate, PipelineHistory, features
+from airflow_graphlets.prune.overrides import StandingOverrides
 from airflow_graphlets.prune.policy import Decision, Guardrails, PredictedPush
 from airflow_graphlets.store.uri import StoreConfig
 
@@ -25,11 +26,35 @@ class GateSettings:
     """What the gate decides with."""
 
     predictor_path: str | None = None  # a file written by PushPredictor.save
-    threshold: float = 0.35  # skip below this predicted push probability
+    threshold: float | None = None  # skip below this push probability (None: the predictor's own)
     guardrails: Guardrails = field(default_factory=Guardrails)
     budget_seconds: float = 5.0  # decisions slower than this run the training
-    never_skip: bool = False  # an operator's standing override for this pipeline
+    never_skip: bool = False  # the DAG author's standing override (operators use `graphlets override`)
     policy_version: str = "predictor-v1"
+
+
+@dataclass(frozen=True)
+class GateState:
+    """What the skip log and the overrides say before a decision."""
+
+    skips_in_a_row: int = 0  # the DAG's latest decisions that were skips, counting back from the newest
+    last_decision_at: float | None = None  # wall clock of the latest decision
+    overrides: StandingOverrides = field(default_factory=StandingOverrides)
+
+
+def read_gate_state(config: StoreConfig, dag_id: str) -> GateState:
+    """The DAG's gate state from its skip log and override log in the store."""
+    from airflow_graphlets.prune.decisions import read_decisions
+    from airflow_graphlets.prune.overrides import read_overrides, standing
+
+    decisions = read_decisions(config, dag_id)
+    skips = 0
+    for logged in reversed(decisions):
+        if logged.decision != "skip":
+            break
+        skips += 1
+    last = decisions[-1].decided_at if decisions else None
+    return GateState(skips, last, standing(read_overrides(config, dag_id), last))
 
 
 @dataclass(frozen=True)
@@ -44,16 +69,31 @@ class GateOutcome:
 
 
 def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, settings: GateSettings, *,
-           skips_in_a_row: int = 0, force_run: bool = False, draw: float | None = None) -> GateOutcome:
-    """Run or skip the run about to train in ``pipeline``; never raises (fails open)."""
+           state: GateState | None = None, draw: float | None = None) -> GateOutcome:
+    """Run or skip the run about to train in ``pipeline``; never raises (fails open).
+
+    Args:
+      config: the MLMD store holding the pipeline's history, skip log and overrides.
+      pipeline: the DAG id.
+      candidate: what is known of the run about to train.
+      settings: predictor, threshold, guardrails, budget.
+      state: the skip log and overrides; read from the store when not given.
+      draw: the exploration draw in [0, 1) (random when not given).
+    """
     began = time.perf_counter()
-    if settings.never_skip or force_run:
-        override = "never-skip" if settings.never_skip else "force-run"
-        return GateOutcome(Decision(True, None, f"operator override: {override}"), {}, settings.policy_version,
-                           override, time.perf_counter() - began)
+    if settings.never_skip:
+        return GateOutcome(Decision(True, None, "operator override: never-skip (set on the gate in the DAG)"), {},
+                           settings.policy_version, "never-skip", time.perf_counter() - began)
     try:
         if config is None:
             raise RuntimeError("no MLMD store is configured")
+        state = read_gate_state(config, pipeline) if state is None else state
+        override = state.overrides.active
+        if override is not None:
+            said = f": {override.reason}" if override.reason else ""
+            return GateOutcome(Decision(True, None, f"operator override: {override.action} by {override.by}{said}"),
+                               {}, settings.policy_version, f"{override.action} by {override.by}",
+                               time.perf_counter() - began)
         if not settings.predictor_path:
             raise RuntimeError("no predictor is configured (predictor_path)")
         from airflow_graphlets.prune.predictor import PushPredictor
@@ -62,11 +102,12 @@ def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, sett
         history, last_trained = pipeline_history(config, pipeline, candidate.start)
         x = np.asarray(features(history, candidate))
         probability = float(predictor.push_probability(x)[0])
-        run, reason = PredictedPush(settings.threshold).propose(x, probability)
+        threshold = predictor.threshold if settings.threshold is None else settings.threshold
+        run, reason = PredictedPush(threshold).propose(x, probability)
         if not run:
             hours = (candidate.start - last_trained) / HOUR if last_trained is not None else 0.0
             draw = float(np.random.default_rng().random()) if draw is None else draw
-            forced = settings.guardrails.check(x, skips_in_a_row, hours, draw)
+            forced = settings.guardrails.check(x, state.skips_in_a_row, hours, draw)
             if forced is not None:
                 run, reason = True, f"guardrail: {forced} (the predictor said: {reason})"
         seconds = time.perf_counter() - began

@@ -2,30 +2,34 @@
 pipelines on the past and used on the future.
 
 It answers one question, before a run trains: the probability that its model will be pushed.
-A policy (:mod:`airflow_graphlets.prune.policy`) turns that into run or skip.
+A policy (:mod:`airflow_graphlets.prune.policy`) turns that into run or skip. Training needs
+scikit-learn; using a trained predictor needs only NumPy (:mod:`airflow_graphlets.prune.trees`),
+so a gate decides without paying scikit-learn's import.
 """
 
 from __future__ import annotations
 
-import pickle
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from airflow_graphlets.errors import GraphletsError
 from airflow_graphlets.prune.features import NAMES
+from airflow_graphlets.prune.trees import TreeEnsemble
 
-FORMAT = "airflow-graphlets/push-predictor/1"
+FORMAT = "airflow-graphlets/push-predictor/2"
 
 
-@dataclass
+@dataclass(frozen=True)
 class PushPredictor:
-    """A fitted model with the feature names it was trained on."""
+    """A fitted tree ensemble with the feature names it was trained on."""
 
-    model: object
+    trees: TreeEnsemble
     feature_names: tuple[str, ...]
     trained_rows: int
     push_rate: float  # in the training rows
+    threshold: float = 0.35  # the operating point it was trained for: skip below this probability
 
     @classmethod
     def fit(cls, features: np.ndarray, pushed: np.ndarray, seed: int = 0) -> PushPredictor:
@@ -44,25 +48,42 @@ class PushPredictor:
         model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.08, max_leaf_nodes=31,
                                                l2_regularization=1.0, random_state=seed)
         model.fit(features, pushed.astype(np.int8))
-        return cls(model, NAMES, len(pushed), float(pushed.mean()))
+        return cls(TreeEnsemble.from_sklearn(model), NAMES, len(pushed), float(pushed.mean()))
 
     def push_probability(self, features: np.ndarray) -> np.ndarray:
         """P(pushed) of each row (a 2-D array, or one row)."""
-        rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
-        return self.model.predict_proba(rows)[:, 1]
+        return self.trees.probability(np.atleast_2d(np.asarray(features, dtype=np.float64)))
 
     def save(self, path: str) -> None:
-        with open(path, "wb") as handle:
-            pickle.dump({"format": FORMAT, "predictor": self}, handle)
+        """Write the predictor to ``path`` as NumPy arrays (``.npz`` data, no pickled code)."""
+        meta = {"format": FORMAT, "feature_names": list(self.feature_names), "trained_rows": self.trained_rows,
+                "push_rate": self.push_rate, "threshold": self.threshold}
+        with open(path, "wb") as handle:  # a handle, so NumPy does not append ".npz" to the name
+            np.savez(handle, meta=np.asarray(json.dumps(meta)), **self.trees.to_arrays())
 
     @classmethod
     def load(cls, path: str) -> PushPredictor:
-        """Raises GraphletsError: not a predictor file, or one made for other features."""
-        with open(path, "rb") as handle:
-            payload = pickle.load(handle)
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise GraphletsError(f"{path} is not an airflow-graphlets push predictor ({FORMAT}).")
-        predictor = payload["predictor"]
-        if tuple(predictor.feature_names) != NAMES:
+        """Read a predictor written by :meth:`save`.
+
+        Raises:
+          GraphletsError: no such file, not a predictor file, or one trained on other features.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                arrays = {name: data[name] for name in data.files if name != "meta"}
+        except FileNotFoundError as err:
+            raise GraphletsError(f"No push predictor at {path}: train one with `graphlets train-predictor`.") from err
+        except (OSError, ValueError, KeyError) as err:
+            raise GraphletsError(f"{path} is not an airflow-graphlets push predictor ({FORMAT}): {err}") from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise GraphletsError(f"{path} is not an airflow-graphlets push predictor ({FORMAT}); train it again "
+                                 "with `graphlets train-predictor`.")
+        if tuple(meta.get("feature_names", ())) != NAMES:
             raise GraphletsError(f"{path} was trained on other features; train it again with this version.")
-        return predictor
+        try:
+            trees = TreeEnsemble.from_arrays(arrays)
+        except ValueError as err:
+            raise GraphletsError(f"{path} is damaged: {err}. Train the predictor again.") from err
+        return cls(trees, NAMES, int(meta.get("trained_rows", 0)), float(meta.get("push_rate", 0.0)),
+                   float(meta.get("threshold", 0.35)))

@@ -29,6 +29,12 @@ PIPELINE_CONTEXT = "pipeline"
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
 
+# airflow-graphlets' own bookkeeping, beside (never inside) a pipeline's contexts: operators'
+# overrides of the gate, one execution each, grouped per DAG. Readers leave them out of graphlets.
+GATE_OVERRIDE_TYPE = "GraphletsGateOverride"
+GATE_OVERRIDES_CONTEXT = "graphlets_gate_overrides"
+BOOKKEEPING_EXECUTION_TYPES = frozenset({GATE_OVERRIDE_TYPE})
+
 # MLMD's simple (system) base types, seeded into every store (simple_types_constants.cc).
 BASE_DATASET = "mlmd.Dataset"
 BASE_MODEL = "mlmd.Model"

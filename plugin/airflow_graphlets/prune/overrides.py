@@ -1,0 +1,148 @@
+"""Operators' overrides of the gate, per DAG, kept in the MLMD store with who made them.
+
+Three actions:
+
+* ``force-run``: the DAG's next gate decision runs the training, whatever the predictor says
+  (an operator overruling a skip). It is used up by the first gate decision made after it.
+* ``never-skip``: every later decision runs the training, until ``allow-skip``.
+* ``allow-skip``: ends a ``never-skip``; the gate decides on its own again.
+
+Each override is an MLMD execution of type :data:`OVERRIDE_TYPE`, with its action, author,
+reason and time as custom properties, associated with a context of type
+:data:`OVERRIDES_CONTEXT` named after the DAG. They live beside, not inside, the pipeline's own
+contexts, so graphlet extraction never mistakes them for task runs, and nothing is ever
+overwritten: the log of overrides is append-only, and the state is read from it. Both graphlet
+readers leave these executions out (``schema.BOOKKEEPING_EXECUTION_TYPES``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from airflow_graphlets.errors import GraphletsError
+from airflow_graphlets.store import schema
+from airflow_graphlets.store.uri import StoreConfig
+
+OVERRIDE_TYPE = schema.GATE_OVERRIDE_TYPE
+OVERRIDES_CONTEXT = schema.GATE_OVERRIDES_CONTEXT
+FORCE_RUN = "force-run"
+NEVER_SKIP = "never-skip"
+ALLOW_SKIP = "allow-skip"
+ACTIONS = (FORCE_RUN, NEVER_SKIP, ALLOW_SKIP)
+_MAX_TEXT = 1000  # author and reason are free text; keep a stray paste from bloating the store
+
+
+class OverrideError(GraphletsError, ValueError):
+    """An override request is malformed (unknown action, empty DAG id or author)."""
+
+
+@dataclass(frozen=True)
+class Override:
+    """One operator override as the store keeps it."""
+
+    execution_id: int
+    dag_id: str
+    action: str  # one of ACTIONS
+    by: str  # who made it: an Airflow user name, or the OS user of the CLI
+    reason: str
+    at: float  # epoch seconds (wall clock) when it was made
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StandingOverrides:
+    """What the overrides of one DAG mean for its next gate decision."""
+
+    never_skip: Override | None = None  # in force until an allow-skip
+    force_run: Override | None = None  # made after the latest decision, not used up yet
+
+    @property
+    def active(self) -> Override | None:
+        """The override the next decision honours (never-skip first), or None."""
+        return self.never_skip or self.force_run
+
+
+def validate(dag_id: str, action: str, by: str) -> None:
+    """Raise :class:`OverrideError` naming what is wrong with an override request."""
+    if action not in ACTIONS:
+        raise OverrideError(f"unknown override action {action!r}: use one of {', '.join(ACTIONS)}")
+    if not dag_id or not dag_id.strip():
+        raise OverrideError("an override needs the DAG id it applies to (--dag)")
+    if not by or not by.strip():
+        raise OverrideError("an override needs who makes it (--by), so the skip log can say")
+
+
+def record_override(config: StoreConfig, dag_id: str, action: str, by: str, reason: str = "",
+                    now: float | None = None) -> Override:
+    """Append an override for ``dag_id`` to the store and return it.
+
+    Raises:
+      OverrideError: unknown action, or empty DAG id or author.
+      StoreUnavailableError: the store cannot be opened.
+    """
+    validate(dag_id, action, by)
+    from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+
+    from airflow_graphlets.store.connect import open_store
+    from airflow_graphlets.store.types import TypeRegistry
+
+    # To the millisecond: MLMD hands doubles back to 15 significant digits.
+    at = round(time.time() if now is None else float(now), 3)
+    store = open_store(config)
+    types = TypeRegistry(store)
+    execution = mlmd_pb.Execution(type_id=types.execution_type(OVERRIDE_TYPE),
+                                  last_known_state=mlmd_pb.Execution.COMPLETE)
+    execution.custom_properties["dag_id"].string_value = dag_id
+    execution.custom_properties["action"].string_value = action
+    execution.custom_properties["by"].string_value = by[:_MAX_TEXT]
+    execution.custom_properties["reason"].string_value = reason[:_MAX_TEXT]
+    execution.custom_properties["at_epoch_seconds"].double_value = at
+    context = store.get_context_by_type_and_name(OVERRIDES_CONTEXT, dag_id)
+    if context is None:
+        context = mlmd_pb.Context(type_id=types.context_type(OVERRIDES_CONTEXT), name=dag_id)
+    execution_id, _, _ = store.put_execution(execution, artifact_and_events=[], contexts=[context],
+                                             reuse_context_if_already_exist=True)
+    return Override(execution_id, dag_id, action, by[:_MAX_TEXT], reason[:_MAX_TEXT], at)
+
+
+def read_overrides(config: StoreConfig, dag_id: str) -> list[Override]:
+    """Every override made for ``dag_id``, oldest first (empty when none)."""
+    from ml_metadata import errors as mlmd_errors
+
+    from airflow_graphlets.store.connect import open_store
+
+    store = open_store(config)
+    try:
+        context = store.get_context_by_type_and_name(OVERRIDES_CONTEXT, dag_id)
+    except mlmd_errors.NotFoundError:
+        return []  # no override was ever made in this store: the context type does not exist yet
+    if context is None:
+        return []
+    found = []
+    for execution in store.get_executions_by_context(context.id):
+        p = execution.custom_properties
+        found.append(Override(execution.id, p["dag_id"].string_value, p["action"].string_value,
+                              p["by"].string_value, p["reason"].string_value, p["at_epoch_seconds"].double_value))
+    found.sort(key=lambda o: (o.at, o.execution_id))
+    return found
+
+
+def standing(overrides: Iterable[Override], last_decision_at: float | None) -> StandingOverrides:
+    """The overrides in force for the next decision, given when the DAG's gate last decided.
+
+    A ``never-skip`` stands until a later ``allow-skip``; a ``force-run`` stands if it is newer
+    than the latest decision (the first decision after it uses it up).
+    """
+    never_skip = force_run = None
+    for override in sorted(overrides, key=lambda o: (o.at, o.execution_id)):
+        if override.action == NEVER_SKIP:
+            never_skip = override
+        elif override.action == ALLOW_SKIP:
+            never_skip = None
+        elif override.action == FORCE_RUN and (last_decision_at is None or override.at > last_decision_at):
+            force_run = override
+    return StandingOverrides(never_skip, force_run)
