@@ -10,8 +10,9 @@ from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.prune.dataset import feature_matrix, training_runs
-from airflow_graphlets.prune.features import NAMES
+from airflow_graphlets.prune.features import NAMES, features
 from airflow_graphlets.prune.gate import GateSettings, GateState, decide, read_gate_state
+from airflow_graphlets.prune.gate_history import pipeline_history
 from airflow_graphlets.prune.overrides import (
     ALLOW_SKIP,
     FORCE_RUN,
@@ -54,6 +55,20 @@ def test_the_gate_sees_what_the_replay_sees_and_asks_the_predictor(world):
     expected = PushPredictor.load(path).push_probability(matrix[late])[0]
     assert outcome.decision.probability == pytest.approx(expected)
     assert outcome.decision.reason.startswith("predicted push probability")
+
+
+@pytest.mark.parametrize("first_window", [1, 7, 30])
+def test_a_window_of_latest_runs_gives_the_whole_historys_features(world, first_window):
+    config, runs, matrix, _, _ = world
+    rows = np.flatnonzero(runs.pipeline == runs.pipeline[0])
+    pipeline = runs.pipelines[runs.pipeline[0]]
+    for row in rows[[5, len(rows) // 2, -1]]:  # early (the window is every run), middle, late
+        candidate = runs.candidates[row]
+        whole, whole_last = pipeline_history(config, pipeline, candidate.start, first_window=10**6)
+        window, window_last = pipeline_history(config, pipeline, candidate.start, first_window=first_window)
+        assert features(window, candidate) == pytest.approx(features(whole, candidate))
+        assert features(window, candidate) == pytest.approx(tuple(matrix[row]))
+        assert window_last == whole_last
 
 
 def test_a_run_below_the_threshold_is_skipped_until_the_guardrails_force_one(world):

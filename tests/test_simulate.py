@@ -49,6 +49,22 @@ def test_the_store_passes_mlmds_own_checks_and_accepts_mlmd_writes_after(store_u
     assert new_id == report.executions + 1  # MLMD's own ids continue after the bulk-written ones
 
 
+def test_a_postgresql_store_has_planner_statistics_after_the_load(tmp_path):
+    """Without statistics PostgreSQL plans a read of a few executions as scans of whole tables."""
+    import psycopg2
+    from support.databases import PG, create_store_uri, drop_store
+
+    uri = create_store_uri("postgresql", str(tmp_path))
+    try:
+        simulate(parse_store_uri(uri), pipelines=2, days=5, seed=1)
+        with psycopg2.connect(dbname=uri.rsplit("/", 1)[1], **PG) as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = 'public'")
+            analysed = {name for name, in cursor.fetchall()}
+        assert {"execution", "executionproperty", "event", "association", "artifact"} <= analysed
+    finally:
+        drop_store(uri)
+
+
 def test_the_same_seed_gives_the_same_graphlets_and_another_seed_does_not(tmp_path):
     def graphlets(name: str, seed: int):
         config = parse_store_uri(f"sqlite:///{tmp_path / name}")

@@ -98,7 +98,7 @@ class GraphletGateOperator(BaseOperator):
             )
         except Exception as err:  # noqa: BLE001 - decide() fails open on a missing store
             self.log.warning("airflow-graphlets gate: could not read the run's context: %s", err)
-        return decide(config, context["dag"].dag_id, candidate, settings)  # reads skip log and overrides
+        return decide(config, context["dag"].dag_id, candidate, settings, gate_task_id=self.task_id)
 
 
 def _logical_now(context: Any) -> float:

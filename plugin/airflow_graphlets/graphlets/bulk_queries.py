@@ -48,20 +48,36 @@ class RowQuery:
 
 
 class Scope:
-    """Conditions keeping a query to the executions of some pipelines (``None``: everything)."""
+    """Conditions keeping a query to some executions and the artifacts they touched.
 
-    def __init__(self, pipeline_context_ids: list[int] | None) -> None:
-        self.ids = pipeline_context_ids
+    Everything (no ids); the executions of some contexts (``context_ids``: pipelines, read
+    through sub-queries); or literal ids (``execution_ids`` and ``artifact_ids``: a small window,
+    where index look-ups by id beat any plan a sub-query gets).
+    """
+
+    def __init__(self, context_ids: list[int] | None, execution_ids: list[int] | None = None,
+                 artifact_ids: list[int] | None = None) -> None:
+        self.ids = context_ids
+        self.execution_ids = execution_ids
+        self.artifact_ids = artifact_ids
 
     def executions(self, column: str) -> tuple[str, ...]:
+        if self.execution_ids is not None:
+            return (f"{column} IN ({ints(self.execution_ids)})",)
         if self.ids is None:
             return ()
         return (f"{column} IN (SELECT execution_id FROM Association WHERE context_id IN ({ints(self.ids)}))",)
 
     def artifacts(self, column: str) -> tuple[str, ...]:
+        if self.artifact_ids is not None:
+            return (f"{column} IN ({ints(self.artifact_ids)})",)
         if self.ids is None:
             return ()
         return (f"{column} IN (SELECT artifact_id FROM Event WHERE {self.executions('execution_id')[0]})",)
+
+    def memberships(self, column: str) -> tuple[str, ...]:
+        """For reads of a context's members: only the listed executions, when ids are listed."""
+        return self.executions(column) if self.execution_ids is not None else ()
 
 
 def ints(values: Sequence[int]) -> str:
@@ -115,10 +131,12 @@ def column_queries(dialect: str, scope: Scope, pipeline_ids: list[int], run_cont
             split_on="artifact_id", split_table="Artifact"),
         "runs": ColumnQuery(
             ("a.execution_id", "a.context_id"), ("i8", "i8"), "Association a",
-            (f"a.context_id IN ({run_contexts_sql})",), split_on="a.id", split_table="Association"),
+            (f"a.context_id IN ({run_contexts_sql})", *scope.memberships("a.execution_id")),
+            split_on="a.id", split_table="Association"),
         "pipelines": ColumnQuery(
             ("a.execution_id", "a.context_id"), ("i8", "i8"), "Association a",
-            (f"a.context_id IN ({ints(pipeline_ids)})",), split_on="a.id", split_table="Association"),
+            (f"a.context_id IN ({ints(pipeline_ids)})", *scope.memberships("a.execution_id")),
+            split_on="a.id", split_table="Association"),
         "references": ColumnQuery(
             ("e.artifact_id", "e.execution_id"), ("i8", "i8"), "Event e JOIN EventPath p ON p.event_id = e.id",
             (f"p.step_key IN ({reference_keys})", f"e.type IN ({ints(sorted(rules.INPUT_EVENT_TYPES))})",

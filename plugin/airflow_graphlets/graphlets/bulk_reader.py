@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.graphlets import rules
@@ -33,20 +33,25 @@ from airflow_graphlets.graphlets.provenance import NO_SPAN, NO_VALUE, Provenance
 from airflow_graphlets.graphlets.sorted_sets import distinct, member
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.columns import fetch_columns
-from airflow_graphlets.store.inspect import mlmd_schema_version, read_only_engine
+from airflow_graphlets.store.inspect import mlmd_schema_version, read_only_engine, reading
 from airflow_graphlets.store.uri import StoreConfig
 
 _TYPE_KIND_EXECUTION, _TYPE_KIND_CONTEXT = 0, 2  # MLMD's Type.type_kind
 _PIECES = 4  # id ranges per big query: keeps two readers busy to the end
 
 
-def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2) -> Extraction:
+def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2,
+                   runs: Sequence[int] | None = None, engine: Engine | None = None) -> Extraction:
     """Every model graphlet of a store, read in bulk.
 
     Args:
       config: the store (opened read-only).
       pipelines: only these pipelines (``pipeline`` context names); all when ``None``.
-      workers: processes reading tables side by side (1 keeps everything in this process).
+      workers: processes reading tables side by side (1 keeps everything in this process, on
+        one connection).
+      runs: only the executions of these ``pipeline_run`` contexts (ids) of ``pipelines``: a
+        window of a long history (the gate reads its pipeline's recent runs this way).
+      engine: an open read-only engine for the in-process reads (a new one when None).
 
     Returns:
       The graphlets, ordered by trainer execution id, and the execution cost table.
@@ -55,7 +60,7 @@ def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, 
       StoreNotFoundError, NotAnMlmdStoreError, UnsupportedSchemaError: the store cannot be read.
       NoGraphletsError: the store (or the pipelines asked for) holds no trainer execution.
     """
-    extraction = assemble(read_provenance(config, pipelines, workers))
+    extraction = assemble(read_provenance(config, pipelines, workers, runs, engine))
     if not len(extraction.graphlets):
         scope = f"pipelines {', '.join(pipelines)} of the " if pipelines else ""
         raise NoGraphletsError(
@@ -66,22 +71,27 @@ def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, 
     return extraction
 
 
-def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2) -> Provenance:
+def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2,
+                    runs: Sequence[int] | None = None, engine: Engine | None = None) -> Provenance:
     """The store's provenance graph as columns (see :class:`Provenance`).
 
     Args:
       config: the store (opened read-only).
       pipelines: only these pipelines; all when ``None``.
       workers: processes running the queries side by side (1: all in this process).
+      runs: only these ``pipeline_run`` context ids of ``pipelines`` (needs ``pipelines``).
+      engine: an open read-only engine (a new one when None).
     """
-    engine = read_only_engine(config)
-    try:
+    if runs is not None and pipelines is None:
+        raise ValueError("a window of runs is read within named pipelines: pass pipelines too")
+    with reading(config, engine, point_reads=runs is not None) as engine:
         version = mlmd_schema_version(engine, config)
         with engine.connect() as conn:
-            plan = _plan(conn, pipelines)
-    finally:
-        engine.dispose()
-    results = _run(config, plan.tasks(), workers)
+            plan = _plan(conn, pipelines, runs)
+            results = _collect(plan.tasks(), [_fetch_on(conn, query, id_range)
+                                              for _, _, query, id_range in plan.tasks()]) if workers <= 1 else None
+    if results is None:
+        results = _run(config, plan.tasks(), workers)
     return _provenance(str(config), version, plan, results)
 
 
@@ -113,7 +123,7 @@ class _Plan:
         return whole + pieces
 
 
-def _plan(conn: Connection, only: Sequence[str] | None) -> _Plan:
+def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int] | None = None) -> _Plan:
     types = conn.execute(sa.text("SELECT id, name, type_kind FROM Type")).all()
     type_bases = {int(t): n for t, n in conn.execute(sa.text(
         "SELECT pt.type_id, p.name FROM ParentType pt JOIN Type p ON p.id = pt.parent_type_id"))}
@@ -129,13 +139,18 @@ def _plan(conn: Connection, only: Sequence[str] | None) -> _Plan:
     pipeline_rows.sort(key=lambda row: row[1])
     pipeline_ids = [i for i, _ in pipeline_rows]
     # With a pipeline filter every query keeps to the executions of those pipelines, and a
-    # pipeline's runs are its child contexts (TFX and the recorder link them).
+    # pipeline's runs are its child contexts (TFX and the recorder link them); with a window of
+    # runs, to the executions of those runs, listed.
     scope = Scope(None if only is None else pipeline_ids)
+    if runs_only is not None:
+        scope = _window_scope(conn, pipeline_ids, runs_only)
     runs = f"SELECT id FROM Context WHERE type_id IN ({ints(run_types)})"
     if only is not None:
         runs += f" AND id IN (SELECT context_id FROM ParentContext WHERE parent_context_id IN ({ints(pipeline_ids)}))"
+    if runs_only is not None:
+        runs += f" AND id IN ({ints(runs_only)})"
     bounds = {}
-    for table in ("Event", "Execution", "Artifact", "Association"):
+    for table in ("Event", "Execution", "Artifact", "Association") if only is None else ():  # for id-range pieces
         # Two statements: SQLite answers a lone MIN or MAX from the index, not both at once.
         low = conn.execute(sa.text(f"SELECT MIN(id) FROM {table}")).scalar()
         high = conn.execute(sa.text(f"SELECT MAX(id) FROM {table}")).scalar()
@@ -151,15 +166,26 @@ def _plan(conn: Connection, only: Sequence[str] | None) -> _Plan:
     )
 
 
+def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]) -> Scope:
+    """The executions of ``runs`` that belong to the pipelines, and the artifacts they touched, by id."""
+    executions = sorted(int(e) for e, in conn.execute(sa.text(
+        f"SELECT r.execution_id FROM Association r JOIN Association p ON p.execution_id = r.execution_id "
+        f"WHERE r.context_id IN ({ints(runs)}) AND p.context_id IN ({ints(pipeline_ids)})")))
+    artifacts = sorted({int(a) for a, in conn.execute(sa.text(
+        f"SELECT artifact_id FROM Event WHERE execution_id IN ({ints(executions)})"))})
+    return Scope(pipeline_ids, executions, artifacts)
+
+
 def _run(config: StoreConfig, tasks, workers: int) -> dict[str, list]:
-    """Run every task; returns, per query name, its result (pieces joined in id order)."""
-    if workers <= 1:
-        pieces = [_fetch(config, query, id_range) for _, _, query, id_range in tasks]
-    else:
-        # Fork: the children start at once with this process's imports and open their own connections.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_fetch, config, query, id_range) for _, _, query, id_range in tasks]
-            pieces = [future.result() for future in futures]
+    """Run every task in a pool of ``workers`` processes, each query on its own connection."""
+    # Fork: the children start at once with this process's imports and open their own connections.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(_fetch, config, query, id_range) for _, _, query, id_range in tasks]
+        return _collect(tasks, [future.result() for future in futures])
+
+
+def _collect(tasks, pieces: list) -> dict[str, list]:
+    """Per query name, its result (pieces joined in id order)."""
     parts: dict[str, list] = {}
     for (name, _, _, _), piece in zip(tasks, pieces):
         parts.setdefault(name, []).append(piece)
@@ -175,12 +201,16 @@ def _fetch(config: StoreConfig, query: ColumnQuery | RowQuery, id_range: tuple[i
     engine = read_only_engine(config)
     try:
         with engine.connect() as conn:
-            if isinstance(query, RowQuery):
-                return [tuple(row) for row in conn.execute(sa.text(query.sql))]
-            columns = fetch_columns(conn, query.columns, query.sql_rest(id_range))
-            return [_compact(column, dtype) for column, dtype in zip(columns, query.dtypes)]
+            return _fetch_on(conn, query, id_range)
     finally:
         engine.dispose()
+
+
+def _fetch_on(conn: Connection, query: ColumnQuery | RowQuery, id_range: tuple[int, int] | None):
+    if isinstance(query, RowQuery):
+        return [tuple(row) for row in conn.execute(sa.text(query.sql))]
+    columns = fetch_columns(conn, query.columns, query.sql_rest(id_range))
+    return [_compact(column, dtype) for column, dtype in zip(columns, query.dtypes)]
 
 
 def _compact(column: np.ndarray, dtype: str) -> np.ndarray:

@@ -11,18 +11,26 @@ import json
 from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from airflow_graphlets.store import schema
-from airflow_graphlets.store.inspect import read_only_engine
+from airflow_graphlets.store.identity import node_context_name
+from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
 
 DECISION = "graphlets_decision"
-_SQL = sa.text(
-    "SELECT p.execution_id, p.name, p.string_value, p.double_value, p.int_value FROM ExecutionProperty p "
-    "WHERE p.execution_id IN (SELECT d.execution_id FROM ExecutionProperty d "
-    "  JOIN Association a ON a.execution_id = d.execution_id JOIN Context c ON c.id = a.context_id "
-    "  JOIN Type t ON t.id = c.type_id WHERE d.name = :decision AND c.name = :dag AND t.name = :pipeline)"
-)
+_PROPERTIES = ("SELECT p.execution_id, p.name, p.string_value, p.double_value, p.int_value FROM ExecutionProperty p "
+               "JOIN ({decided}) decided ON decided.execution_id = p.execution_id")
+# Every gate of a DAG: executions of its pipeline that carry a decision.
+_OF_DAG = ("SELECT d.execution_id FROM ExecutionProperty d "
+           "JOIN Association a ON a.execution_id = d.execution_id JOIN Context c ON c.id = a.context_id "
+           "JOIN Type t ON t.id = c.type_id WHERE d.name = :decision AND c.name = :context AND t.name = :context_type")
+# One gate task: the newest executions of its node context that carry a decision (a derived
+# table, since MySQL refuses LIMIT inside IN).
+_OF_GATE = ("SELECT a.execution_id FROM Association a JOIN Context c ON c.id = a.context_id "
+            "JOIN Type t ON t.id = c.type_id JOIN ExecutionProperty d ON d.execution_id = a.execution_id "
+            "AND d.name = :decision WHERE c.name = :context AND t.name = :context_type "
+            "ORDER BY a.execution_id DESC LIMIT :latest")
 
 
 @dataclass(frozen=True)
@@ -44,14 +52,27 @@ class LoggedDecision:
         return asdict(self)
 
 
-def read_decisions(config: StoreConfig, dag_id: str, since: float | None = None) -> list[LoggedDecision]:
-    """The DAG's gate decisions, oldest first, at or after ``since`` (epoch seconds) when given."""
-    engine = read_only_engine(config)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(_SQL, {"decision": DECISION, "dag": dag_id, "pipeline": schema.PIPELINE_CONTEXT}).all()
-    finally:
-        engine.dispose()
+def read_decisions(config: StoreConfig, dag_id: str, since: float | None = None, *, gate_task_id: str | None = None,
+                   latest: int | None = None, engine: Engine | None = None) -> list[LoggedDecision]:
+    """The DAG's gate decisions, oldest first.
+
+    Args:
+      config: the store (read-only).
+      dag_id: the DAG.
+      since: only decisions at or after this time (epoch seconds).
+      gate_task_id: only this gate task's decisions (read through its node context, fast).
+      latest: with ``gate_task_id``, only its newest ``latest`` decisions.
+      engine: an open read-only engine to use (a new one when None).
+    """
+    if gate_task_id is None:
+        sql = _PROPERTIES.format(decided=_OF_DAG)
+        params = {"context": dag_id, "context_type": schema.PIPELINE_CONTEXT}
+    else:
+        sql = _PROPERTIES.format(decided=_OF_GATE)
+        params = {"context": node_context_name(dag_id, gate_task_id), "context_type": schema.NODE_CONTEXT,
+                  "latest": latest if latest is not None else 2**31 - 1}
+    with reading(config, engine) as engine, engine.connect() as conn:
+        rows = conn.execute(sa.text(sql), {"decision": DECISION, **params}).all()
     props: dict[int, dict[str, object]] = {}
     for execution_id, name, text, double, integer in rows:
         props.setdefault(int(execution_id), {})[name] = text if text is not None else (double if double is not None else integer)

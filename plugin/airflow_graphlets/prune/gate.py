@@ -8,15 +8,20 @@ gate must never be the reason a model is not trained by mistake.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from airflow_graphlets.prune.features import NAMES, Candidate, PipelineHistory, features
+from airflow_graphlets.prune.features import NAMES, Candidate, features
 from airflow_graphlets.prune.overrides import StandingOverrides
 from airflow_graphlets.prune.policy import Decision, Guardrails, PredictedPush
 from airflow_graphlets.store.uri import StoreConfig
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 HOUR = 3600.0
 
@@ -42,19 +47,29 @@ class GateState:
     overrides: StandingOverrides = field(default_factory=StandingOverrides)
 
 
-def read_gate_state(config: StoreConfig, dag_id: str) -> GateState:
-    """The DAG's gate state from its skip log and override log in the store."""
+def read_gate_state(config: StoreConfig, dag_id: str, gate_task_id: str | None = None,
+                    latest: int | None = None, engine: Engine | None = None) -> GateState:
+    """The DAG's gate state from its skip log and override log in the store.
+
+    Args:
+      config: the store (read-only).
+      dag_id: the DAG.
+      gate_task_id: read this gate task's decisions only (fast); every gate of the DAG when None.
+      latest: with ``gate_task_id``, read only its newest ``latest`` decisions (enough to count
+        a run of skips up to the guardrail's limit).
+      engine: an open read-only engine to read through (a new one when None).
+    """
     from airflow_graphlets.prune.decisions import read_decisions
     from airflow_graphlets.prune.overrides import read_overrides, standing
 
-    decisions = read_decisions(config, dag_id)
+    decisions = read_decisions(config, dag_id, gate_task_id=gate_task_id, latest=latest, engine=engine)
     skips = 0
     for logged in reversed(decisions):
         if logged.decision != "skip":
             break
         skips += 1
     last = decisions[-1].decided_at if decisions else None
-    return GateState(skips, last, standing(read_overrides(config, dag_id), last))
+    return GateState(skips, last, standing(read_overrides(config, dag_id, engine), last))
 
 
 @dataclass(frozen=True)
@@ -69,7 +84,7 @@ class GateOutcome:
 
 
 def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, settings: GateSettings, *,
-           state: GateState | None = None, draw: float | None = None) -> GateOutcome:
+           state: GateState | None = None, gate_task_id: str | None = None, draw: float | None = None) -> GateOutcome:
     """Run or skip the run about to train in ``pipeline``; never raises (fails open).
 
     Args:
@@ -78,6 +93,7 @@ def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, sett
       candidate: what is known of the run about to train.
       settings: predictor, threshold, guardrails, budget.
       state: the skip log and overrides; read from the store when not given.
+      gate_task_id: the gate's task id, so the skip log is read from its own decisions.
       draw: the exploration draw in [0, 1) (random when not given).
     """
     began = time.perf_counter()
@@ -87,57 +103,49 @@ def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, sett
     try:
         if config is None:
             raise RuntimeError("no MLMD store is configured")
-        state = read_gate_state(config, pipeline) if state is None else state
-        override = state.overrides.active
-        if override is not None:
-            said = f": {override.reason}" if override.reason else ""
-            return GateOutcome(Decision(True, None, f"operator override: {override.action} by {override.by}{said}"),
-                               {}, settings.policy_version, f"{override.action} by {override.by}",
-                               time.perf_counter() - began)
-        if not settings.predictor_path:
-            raise RuntimeError("no predictor is configured (predictor_path)")
-        from airflow_graphlets.prune.predictor import PushPredictor
+        from airflow_graphlets.store.inspect import reading
 
-        predictor = PushPredictor.load(settings.predictor_path)
-        history, last_trained = pipeline_history(config, pipeline, candidate.start)
-        x = np.asarray(features(history, candidate))
-        probability = float(predictor.push_probability(x)[0])
-        threshold = predictor.threshold if settings.threshold is None else settings.threshold
-        run, reason = PredictedPush(threshold).propose(x, probability)
-        if not run:
-            hours = (candidate.start - last_trained) / HOUR if last_trained is not None else 0.0
-            draw = float(np.random.default_rng().random()) if draw is None else draw
-            forced = settings.guardrails.check(x, state.skips_in_a_row, hours, draw)
-            if forced is not None:
-                run, reason = True, f"guardrail: {forced} (the predictor said: {reason})"
+        with reading(config, point_reads=True) as engine:  # one connection pool for every read
+            outcome = _decide(config, engine, pipeline, candidate, settings, state, gate_task_id, draw)
         seconds = time.perf_counter() - began
         if seconds > settings.budget_seconds:
-            return GateOutcome(Decision(True, probability, f"fail open: the decision took {seconds:.2f} s "
-                                                           f"(budget {settings.budget_seconds:g} s)"),
-                               dict(zip(NAMES, x.tolist())), settings.policy_version, None, seconds)
-        return GateOutcome(Decision(run, probability, reason), dict(zip(NAMES, x.tolist())), settings.policy_version,
-                           None, seconds)
+            return GateOutcome(Decision(True, outcome.decision.probability,
+                                        f"fail open: the decision took {seconds:.2f} s "
+                                        f"(budget {settings.budget_seconds:g} s)"),
+                               outcome.features, settings.policy_version, None, seconds)
+        return dataclasses.replace(outcome, seconds=seconds)
     except Exception as err:  # noqa: BLE001 - any failure runs the training
         return GateOutcome(Decision(True, None, f"fail open: {type(err).__name__}: {err}"), {},
                            settings.policy_version, None, time.perf_counter() - began)
 
 
-def pipeline_history(config: StoreConfig, pipeline: str, now: float) -> tuple[PipelineHistory, float | None]:
-    """The pipeline's outcomes known at ``now`` (in the order they became known), and when its
-    latest trainer started (None before any)."""
-    from airflow_graphlets.errors import NoGraphletsError
-    from airflow_graphlets.graphlets.bulk_reader import read_graphlets
-    from airflow_graphlets.graphlets.clock import on_clock
-    from airflow_graphlets.prune.dataset import training_runs
-    from airflow_graphlets.prune.signals import span_drift
+def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candidate, settings: GateSettings,
+            state: GateState | None, gate_task_id: str | None, draw: float | None) -> GateOutcome:
+    """The decision, raising on any failure (``decide`` turns that into running the training)."""
+    from airflow_graphlets.prune.gate_history import pipeline_history
+    from airflow_graphlets.prune.predictor import PushPredictor
 
-    try:
-        extraction = on_clock(read_graphlets(config, [pipeline], workers=1), "logical")
-    except NoGraphletsError:
-        return PipelineHistory(), None  # a pipeline that has not trained yet
-    runs = training_runs(extraction, span_drift(config, pipeline))  # only this pipeline's spans
-    history = PipelineHistory()
-    for outcome in sorted((o for o in runs.outcomes if o.end <= now), key=lambda o: o.end):
-        history.add(outcome)
-    started = [o.start for o in runs.outcomes if o.start <= now]
-    return history, max(started) if started else None
+    if state is None:
+        latest = settings.guardrails.max_consecutive_skips + 1 if gate_task_id else None
+        state = read_gate_state(config, pipeline, gate_task_id, latest, engine)
+    override = state.overrides.active
+    if override is not None:
+        said = f": {override.reason}" if override.reason else ""
+        return GateOutcome(Decision(True, None, f"operator override: {override.action} by {override.by}{said}"),
+                           {}, settings.policy_version, f"{override.action} by {override.by}", 0.0)
+    if not settings.predictor_path:
+        raise RuntimeError("no predictor is configured (predictor_path)")
+    predictor = PushPredictor.load(settings.predictor_path)
+    history, last_trained = pipeline_history(config, pipeline, candidate.start, engine=engine)
+    x = np.asarray(features(history, candidate))
+    probability = float(predictor.push_probability(x)[0])
+    threshold = predictor.threshold if settings.threshold is None else settings.threshold
+    run, reason = PredictedPush(threshold).propose(x, probability)
+    if not run:
+        hours = (candidate.start - last_trained) / HOUR if last_trained is not None else 0.0
+        draw = float(np.random.default_rng().random()) if draw is None else draw
+        forced = settings.guardrails.check(x, state.skips_in_a_row, hours, draw)
+        if forced is not None:
+            run, reason = True, f"guardrail: {forced} (the predictor said: {reason})"
+    return GateOutcome(Decision(run, probability, reason), dict(zip(NAMES, x.tolist())), settings.policy_version,
+                       None, 0.0)

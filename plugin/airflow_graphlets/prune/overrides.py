@@ -21,8 +21,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
 from airflow_graphlets.errors import GraphletsError
 from airflow_graphlets.store import schema
+from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
 
 OVERRIDE_TYPE = schema.GATE_OVERRIDE_TYPE
@@ -31,6 +35,11 @@ FORCE_RUN = "force-run"
 NEVER_SKIP = "never-skip"
 ALLOW_SKIP = "allow-skip"
 ACTIONS = (FORCE_RUN, NEVER_SKIP, ALLOW_SKIP)
+_OVERRIDES_SQL = sa.text(
+    "SELECT p.execution_id, p.name, p.string_value, p.double_value FROM Context c "
+    "JOIN Type t ON t.id = c.type_id JOIN Association a ON a.context_id = c.id "
+    "JOIN ExecutionProperty p ON p.execution_id = a.execution_id WHERE c.name = :context AND t.name = :context_type"
+)
 _MAX_TEXT = 1000  # author and reason are free text; keep a stray paste from bloating the store
 
 
@@ -109,24 +118,21 @@ def record_override(config: StoreConfig, dag_id: str, action: str, by: str, reas
     return Override(execution_id, dag_id, action, by[:_MAX_TEXT], reason[:_MAX_TEXT], at)
 
 
-def read_overrides(config: StoreConfig, dag_id: str) -> list[Override]:
-    """Every override made for ``dag_id``, oldest first (empty when none)."""
-    from ml_metadata import errors as mlmd_errors
+def read_overrides(config: StoreConfig, dag_id: str, engine: Engine | None = None) -> list[Override]:
+    """Every override made for ``dag_id``, oldest first (empty when none), read-only, through
+    ``engine`` when given.
 
-    from airflow_graphlets.store.connect import open_store
-
-    store = open_store(config)
-    try:
-        context = store.get_context_by_type_and_name(OVERRIDES_CONTEXT, dag_id)
-    except mlmd_errors.NotFoundError:
-        return []  # no override was ever made in this store: the context type does not exist yet
-    if context is None:
-        return []
-    found = []
-    for execution in store.get_executions_by_context(context.id):
-        p = execution.custom_properties
-        found.append(Override(execution.id, p["dag_id"].string_value, p["action"].string_value,
-                              p["by"].string_value, p["reason"].string_value, p["at_epoch_seconds"].double_value))
+    Raises:
+      StoreNotFoundError, StoreUnavailableError: the store cannot be opened.
+    """
+    with reading(config, engine) as engine, engine.connect() as conn:
+        rows = conn.execute(_OVERRIDES_SQL, {"context": dag_id, "context_type": OVERRIDES_CONTEXT}).all()
+    props: dict[int, dict[str, object]] = {}
+    for execution_id, name, text, double in rows:
+        props.setdefault(int(execution_id), {})[name] = text if text is not None else double
+    found = [Override(execution_id, str(p.get("dag_id") or ""), str(p.get("action") or ""), str(p.get("by") or ""),
+                      str(p.get("reason") or ""), float(p.get("at_epoch_seconds") or 0.0))
+             for execution_id, p in props.items()]
     found.sort(key=lambda o: (o.at, o.execution_id))
     return found
 

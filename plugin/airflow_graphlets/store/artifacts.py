@@ -10,7 +10,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from airflow_graphlets.store import schema
-from airflow_graphlets.store.contexts import pipeline_run_context_name
+from airflow_graphlets.store.identity import pipeline_run_context_name
 from airflow_graphlets.store.properties import set_value
 
 _SUCCESSFUL = (mlmd_pb.Execution.COMPLETE, mlmd_pb.Execution.CACHED)

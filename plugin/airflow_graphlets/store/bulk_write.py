@@ -246,10 +246,10 @@ class BulkWriter:
                 f"SELECT setval(pg_get_serial_sequence('{table.lower()}', 'id'), "
                 f"GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1))"
             )
-        self.conn.commit()
-        # Fresh statistics, so the planner knows the tables just grew by millions of rows.
-        self.conn.autocommit = True
+        # Fresh statistics, so the planner knows the tables just grew by millions of rows. In
+        # the transaction, and committed: closing the connection would roll them back.
         cursor.execute("ANALYZE")
+        self.conn.commit()
         cursor.close()
 
 

@@ -8,7 +8,6 @@ import sqlite3
 
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
-
 from sqlalchemy.exc import SQLAlchemyError
 
 from airflow_graphlets.errors import StoreUnavailableError, first_line

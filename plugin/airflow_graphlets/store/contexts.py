@@ -9,25 +9,9 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from airflow_graphlets.store import schema
-from airflow_graphlets.store.identity import bounded_name
+from airflow_graphlets.store.identity import node_context_name, pipeline_run_context_name
 from airflow_graphlets.store.properties import set_value
 from airflow_graphlets.store.types import TypeRegistry
-
-
-def pipeline_run_context_name(dag_id: str, run_id: str) -> str:
-    """Name of a run's context.
-
-    TFX's portable orchestrator names it by the run id alone, which it makes unique with a
-    timestamp; Airflow run ids are unique only within a DAG, so we qualify them by the DAG id as
-    TFX's legacy orchestrator did (``<pipeline_name>.<run_id>``). Names longer than MLMD's 255
-    characters are shortened with a hash (:func:`bounded_name`).
-    """
-    return bounded_name(f"{dag_id}.{run_id}")
-
-
-def node_context_name(dag_id: str, task_id: str) -> str:
-    """Name of a task's node context, as TFX's ``compiler_utils.node_context_name``."""
-    return bounded_name(f"{dag_id}.{task_id}")
 
 
 class ContextCache:

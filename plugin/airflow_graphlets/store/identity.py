@@ -42,3 +42,19 @@ def _bounded(text: str) -> str:
     if len(text) <= _MAX_LENGTH:
         return text
     return _HASHED_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def pipeline_run_context_name(dag_id: str, run_id: str) -> str:
+    """Name of a run's context.
+
+    TFX's portable orchestrator names it by the run id alone, which it makes unique with a
+    timestamp; Airflow run ids are unique only within a DAG, so we qualify them by the DAG id as
+    TFX's legacy orchestrator did (``<pipeline_name>.<run_id>``). Names longer than MLMD's 255
+    characters are shortened with a hash (:func:`bounded_name`).
+    """
+    return bounded_name(f"{dag_id}.{run_id}")
+
+
+def node_context_name(dag_id: str, task_id: str) -> str:
+    """Name of a task's node context, as TFX's ``compiler_utils.node_context_name``."""
+    return bounded_name(f"{dag_id}.{task_id}")

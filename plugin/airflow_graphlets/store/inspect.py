@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -24,12 +26,19 @@ from airflow_graphlets.store.uri import StoreConfig
 
 # ml-metadata 1.11 to 1.17 write schema version 10 (ml_metadata/RELEASE.md).
 SUPPORTED_SCHEMA_VERSIONS = frozenset({10})
+_POINT_READS = " -c random_page_cost=1.1 -c max_parallel_workers_per_gather=0"
 MLMD_TABLES = ("MLMDEnv", "Type", "ParentType", "Artifact", "ArtifactProperty", "Execution", "ExecutionProperty",
                "Context", "Event", "EventPath", "Association")
 
 
-def read_only_engine(config: StoreConfig) -> Engine:
+def read_only_engine(config: StoreConfig, point_reads: bool = False) -> Engine:
     """A SQLAlchemy engine on the store's database that cannot write.
+
+    Args:
+      config: the store.
+      point_reads: the session reads a few rows by id (the gate's window of runs): on PostgreSQL,
+        index look-ups are priced as cheap as they are on a cached store and no parallel workers
+        are started, so a read of a hundred executions does not scan whole tables.
 
     Raises:
       StoreNotFoundError: the SQLite file or the database does not exist.
@@ -44,9 +53,8 @@ def read_only_engine(config: StoreConfig) -> Engine:
         uri = f"file:{config.path}?mode=ro"
         engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
     elif config.backend == "postgresql":
-        engine = sa.create_engine(
-            config.sqlalchemy_url(), connect_args={"options": "-c default_transaction_read_only=on"}
-        )
+        options = "-c default_transaction_read_only=on" + (_POINT_READS if point_reads else "")
+        engine = sa.create_engine(config.sqlalchemy_url(), connect_args={"options": options})
     else:
         engine = sa.create_engine(config.sqlalchemy_url(), connect_args={"init_command": "SET SESSION TRANSACTION READ ONLY"})
     try:
@@ -61,6 +69,20 @@ def read_only_engine(config: StoreConfig) -> Engine:
             ) from None
         raise StoreUnavailableError(f"Cannot open the MLMD store {config}: {message}") from None
     return engine
+
+
+@contextmanager
+def reading(config: StoreConfig, engine: Engine | None = None, point_reads: bool = False) -> Iterator[Engine]:
+    """``engine`` when the caller passes one it owns (several reads on one connection pool), else
+    a new read-only engine, disposed on exit. Raises as :func:`read_only_engine`."""
+    if engine is not None:
+        yield engine
+        return
+    own = read_only_engine(config, point_reads)
+    try:
+        yield own
+    finally:
+        own.dispose()
 
 
 def mlmd_schema_version(engine: Engine, config: StoreConfig) -> int:

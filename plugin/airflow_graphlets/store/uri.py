@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
-
 from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit
 
 from airflow_graphlets.errors import StoreConfigError
 

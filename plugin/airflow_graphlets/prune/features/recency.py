@@ -8,7 +8,9 @@ last runs tends not to push in the next.
 - ``consecutive_not_pushed``: known graphlets since the last pushed one, counting back.
 - ``recent_push_rate``: pushed share of the last 10 known graphlets (-1 with none).
 - ``recent_blessed_rate``: blessed share of the last 10 known graphlets with an evaluation (-1).
-- ``history_length``: known graphlets in all.
+- ``history_length``: known graphlets, counted up to ``LONG_HISTORY`` (20): past that a history
+  is long, and a count that grows forever would only tell the predictor a pipeline's age, which
+  the gate could then not read from a window of recent runs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from airflow_graphlets.prune.features.history import Candidate, PipelineHistory
 NAMES = ("hours_since_push", "runs_since_push", "consecutive_not_pushed", "recent_push_rate",
          "recent_blessed_rate", "history_length")
 RECENT = 10
+LONG_HISTORY = 20
 HOUR = 3600.0
 
 
@@ -37,4 +40,5 @@ def compute(history: PipelineHistory, candidate: Candidate) -> tuple[float, ...]
     push_rate = sum(o.pushed for o in recent) / len(recent) if recent else -1.0
     judged = [o for o in history.outcomes[-RECENT:] if o.blessed is not None]
     blessed_rate = sum(bool(o.blessed) for o in judged) / len(judged) if judged else -1.0
-    return max(since, 0.0) / HOUR, float(runs_since), float(streak), push_rate, blessed_rate, float(len(history.outcomes))
+    length = min(len(history.outcomes), LONG_HISTORY)
+    return max(since, 0.0) / HOUR, float(runs_since), float(streak), push_rate, blessed_rate, float(length)

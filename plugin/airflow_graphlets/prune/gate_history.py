@@ -1,0 +1,80 @@
+"""The gate's view of one pipeline's past, read from a window of its latest runs.
+
+The features need the deployed model's graphlet, the outcomes since it, the last ten outcomes
+and the length of the history up to ``LONG_HISTORY`` (:mod:`airflow_graphlets.prune.features`).
+A pipeline that has run for a year holds thousands of graphlets; extracting them all on every
+decision would take seconds. So the gate extracts graphlets from its pipeline's latest runs
+only, and widens the window (x4) until it holds a pushed outcome known before now and
+``LONG_HISTORY`` known outcomes, or every run. The features then come out as the whole
+history's would, as long as no run older than the window is still going on.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from airflow_graphlets.errors import NoGraphletsError
+from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+from airflow_graphlets.graphlets.clock import on_clock
+from airflow_graphlets.prune.dataset import training_runs
+from airflow_graphlets.prune.features import PipelineHistory
+from airflow_graphlets.prune.features.recency import LONG_HISTORY
+from airflow_graphlets.prune.signals import span_drift
+from airflow_graphlets.store import schema
+from airflow_graphlets.store.inspect import reading
+from airflow_graphlets.store.uri import StoreConfig
+
+FIRST_WINDOW = 2 * LONG_HISTORY  # runs: room for runs that trained nothing (skipped, failed early)
+_WIDEN = 4
+
+# The pipeline's latest runs, newest first: run contexts are made as a run's first record is
+# written, so their ids follow the runs' order (a window read too early is widened anyway).
+_LATEST_RUNS_SQL = sa.text(
+    "SELECT pc.context_id FROM ParentContext pc "
+    "JOIN Context p ON p.id = pc.parent_context_id JOIN Type pt ON pt.id = p.type_id "
+    "WHERE p.name = :pipeline AND pt.name = :pipeline_type ORDER BY pc.context_id DESC LIMIT :latest"
+)
+
+
+def pipeline_history(config: StoreConfig, pipeline: str, now: float, first_window: int = FIRST_WINDOW,
+                     engine: Engine | None = None) -> tuple[PipelineHistory, float | None]:
+    """The pipeline's outcomes known at ``now`` (in the order they became known), and when its
+    latest trainer started (None before any), on the logical clock.
+
+    Args:
+      config: the store (read-only).
+      pipeline: the ``pipeline`` context name (the DAG id).
+      now: the decision's time on the logical clock.
+      first_window: runs read at first.
+      engine: an open read-only engine to read through (a new one when None).
+
+    Raises:
+      StoreNotFoundError, StoreUnavailableError, NotAnMlmdStoreError: the store cannot be read.
+    """
+    window = max(first_window, 1)
+    with reading(config, engine, point_reads=True) as engine:
+        while True:
+            with engine.connect() as conn:
+                latest = [int(r) for r, in conn.execute(_LATEST_RUNS_SQL, {
+                    "pipeline": pipeline, "pipeline_type": schema.PIPELINE_CONTEXT, "latest": window + 1})]
+            chosen = None if len(latest) <= window else sorted(latest[:window])
+            history, last_trained = _read_window(config, pipeline, now, chosen, engine)
+            if chosen is None or (history.last_pushed is not None and len(history.outcomes) >= LONG_HISTORY):
+                return history, last_trained
+            window *= _WIDEN
+
+
+def _read_window(config: StoreConfig, pipeline: str, now: float, runs: list[int] | None,
+                 engine: Engine) -> tuple[PipelineHistory, float | None]:
+    """History from ``runs`` (every run when None) and its latest trainer start."""
+    try:
+        extraction = on_clock(read_graphlets(config, [pipeline], workers=1, runs=runs, engine=engine), "logical")
+    except NoGraphletsError:
+        return PipelineHistory(), None  # no trainer in these runs (or none at all yet)
+    found = training_runs(extraction, span_drift(config, pipeline, runs, engine))
+    history = PipelineHistory()
+    for outcome in sorted((o for o in found.outcomes if o.end <= now), key=lambda o: o.end):
+        history.add(outcome)
+    started = [o.start for o in found.outcomes if o.start <= now]
+    return history, max(started) if started else None
