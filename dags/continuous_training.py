@@ -3,12 +3,16 @@
 One DAG per pipeline of ``ct_pipelines.pipelines.PIPELINES``. Every day a run ingests one new
 span of a drifting stream and retrains::
 
-    example_gen -> statistics_gen -> schema_gen -> example_validator -> [transform] -> trainer
-        -> evaluator -> pusher
+    example_gen -> statistics_gen -> schema_gen -> example_validator -> graphlet_gate
+        -> [transform] -> trainer -> evaluator -> pusher
 
 - ExampleGen writes span k (one day of a river stream with real concept drift).
 - StatisticsGen, SchemaGen and ExampleValidator summarise it, infer a schema and measure drift
   against the previous span.
+- The graphlet gate predicts, from the pipeline's graphlet history in MLMD, whether this run's
+  model would be pushed, and skips the training branch when it would not (within guardrails;
+  every decision is in the skip log, ``graphlets decisions``). Until a predictor exists
+  (``graphlets train-predictor`` writes ``[graphlets] predictor_path``) it runs every training.
 - Transform (in releases that have it) fits a standardisation on the training window.
 - Trainer fits a scikit-learn model on the last ``window`` spans.
 - Evaluator blesses the candidate only if, on the newest span's eval split, it reaches the
@@ -29,6 +33,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 from airflow_graphlets import lineage
 from airflow_graphlets.assets import mlmd_asset
+from airflow_graphlets.gate_operator import graphlet_gate
 from ct_pipelines import components
 from ct_pipelines.pipelines import PIPELINES, Pipeline, Release, data_dir, span_of, today
 from ct_pipelines.trainers import TRAINERS
@@ -110,6 +115,12 @@ def continuous_training(pipeline: Pipeline, release: Release):
             run.output("TransformGraph", path, spans=f"{first}-{span}")
             return path
 
+        @graphlet_gate(task_id="graphlet_gate", trainer_task_id="trainer")
+        def gate(span: int, report: dict) -> dict:
+            """What the trainer will read (the rolling window) and the drift the validator saw."""
+            return {"spans": list(range(max(0, span - pipeline.window + 1), span + 1)),
+                    "drift": report["feature_drift"]}
+
         trainer = task(task_id="trainer")(TRAINERS[release.trainer])
 
         @task
@@ -152,14 +163,14 @@ def continuous_training(pipeline: Pipeline, release: Release):
         span = example_gen()
         statistics_path = statistics_gen(span)
         schema_path = schema_gen(statistics_path)
-        checked = example_validator(span, statistics_path, schema_path)
+        decided = gate(span, example_validator(span, statistics_path, schema_path))
         transform_path = transform(span) if release.transform else None
         if transform_path is not None:
-            checked >> transform_path
+            decided >> transform_path
             model_path = trainer(pipeline.dag_id, span, transform_path)
         else:
             model_path = trainer(pipeline.dag_id, span)
-            checked >> model_path
+            decided >> model_path
         pusher(model_path, evaluator(span, model_path))
 
     return pipeline_dag()

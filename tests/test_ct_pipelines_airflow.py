@@ -12,6 +12,7 @@ import sys
 import pytest
 from airflow_graphlets.graphlets.analyses import analyze
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+from airflow_graphlets.prune.decisions import read_decisions
 from airflow_graphlets.store.uri import parse_store_uri
 from support.airflow_env import VENV_BIN, AirflowEnv
 
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.airflow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DAGS = os.path.join(ROOT, "dags")
 PIPELINES = ["ct_agrawal_forest", "ct_agrawal_linear", "ct_hyperplane_sgd", "ct_rbf_boosting", "ct_sea_logistic"]
-CHAIN = ["example_gen", "statistics_gen", "schema_gen", "example_validator", "trainer", "evaluator", "pusher"]
+CHAIN = ["example_gen", "statistics_gen", "schema_gen", "example_validator", "graphlet_gate", "trainer", "evaluator",
+         "pusher"]
 
 DAGBAG_REPORT = """
 import json, sys
@@ -53,6 +55,9 @@ def test_the_dags_import_cleanly_and_each_release_has_its_shape(tmp_path):
         assert set(CHAIN) <= set(dag["tasks"])
         assert dag["upstream"]["evaluator"] == ["example_gen", "trainer"]
         assert dag["upstream"]["pusher"] == ["evaluator", "trainer"]
+        assert dag["upstream"]["graphlet_gate"] == ["example_gen", "example_validator"]
+        before_training = "transform" if "transform" in dag["tasks"] else "trainer"
+        assert "graphlet_gate" in dag["upstream"][before_training]
     assert "transform" not in before["dags"]["ct_agrawal_linear"]["tasks"]
     assert "transform" in before["dags"]["ct_hyperplane_sgd"]["tasks"]  # from its first release
 
@@ -126,6 +131,15 @@ def test_each_run_is_one_graphlet_blessed_and_pushed_as_the_evaluator_decided(ba
             continue
         with open(current) as handle:
             assert json.load(handle)["run_id"] == pushed[-1].run.split(".", 1)[1]
+
+
+def test_every_run_has_a_gate_decision_and_trains_while_no_predictor_exists(backfill):
+    _, store_uri, _ = backfill
+    for dag_id in ("ct_agrawal_linear", "ct_sea_logistic"):
+        logged = read_decisions(parse_store_uri(store_uri), dag_id)
+        assert [d.run_id[len("backfill__"):][:10] for d in logged] == [f"2026-01-{d:02d}" for d in range(9, 13)]
+        assert {d.decision for d in logged} == {"run"}
+        assert all("No push predictor at" in d.reason and "graphlets train-predictor" in d.reason for d in logged)
 
 
 def test_the_releases_show_as_structure_and_code_changes(backfill):

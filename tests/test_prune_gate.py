@@ -3,6 +3,9 @@ policy inside the guardrails, operator overrides, and failing open whatever goes
 
 from __future__ import annotations
 
+import socket
+import time
+
 import numpy as np
 import pytest
 from airflow_graphlets.graphlets.analyses import analyze
@@ -157,7 +160,7 @@ def test_never_skip_holds_until_allow_skip(world, own_store):
     ("no store", "fail open: RuntimeError: no MLMD store is configured"),
     ("no predictor", "fail open: RuntimeError: no predictor is configured (predictor_path)"),
     ("not a predictor", "is not an airflow-graphlets push predictor"),
-    ("over budget", "fail open: the decision took"),
+    ("over budget", "fail open: no decision within the budget of 0 s (budget_seconds)"),
 ])
 def test_the_gate_fails_open(world, tmp_path, case, reason):
     config, runs, _, path, late = world
@@ -174,3 +177,22 @@ def test_the_gate_fails_open(world, tmp_path, case, reason):
         settings = GateSettings(path, threshold=1.01, guardrails=OPEN, budget_seconds=0.0)
     outcome = decide(config, pipeline, candidate, settings)
     assert outcome.decision.run and reason in outcome.decision.reason
+
+
+def test_a_store_that_never_answers_lets_training_run_within_the_budget(world):
+    _, runs, _, path, late = world
+    pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts connections; nothing ever answers them
+    try:
+        config = parse_store_uri(f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/mlmd")
+        began = time.perf_counter()
+        outcome = decide(config, pipeline, candidate, GateSettings(path, threshold=1.01, guardrails=OPEN,
+                                                                   budget_seconds=1.0))
+        waited = time.perf_counter() - began
+    finally:
+        silent.close()
+    assert outcome.decision.run
+    assert outcome.decision.reason == "fail open: no decision within the budget of 1 s (budget_seconds)"
+    assert 1.0 <= waited < 3.0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -111,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train-predictor", help="train the gate's push predictor on a store's history")
     train.add_argument("--store", help="store URI, read-only (default: the mlmd_default connection)")
-    train.add_argument("--out", required=True, metavar="FILE", help="where to write the predictor (.npz)")
+    train.add_argument("--out", metavar="FILE",
+                       help="where to write the predictor (.npz; default: [graphlets] predictor_path, where gates "
+                            "look for it)")
     train.add_argument("--policy", metavar="FILE", help="TOML with [policy] (target_pushes_kept sets the threshold)")
     train.add_argument("--seed", type=int, default=0, help="random seed of the training")
     train.set_defaults(run=_train_predictor)
@@ -273,12 +276,15 @@ def _train_predictor(args: argparse.Namespace) -> int:
 
     settings = PolicySettings.from_toml(args.policy) if args.policy else PolicySettings()
     store = _store(args.store)
+    out = args.out or _settings().predictor_path
     predictor = train_predictor(read_graphlets(store), span_drift(store), settings, seed=args.seed)
     try:
-        predictor.save(args.out)
+        if not args.out:
+            os.makedirs(os.path.dirname(out), exist_ok=True)  # the default lives under AIRFLOW_HOME
+        predictor.save(out)
     except OSError as err:
-        raise GraphletsError(f"Cannot write the predictor to {args.out}: {err.strerror}. Pick a writable path.") from None
-    print(f"wrote {args.out}: trained on {predictor.trained_rows:,} runs ({predictor.push_rate:.1%} pushed); "
+        raise GraphletsError(f"Cannot write the predictor to {out}: {err.strerror}. Pick a writable path.") from None
+    print(f"wrote {out}: trained on {predictor.trained_rows:,} runs ({predictor.push_rate:.1%} pushed); "
           f"threshold {predictor.threshold:.3f} keeps {settings.target_pushes_kept:.0%} of their pushes")
     return 0
 

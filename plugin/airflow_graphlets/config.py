@@ -51,6 +51,12 @@ OPTIONS: tuple[Option, ...] = (
         "spool and is written later. No wait at all while the store is known to be down.",
     ),
     Option(
+        "predictor_path",
+        "{AIRFLOW_HOME}/graphlets/push-predictor.npz",
+        "The push predictor a graphlet gate uses when it names none (written by graphlets "
+        "train-predictor). While it does not exist, gates run every training.",
+    ),
+    Option(
         "flusher_idle_seconds",
         "300",
         "Seconds the background flusher of a spool stays alive without work before it exits.",
@@ -69,6 +75,7 @@ class GraphletsSettings:
     record_wait: bool
     record_timeout: float
     flusher_idle_seconds: float
+    predictor_path: str = ""
 
 
 def settings_from_mapping(values: Mapping[str, str], airflow_home: str | None = None) -> GraphletsSettings:
@@ -95,6 +102,7 @@ def settings_from_mapping(values: Mapping[str, str], airflow_home: str | None = 
         record_wait=_parse_bool("record_wait", raw["record_wait"]),
         record_timeout=timeout,
         flusher_idle_seconds=idle,
+        predictor_path=expand(raw["predictor_path"]),
     )
 
 

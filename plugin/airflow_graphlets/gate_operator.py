@@ -78,15 +78,15 @@ class GraphletGateOperator(BaseOperator):
         if getattr(self, "_input_error", None):
             return GateOutcome(Decision(True, None, f"fail open: {self._input_error}"), {},
                                GateSettings().policy_version, None, 0.0)
-        settings = GateSettings(self.predictor_path, self.threshold, self.guardrails, self.budget_seconds,
-                                self.never_skip)
-        config = None
+        config, predictor_path = None, self.predictor_path
         candidate = Candidate(time.time(), frozenset(), None, None, None)
         try:
             from airflow_graphlets.airflow_config import load_settings, resolve_store
             from airflow_graphlets.recorder.capture import code_hash, dag_structure_hash
 
-            config = resolve_store(load_settings())
+            graphlets = load_settings()
+            predictor_path = predictor_path or graphlets.predictor_path  # [graphlets] predictor_path
+            config = resolve_store(graphlets)
             dag = context["dag"]
             trainer = dag.task_dict.get(self.trainer_task_id)
             candidate = Candidate(
@@ -98,6 +98,7 @@ class GraphletGateOperator(BaseOperator):
             )
         except Exception as err:  # noqa: BLE001 - decide() fails open on a missing store
             self.log.warning("airflow-graphlets gate: could not read the run's context: %s", err)
+        settings = GateSettings(predictor_path, self.threshold, self.guardrails, self.budget_seconds, self.never_skip)
         return decide(config, context["dag"].dag_id, candidate, settings, gate_task_id=self.task_id)
 
 

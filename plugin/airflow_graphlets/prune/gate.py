@@ -9,6 +9,7 @@ gate must never be the reason a model is not trained by mistake.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -100,23 +101,34 @@ def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, sett
     if settings.never_skip:
         return GateOutcome(Decision(True, None, "operator override: never-skip (set on the gate in the DAG)"), {},
                            settings.policy_version, "never-skip", time.perf_counter() - began)
+    # The reads run in a daemon thread the gate waits for at most budget_seconds: a store that
+    # hangs (a connect that never completes, a locked table) cannot hold the task, and the
+    # thread ends with the task's process. The database drivers release the GIL while they wait.
+    done: list[GateOutcome] = []
+    worker = threading.Thread(target=lambda: done.append(_decide_or_fail_open(
+        config, pipeline, candidate, settings, state, gate_task_id, draw)), name="graphlets-gate", daemon=True)
+    worker.start()
+    worker.join(settings.budget_seconds)
+    seconds = time.perf_counter() - began
+    if not done:
+        return GateOutcome(Decision(True, None, f"fail open: no decision within the budget of "
+                                                f"{settings.budget_seconds:g} s (budget_seconds)"),
+                           {}, settings.policy_version, None, seconds)
+    return dataclasses.replace(done[0], seconds=seconds)
+
+
+def _decide_or_fail_open(config: StoreConfig | None, pipeline: str, candidate: Candidate, settings: GateSettings,
+                         state: GateState | None, gate_task_id: str | None, draw: float | None) -> GateOutcome:
     try:
         if config is None:
             raise RuntimeError("no MLMD store is configured")
         from airflow_graphlets.store.inspect import reading
 
         with reading(config, point_reads=True) as engine:  # one connection pool for every read
-            outcome = _decide(config, engine, pipeline, candidate, settings, state, gate_task_id, draw)
-        seconds = time.perf_counter() - began
-        if seconds > settings.budget_seconds:
-            return GateOutcome(Decision(True, outcome.decision.probability,
-                                        f"fail open: the decision took {seconds:.2f} s "
-                                        f"(budget {settings.budget_seconds:g} s)"),
-                               outcome.features, settings.policy_version, None, seconds)
-        return dataclasses.replace(outcome, seconds=seconds)
+            return _decide(config, engine, pipeline, candidate, settings, state, gate_task_id, draw)
     except Exception as err:  # noqa: BLE001 - any failure runs the training
         return GateOutcome(Decision(True, None, f"fail open: {type(err).__name__}: {err}"), {},
-                           settings.policy_version, None, time.perf_counter() - began)
+                           settings.policy_version, None, 0.0)
 
 
 def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candidate, settings: GateSettings,
