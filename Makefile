@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export GLOG_minloglevel ?= 1
 
-.PHONY: env services test demo bench bench-graphlets bench-simulate clean constraints
+.PHONY: env services test demo bench bench-graphlets bench-simulate bench-gate clean constraints
 
 # uv comes from PyPI when the machine has none.
 .tools/bin/uv:
@@ -43,3 +43,5 @@ bench-graphlets: env services
 	$(PY) benchmarks/graphlet_extraction.py
 bench-simulate: env services
 	$(PY) benchmarks/simulate_throughput.py
+bench-gate: env services
+	$(PY) benchmarks/gate_latency.py

@@ -134,11 +134,10 @@ def _run(backend: str, uri: str, tmp: str, args: argparse.Namespace) -> None:
 def _write_skip_log(config, count: int) -> None:
     """``count`` earlier decisions of the pipeline's gate, as the recorder writes them: executions
     in the gate's node and pipeline contexts with the decision as custom properties."""
-    from ml_metadata.proto import metadata_store_pb2 as pb
-
     from airflow_graphlets.store.connect import open_store
     from airflow_graphlets.store.identity import node_context_name
     from airflow_graphlets.store.types import TypeRegistry
+    from ml_metadata.proto import metadata_store_pb2 as pb
 
     store = open_store(config)
     types = TypeRegistry(store)

@@ -145,10 +145,10 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
     if runs_only is not None:
         scope = _window_scope(conn, pipeline_ids, runs_only)
     runs = f"SELECT id FROM Context WHERE type_id IN ({ints(run_types)})"
-    if only is not None:
-        runs += f" AND id IN (SELECT context_id FROM ParentContext WHERE parent_context_id IN ({ints(pipeline_ids)}))"
     if runs_only is not None:
-        runs += f" AND id IN ({ints(runs_only)})"
+        runs += f" AND id IN ({ints(runs_only)})"  # the caller's runs of these pipelines
+    elif only is not None:
+        runs += f" AND id IN (SELECT context_id FROM ParentContext WHERE parent_context_id IN ({ints(pipeline_ids)}))"
     bounds = {}
     for table in ("Event", "Execution", "Artifact", "Association") if only is None else ():  # for id-range pieces
         # Two statements: SQLite answers a lone MIN or MAX from the index, not both at once.
@@ -168,9 +168,10 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
 
 def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]) -> Scope:
     """The executions of ``runs`` that belong to the pipelines, and the artifacts they touched, by id."""
+    # CROSS JOIN: SQLite then walks the few runs' rows first, not the pipeline's thousands.
     executions = sorted(int(e) for e, in conn.execute(sa.text(
-        f"SELECT r.execution_id FROM Association r JOIN Association p ON p.execution_id = r.execution_id "
-        f"WHERE r.context_id IN ({ints(runs)}) AND p.context_id IN ({ints(pipeline_ids)})")))
+        f"SELECT r.execution_id FROM Association r CROSS JOIN Association p WHERE p.execution_id = r.execution_id "
+        f"AND r.context_id IN ({ints(runs)}) AND p.context_id IN ({ints(pipeline_ids)})")))
     artifacts = sorted({int(a) for a, in conn.execute(sa.text(
         f"SELECT artifact_id FROM Event WHERE execution_id IN ({ints(executions)})"))})
     return Scope(pipeline_ids, executions, artifacts)
