@@ -31,8 +31,10 @@ def test_the_json_document_compares_the_policy_with_every_baseline(store):
     document = json.loads(graphlets("replay", "--store", store, "--json").stdout)
     assert (document["schema"], document["version"]) == ("airflow-graphlets/replay", 1)
     names = [p["policy"] for p in document["policies"]]
-    assert names[0].startswith("predictor (skip below p=")
-    assert names[1:] == ["never skip", "skip when no new data", "skip after 2 not pushed", "skip after 3 not pushed"]
+    assert names[0].startswith("predictor (skip below p=") and names[0].endswith(
+        ", weighted by 1 + hours since push / 24)")
+    assert names[1] == "never skip" and names[2].startswith("predictor (skip below p=") and "weighted" not in names[2]
+    assert names[3:] == ["skip when no new data", "skip after 2 not pushed", "skip after 3 not pushed"]
     never = document["policies"][1]
     assert (never["skipped"], never["compute_saved_share"], never["pushes_kept_share"]) == (0, 0.0, 1.0)
     assert document["train_runs"] + document["evaluated_runs"] == document["runs"]

@@ -54,14 +54,14 @@ def cli(*args: str) -> str:
 
 def test_a_skip_shows_the_training_branch_as_skipped_and_is_logged(airflow_env, sqlite_store_uri, tmp_path,
                                                                    predictor_path):
-    result = run_gate(airflow_env, sqlite_store_uri, str(tmp_path / "spool"), 1, predictor_path, "1.01")
+    result = run_gate(airflow_env, sqlite_store_uri, str(tmp_path / "spool"), 1, predictor_path, "1e6")
     assert result.state == "success"
     assert "airflow-graphlets gate: skipping the training branch: predicted push probability" in result.output
     tasks = tasks_of(sqlite_store_uri, result.run_id)
     gate = tasks["graphlet_gate"].custom_properties
     assert STATE(tasks["graphlet_gate"].last_known_state) == "CANCELED"
     assert gate["graphlets_decision"].string_value == "skip"
-    assert "< 1.01" in gate["graphlets_reason"].string_value
+    assert "< 1000000.00" in gate["graphlets_reason"].string_value
     assert 0 <= gate["graphlets_probability"].double_value <= 1
     assert '"new_spans": 3.0' in gate["graphlets_features"].string_value
     for task in ("trainer", "pusher"):
@@ -72,7 +72,7 @@ def test_a_skip_shows_the_training_branch_as_skipped_and_is_logged(airflow_env, 
 def test_a_gate_that_errors_lets_training_run(airflow_env, sqlite_store_uri, tmp_path):
     junk = tmp_path / "junk.pkl"
     junk.write_bytes(b"not a pickle")
-    result = run_gate(airflow_env, sqlite_store_uri, str(tmp_path / "spool"), 2, str(junk), "1.01")
+    result = run_gate(airflow_env, sqlite_store_uri, str(tmp_path / "spool"), 2, str(junk), "1e6")
     assert result.state == "success"
     tasks = tasks_of(sqlite_store_uri, result.run_id)
     gate = tasks["graphlet_gate"].custom_properties
@@ -85,7 +85,7 @@ def test_guardrails_end_a_run_of_skips(airflow_env, sqlite_store_uri, tmp_path, 
     spool = str(tmp_path / "spool")
     decisions = []
     for day in range(3, 7):
-        result = run_gate(airflow_env, sqlite_store_uri, spool, day, predictor_path, "1.01")
+        result = run_gate(airflow_env, sqlite_store_uri, spool, day, predictor_path, "1e6")
         gate = tasks_of(sqlite_store_uri, result.run_id)["graphlet_gate"].custom_properties
         decisions.append((gate["graphlets_decision"].string_value, gate["graphlets_reason"].string_value))
     assert [d for d, _ in decisions] == ["skip", "skip", "skip", "run"]
@@ -103,13 +103,13 @@ def test_guardrails_end_a_run_of_skips(airflow_env, sqlite_store_uri, tmp_path, 
 def test_an_operator_force_run_overrules_the_next_skip_only(airflow_env, sqlite_store_uri, tmp_path, predictor_path):
     spool = str(tmp_path / "spool")
     gate_of = lambda result: tasks_of(sqlite_store_uri, result.run_id)["graphlet_gate"].custom_properties  # noqa: E731
-    assert gate_of(run_gate(airflow_env, sqlite_store_uri, spool, 8, predictor_path, "1.01"))[
+    assert gate_of(run_gate(airflow_env, sqlite_store_uri, spool, 8, predictor_path, "1e6"))[
         "graphlets_decision"].string_value == "skip"
     said = cli("override", "force-run", "--dag", DAG, "--by", "alice", "--reason", "new labels landed",
                "--store", sqlite_store_uri)
     assert said.startswith(f"recorded force-run for {DAG} by alice")
 
-    forced = run_gate(airflow_env, sqlite_store_uri, spool, 9, predictor_path, "1.01")
+    forced = run_gate(airflow_env, sqlite_store_uri, spool, 9, predictor_path, "1e6")
     tasks = tasks_of(sqlite_store_uri, forced.run_id)
     gate = tasks["graphlet_gate"].custom_properties
     assert (gate["graphlets_decision"].string_value, gate["graphlets_override"].string_value) == (
@@ -117,7 +117,7 @@ def test_an_operator_force_run_overrules_the_next_skip_only(airflow_env, sqlite_
     assert gate["graphlets_reason"].string_value == "operator override: force-run by alice: new labels landed"
     assert all(STATE(tasks[t].last_known_state) == "COMPLETE" for t in ("trainer", "pusher"))
 
-    after = gate_of(run_gate(airflow_env, sqlite_store_uri, spool, 10, predictor_path, "1.01"))
+    after = gate_of(run_gate(airflow_env, sqlite_store_uri, spool, 10, predictor_path, "1e6"))
     assert after["graphlets_decision"].string_value == "skip"  # the force-run was used up
     logged = json.loads(cli("decisions", "--store", sqlite_store_uri, "--dag", DAG, "--json"))
     assert [(d["decision"], d["override"]) for d in logged] == [("skip", ""), ("run", "force-run by alice"),
@@ -129,12 +129,12 @@ def test_never_skip_holds_for_every_run_until_allowed_again(airflow_env, sqlite_
     cli("override", "never-skip", "--dag", DAG, "--by", "bob", "--store", sqlite_store_uri)
     decisions = []
     for day in (11, 12):
-        result = run_gate(airflow_env, sqlite_store_uri, spool, day, predictor_path, "1.01")
+        result = run_gate(airflow_env, sqlite_store_uri, spool, day, predictor_path, "1e6")
         decisions.append(tasks_of(sqlite_store_uri, result.run_id)["graphlet_gate"].custom_properties[
             "graphlets_override"].string_value)
     assert decisions == ["never-skip by bob", "never-skip by bob"]
     cli("override", "allow-skip", "--dag", DAG, "--by", "bob", "--store", sqlite_store_uri)
-    result = run_gate(airflow_env, sqlite_store_uri, spool, 13, predictor_path, "1.01")
+    result = run_gate(airflow_env, sqlite_store_uri, spool, 13, predictor_path, "1e6")
     assert tasks_of(sqlite_store_uri, result.run_id)["graphlet_gate"].custom_properties[
         "graphlets_decision"].string_value == "skip"
     listed = json.loads(cli("override", "list", "--dag", DAG, "--store", sqlite_store_uri, "--json"))
@@ -144,7 +144,7 @@ def test_never_skip_holds_for_every_run_until_allowed_again(airflow_env, sqlite_
 def test_the_taskflow_gate_reads_its_inputs_from_upstream_and_skips_alike(airflow_env, sqlite_store_uri, tmp_path,
                                                                          predictor_path):
     dag = "graphlets_test_gate_taskflow"
-    result = run_gate(airflow_env, sqlite_store_uri, str(tmp_path / "spool"), 14, predictor_path, "1.01", dag=dag,
+    result = run_gate(airflow_env, sqlite_store_uri, str(tmp_path / "spool"), 14, predictor_path, "1e6", dag=dag,
                       GRAPHLETS_TEST_SPANS="7,8,9,10")
     assert result.state == "success"
     tasks = tasks_of(sqlite_store_uri, result.run_id, dag)
@@ -156,7 +156,7 @@ def test_the_taskflow_gate_reads_its_inputs_from_upstream_and_skips_alike(airflo
 
 def test_a_failing_taskflow_gate_function_lets_training_run(airflow_env, sqlite_store_uri, tmp_path, predictor_path):
     dag = "graphlets_test_gate_taskflow"
-    result = run_gate(airflow_env, sqlite_store_uri, str(tmp_path / "spool"), 15, predictor_path, "1.01", dag=dag,
+    result = run_gate(airflow_env, sqlite_store_uri, str(tmp_path / "spool"), 15, predictor_path, "1e6", dag=dag,
                       GRAPHLETS_TEST_GATE_FUNCTION_FAILS="1")
     assert result.state == "success"
     tasks = tasks_of(sqlite_store_uri, result.run_id, dag)

@@ -77,9 +77,9 @@ def test_a_window_of_latest_runs_gives_the_whole_historys_features(world, first_
 def test_a_run_below_the_threshold_is_skipped_until_the_guardrails_force_one(world):
     config, runs, _, path, late = world
     pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
-    skip_all = GateSettings(path, threshold=1.01, guardrails=OPEN)
+    skip_all = GateSettings(path, threshold=1e6, guardrails=OPEN)
     skipped = decide(config, pipeline, candidate, skip_all, state=GateState(skips_in_a_row=0))
-    assert not skipped.decision.run and "< 1.01" in skipped.decision.reason
+    assert not skipped.decision.run and "< 1000000.00" in skipped.decision.reason
     forced = decide(config, pipeline, candidate, skip_all, state=GateState(skips_in_a_row=3))
     assert forced.decision.run and forced.decision.reason.startswith("guardrail: 3 runs skipped in a row")
 
@@ -87,7 +87,7 @@ def test_a_run_below_the_threshold_is_skipped_until_the_guardrails_force_one(wor
 def test_a_never_skip_set_on_the_gate_always_runs(world):
     config, runs, _, path, late = world
     pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
-    never = decide(config, pipeline, candidate, GateSettings(path, threshold=1.01, guardrails=OPEN, never_skip=True))
+    never = decide(config, pipeline, candidate, GateSettings(path, threshold=1e6, guardrails=OPEN, never_skip=True))
     assert (never.decision.run, never.override) == (True, "never-skip")
     assert never.decision.reason == "operator override: never-skip (set on the gate in the DAG)"
 
@@ -131,7 +131,7 @@ def test_a_malformed_override_is_refused_with_what_is_wrong(own_store, dag, acti
 def test_a_force_run_is_used_by_the_next_decision_only(world, own_store):
     _, runs, _, path, late = world
     pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
-    skip_all = GateSettings(path, threshold=1.01, guardrails=OPEN)
+    skip_all = GateSettings(path, threshold=1e6, guardrails=OPEN)
     assert not decide(own_store, pipeline, candidate, skip_all).decision.run
     made = record_override(own_store, pipeline, FORCE_RUN, by="alice", reason="new data source")
     state = read_gate_state(own_store, pipeline)
@@ -147,7 +147,7 @@ def test_a_force_run_is_used_by_the_next_decision_only(world, own_store):
 def test_never_skip_holds_until_allow_skip(world, own_store):
     _, runs, _, path, late = world
     pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
-    skip_all = GateSettings(path, threshold=1.01, guardrails=OPEN)
+    skip_all = GateSettings(path, threshold=1e6, guardrails=OPEN)
     record_override(own_store, pipeline, NEVER_SKIP, by="alice", now=1000.0)
     for _ in range(2):  # decisions do not use it up
         held = decide(own_store, pipeline, candidate, skip_all)
@@ -165,16 +165,16 @@ def test_never_skip_holds_until_allow_skip(world, own_store):
 def test_the_gate_fails_open(world, tmp_path, case, reason):
     config, runs, _, path, late = world
     pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
-    settings = GateSettings(path, threshold=1.01, guardrails=OPEN)
+    settings = GateSettings(path, threshold=1e6, guardrails=OPEN)
     if case == "no store":
         config = None
     elif case == "no predictor":
-        settings = GateSettings(None, threshold=1.01, guardrails=OPEN)
+        settings = GateSettings(None, threshold=1e6, guardrails=OPEN)
     elif case == "not a predictor":
         (tmp_path / "junk.pkl").write_bytes(b"\x80\x04K\x01.")  # a pickled 1
-        settings = GateSettings(str(tmp_path / "junk.pkl"), threshold=1.01, guardrails=OPEN)
+        settings = GateSettings(str(tmp_path / "junk.pkl"), threshold=1e6, guardrails=OPEN)
     else:
-        settings = GateSettings(path, threshold=1.01, guardrails=OPEN, budget_seconds=0.0)
+        settings = GateSettings(path, threshold=1e6, guardrails=OPEN, budget_seconds=0.0)
     outcome = decide(config, pipeline, candidate, settings)
     assert outcome.decision.run and reason in outcome.decision.reason
 
@@ -188,7 +188,7 @@ def test_a_store_that_never_answers_lets_training_run_within_the_budget(world):
     try:
         config = parse_store_uri(f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/mlmd")
         began = time.perf_counter()
-        outcome = decide(config, pipeline, candidate, GateSettings(path, threshold=1.01, guardrails=OPEN,
+        outcome = decide(config, pipeline, candidate, GateSettings(path, threshold=1e6, guardrails=OPEN,
                                                                    budget_seconds=1.0))
         waited = time.perf_counter() - began
     finally:

@@ -98,7 +98,7 @@ def test_train_predictor_writes_a_file_the_gate_reads(tmp_path):
     predictor = PushPredictor.load(out)
     assert done.stdout.startswith(f"wrote {out}: trained on {predictor.trained_rows:,} runs")
     assert "keeps 90% of their pushes" in done.stdout
-    assert 0.0 < predictor.threshold < 1.0
+    assert predictor.threshold > 0.0 and predictor.staleness_hours == 24.0  # the weighting it was tuned with
 
 
 def test_train_predictor_names_what_is_wrong(tmp_path):

@@ -122,3 +122,17 @@ def test_the_deployed_models_age_is_averaged_over_time():
     assert mean_model_age(runs, everything, evaluate_from=0) / HOUR == pytest.approx((10 * 7 + 8 * 6) / 18)
     # Skipping the second push: the first model ages from 2 to 20 (mean 11).
     assert mean_model_age(runs, np.asarray([True, False, True]), evaluate_from=0) / HOUR == pytest.approx(11)
+
+
+def test_the_same_probability_skips_while_the_deployed_model_is_fresh_and_runs_once_it_is_stale():
+    policy = PredictedPush(threshold=0.6, staleness_hours=24)
+    x = np.zeros(len(NAMES))
+    x[NAMES.index("hours_since_push")] = 2
+    run, reason = policy.propose(x, 0.5)
+    assert not run
+    assert reason == ("predicted push probability 0.50, weighted by the deployed model's age (2 h since the last "
+                      "push): 0.54 < 0.60")
+    x[NAMES.index("hours_since_push")] = 48
+    assert policy.propose(x, 0.5) == (True, "predicted push probability 0.50, weighted by the deployed model's age "
+                                            "(48 h since the last push): 1.50 >= 0.60")
+    assert PredictedPush(threshold=0.6).propose(x, 0.5)[0] is False  # unweighted, age does not matter

@@ -18,6 +18,7 @@ from airflow_graphlets.prune.policy import (
     PredictedPush,
     SkipAfterNotPushed,
     SkipWithoutNewData,
+    push_scores,
     threshold_for_pushes_kept,
 )
 from airflow_graphlets.prune.predictor import PushPredictor
@@ -33,7 +34,8 @@ class PolicySettings:
     """How the learned policy is trained and where it operates (a ``[policy]`` TOML table)."""
 
     train_share: float = 0.5  # the first half of the period trains the predictor; the rest is replayed
-    target_pushes_kept: float = 0.97  # the threshold keeps this share of the training period's pushes
+    target_pushes_kept: float = 0.93  # the threshold keeps this share of the training period's pushes
+    staleness_hours: float = 24.0  # weight P(push) by 1 + hours since push / this (0: the bare probability)
     guardrails: Guardrails = field(default_factory=Guardrails)
 
     @classmethod
@@ -53,8 +55,10 @@ class PolicySettings:
         _check_keys(path, "policy", table, [f.name for f in fields(cls) if f.name != "guardrails"])
         _check_keys(path, "policy.guardrails", rails, [f.name for f in fields(Guardrails)])
         settings = cls(**table, guardrails=Guardrails(**rails))
-        if not 0.05 <= settings.train_share <= 0.95 or not 0.0 < settings.target_pushes_kept <= 1.0:
-            raise GraphletsError(f"{path}: train_share must be in [0.05, 0.95] and target_pushes_kept in (0, 1].")
+        if (not 0.05 <= settings.train_share <= 0.95 or not 0.0 < settings.target_pushes_kept <= 1.0
+                or settings.staleness_hours < 0):
+            raise GraphletsError(f"{path}: train_share must be in [0.05, 0.95], target_pushes_kept in (0, 1] and "
+                                 "staleness_hours >= 0.")
         return settings
 
 
@@ -110,15 +114,19 @@ def evaluate(extraction: Extraction, drift: dict[tuple[str, int], float], settin
     past = runs.start < split
     predictor = PushPredictor.fit(matrix[past], runs.pushed[past], seed=seed)
     probabilities = predictor.push_probability(matrix)
-    threshold = threshold_for_pushes_kept(probabilities[past], runs.pushed[past], settings.target_pushes_kept)
+    hours = settings.staleness_hours or None
+    threshold = threshold_for_pushes_kept(push_scores(probabilities, matrix, hours)[past], runs.pushed[past],
+                                          settings.target_pushes_kept)
+    bare = threshold_for_pushes_kept(probabilities[past], runs.pushed[past], settings.target_pushes_kept)
     rails = settings.guardrails
     never = replay(runs, NeverSkip(), evaluate_from=split, guardrails=rails, seed=seed)
     baseline_age = never.mean_model_age_hours * 3600.0
     common = {"evaluate_from": split, "guardrails": rails, "seed": seed, "baseline_age": baseline_age}
-    learned = replay(runs, PredictedPush(threshold), probabilities=probabilities, **common)
-    baselines = [never] + [replay(runs, policy, **common) for policy in (SkipWithoutNewData(), SkipAfterNotPushed(2),
-                                                                          SkipAfterNotPushed(3))]
-    curve = [replay(runs, PredictedPush(t), probabilities=probabilities, **common) for t in CURVE]
+    learned = replay(runs, PredictedPush(threshold, hours), probabilities=probabilities, **common)
+    others = [PredictedPush(bare)] if hours else []  # the bare probability, for comparison
+    baselines = [never] + [replay(runs, policy, probabilities=probabilities, **common) for policy in (
+        *others, SkipWithoutNewData(), SkipAfterNotPushed(2), SkipAfterNotPushed(3))]
+    curve = [replay(runs, PredictedPush(t, hours), probabilities=probabilities, **common) for t in CURVE]
     return Evaluation(extraction.store, len(runs), int(past.sum()), int((~past).sum()), split, threshold, settings,
                       [learned, *baselines], curve)
 
@@ -137,5 +145,7 @@ def train_predictor(extraction: Extraction, drift: dict[tuple[str, int], float],
         raise GraphletsError(f"{extraction.store} holds no finished training runs to learn from.")
     matrix = feature_matrix(runs)
     predictor = PushPredictor.fit(matrix, runs.pushed, seed=seed)
-    threshold = threshold_for_pushes_kept(predictor.push_probability(matrix), runs.pushed, settings.target_pushes_kept)
-    return replace(predictor, threshold=float(threshold))
+    hours = settings.staleness_hours or None
+    scores = push_scores(predictor.push_probability(matrix), matrix, hours)
+    threshold = threshold_for_pushes_kept(scores, runs.pushed, settings.target_pushes_kept)
+    return replace(predictor, threshold=float(threshold), staleness_hours=hours)

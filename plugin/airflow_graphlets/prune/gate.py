@@ -32,7 +32,7 @@ class GateSettings:
     """What the gate decides with."""
 
     predictor_path: str | None = None  # a file written by PushPredictor.save
-    threshold: float | None = None  # skip below this push probability (None: the predictor's own)
+    threshold: float | None = None  # skip below this (weighted) push probability (None: the predictor's own)
     guardrails: Guardrails = field(default_factory=Guardrails)
     budget_seconds: float = 5.0  # decisions slower than this run the training
     never_skip: bool = False  # the DAG author's standing override (operators use `graphlets override`)
@@ -152,7 +152,7 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
     x = np.asarray(features(history, candidate))
     probability = float(predictor.push_probability(x)[0])
     threshold = predictor.threshold if settings.threshold is None else settings.threshold
-    run, reason = PredictedPush(threshold).propose(x, probability)
+    run, reason = PredictedPush(threshold, predictor.staleness_hours).propose(x, probability)
     if not run:
         hours = (candidate.start - last_trained) / HOUR if last_trained is not None else 0.0
         draw = float(np.random.default_rng().random()) if draw is None else draw

@@ -77,21 +77,48 @@ class SkipAfterNotPushed:
 
 
 class PredictedPush:
-    """Skip when the predicted probability of a push is below ``threshold``."""
+    """Skip when the predicted push probability, weighted by how stale the deployed model is, is
+    below ``threshold``.
 
-    def __init__(self, threshold: float) -> None:
+    What a skipped would-be push costs in freshness is the deployed model's age for as long as
+    the next push takes: little right after a push, a lot when the deployed model is old. So the
+    probability is weighted by ``1 + hours_since_push / staleness_hours`` before it is compared:
+    a run is skipped readily while the deployed model is fresh, and hardly ever once it is stale.
+    ``staleness_hours=None`` compares the bare probability.
+    """
+
+    def __init__(self, threshold: float, staleness_hours: float | None = None) -> None:
         self.threshold = threshold
-        self.name = f"predictor (skip below p={threshold:.2f})"
+        self.staleness_hours = staleness_hours
+        weighted = f", weighted by 1 + hours since push / {staleness_hours:g}" if staleness_hours else ""
+        self.name = f"predictor (skip below p={threshold:.2f}{weighted})"
+
+    def score(self, features: np.ndarray, probability: float) -> float:
+        """The probability as the threshold sees it."""
+        return float(push_scores(np.asarray([probability]), np.atleast_2d(features), self.staleness_hours)[0])
 
     def propose(self, features: np.ndarray, probability: float | None) -> tuple[bool, str]:
         assert probability is not None
-        if probability < self.threshold:
-            return False, f"predicted push probability {probability:.2f} < {self.threshold:.2f}"
-        return True, f"predicted push probability {probability:.2f} >= {self.threshold:.2f}"
+        score = self.score(features, probability)
+        said = f"predicted push probability {probability:.2f}"
+        if self.staleness_hours:
+            said += (f", weighted by the deployed model's age ({features[_I['hours_since_push']]:.0f} h since the "
+                     f"last push): {score:.2f}")
+        if score < self.threshold:
+            return False, f"{said} < {self.threshold:.2f}"
+        return True, f"{said} >= {self.threshold:.2f}"
+
+
+def push_scores(probabilities: np.ndarray, features: np.ndarray, staleness_hours: float | None) -> np.ndarray:
+    """Push probabilities weighted by ``1 + hours_since_push / staleness_hours`` (rows of features)."""
+    if not staleness_hours:
+        return np.asarray(probabilities, dtype=np.float64)
+    return probabilities * (1.0 + np.asarray(features)[:, _I["hours_since_push"]] / staleness_hours)
 
 
 def threshold_for_pushes_kept(probabilities: np.ndarray, pushed: np.ndarray, target: float) -> float:
-    """The highest threshold that keeps at least ``target`` of the pushes among these rows."""
+    """The highest threshold that keeps at least ``target`` of the pushes among these rows
+    (``probabilities``: the scores the threshold is compared with)."""
     pushed_p = np.sort(probabilities[pushed])
     if len(pushed_p) == 0:
         return 0.0

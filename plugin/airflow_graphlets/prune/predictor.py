@@ -29,7 +29,8 @@ class PushPredictor:
     feature_names: tuple[str, ...]
     trained_rows: int
     push_rate: float  # in the training rows
-    threshold: float = 0.35  # the operating point it was trained for: skip below this probability
+    threshold: float = 0.35  # the operating point it was trained for: skip below this (weighted) probability
+    staleness_hours: float | None = None  # the weighting it was trained for (policy.PredictedPush)
 
     @classmethod
     def fit(cls, features: np.ndarray, pushed: np.ndarray, seed: int = 0) -> PushPredictor:
@@ -57,7 +58,7 @@ class PushPredictor:
     def save(self, path: str) -> None:
         """Write the predictor to ``path`` as NumPy arrays (``.npz`` data, no pickled code)."""
         meta = {"format": FORMAT, "feature_names": list(self.feature_names), "trained_rows": self.trained_rows,
-                "push_rate": self.push_rate, "threshold": self.threshold}
+                "push_rate": self.push_rate, "threshold": self.threshold, "staleness_hours": self.staleness_hours}
         with open(path, "wb") as handle:  # a handle, so NumPy does not append ".npz" to the name
             np.savez(handle, meta=np.asarray(json.dumps(meta)), **self.trees.to_arrays())
 
@@ -85,5 +86,6 @@ class PushPredictor:
             trees = TreeEnsemble.from_arrays(arrays)
         except ValueError as err:
             raise GraphletsError(f"{path} is damaged: {err}. Train the predictor again.") from err
+        hours = meta.get("staleness_hours")
         return cls(trees, NAMES, int(meta.get("trained_rows", 0)), float(meta.get("push_rate", 0.0)),
-                   float(meta.get("threshold", 0.35)))
+                   float(meta.get("threshold", 0.35)), float(hours) if hours else None)

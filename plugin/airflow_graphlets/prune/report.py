@@ -99,7 +99,7 @@ def _figure(evaluation: Evaluation):
     right.plot(CURVE, [100 * r.pushes_kept_share for r in evaluation.curve], label="pushes kept")
     right.plot(CURVE, [100 * r.age_increase for r in evaluation.curve], label="model age increase")
     right.axvline(evaluation.threshold, color="grey", linestyle=":")
-    right.set_xlabel("skip below predicted push probability")
+    right.set_xlabel("skip below the (age-weighted) predicted push probability")
     right.set_ylabel("%")
     right.legend(fontsize=8)
     fig.tight_layout()
