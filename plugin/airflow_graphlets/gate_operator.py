@@ -24,22 +24,35 @@ import inspect
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_graphlets import lineage
-from airflow_graphlets.prune.features import Candidate
-from airflow_graphlets.prune.gate import GateOutcome, GateSettings, decide
-from airflow_graphlets.prune.policy import Decision, Guardrails
+
+if TYPE_CHECKING:  # the gate's machinery (NumPy, SQLAlchemy) loads when a gate runs, not when a DAG parses
+    from airflow_graphlets.prune.gate import GateOutcome
+    from airflow_graphlets.prune.policy import Guardrails
 
 DECISION = "graphlets_decision"
 
 
 class GraphletGateOperator(BaseOperator):
-    """Skip the training branch when its model is predicted not to be pushed (docs/prune.md)."""
+    """Skip the training branch when its model is predicted not to be pushed (docs/prune.md).
+
+    Args:
+      spans: the span numbers the trainer will read (templated).
+      drift: the drift the validator reported for the newest span, or None (templated).
+      trainer_task_id: the trainer task, whose code hash is a feature.
+      predictor_path: a file written by ``graphlets train-predictor`` (templated); default
+        ``[graphlets] predictor_path``.
+      threshold: skip below this age-weighted push probability; default the predictor's own.
+      never_skip: always run the training (the DAG author's standing override).
+      guardrails: limits every skip works within (:class:`~airflow_graphlets.prune.policy.Guardrails`).
+      budget_seconds: with no decision by then, the training runs.
+    """
 
     template_fields = ("spans", "drift", "predictor_path")
     graphlets_component = None
@@ -54,7 +67,7 @@ class GraphletGateOperator(BaseOperator):
         self.predictor_path = predictor_path
         self.threshold = threshold
         self.never_skip = never_skip
-        self.guardrails = guardrails or Guardrails()
+        self.guardrails = guardrails  # None: Guardrails() when the gate runs
         self.budget_seconds = budget_seconds
 
     def execute(self, context: Any) -> dict:
@@ -75,6 +88,10 @@ class GraphletGateOperator(BaseOperator):
         return {"run": True, "probability": decision.probability, "reason": decision.reason}
 
     def _decide(self, context: Any) -> GateOutcome:
+        from airflow_graphlets.prune.features import Candidate
+        from airflow_graphlets.prune.gate import GateOutcome, GateSettings, decide
+        from airflow_graphlets.prune.policy import Decision, Guardrails
+
         if getattr(self, "_input_error", None):
             return GateOutcome(Decision(True, None, f"fail open: {self._input_error}"), {},
                                GateSettings().policy_version, None, 0.0)
@@ -98,7 +115,8 @@ class GraphletGateOperator(BaseOperator):
             )
         except Exception as err:  # noqa: BLE001 - decide() fails open on a missing store
             self.log.warning("airflow-graphlets gate: could not read the run's context: %s", err)
-        settings = GateSettings(predictor_path, self.threshold, self.guardrails, self.budget_seconds, self.never_skip)
+        settings = GateSettings(predictor_path, self.threshold, self.guardrails or Guardrails(), self.budget_seconds,
+                                self.never_skip)
         return decide(config, context["dag"].dag_id, candidate, settings, gate_task_id=self.task_id)
 
 

@@ -9,10 +9,12 @@ so the predictor keeps seeing outcomes of runs it would skip).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from airflow_graphlets.prune.features import NAMES
+
+if TYPE_CHECKING:  # NumPy is imported where it computes: a DAG file that sets Guardrails stays light
+    import numpy as np
 
 _I = {name: i for i, name in enumerate(NAMES)}
 
@@ -95,6 +97,8 @@ class PredictedPush:
 
     def score(self, features: np.ndarray, probability: float) -> float:
         """The probability as the threshold sees it."""
+        import numpy as np
+
         return float(push_scores(np.asarray([probability]), np.atleast_2d(features), self.staleness_hours)[0])
 
     def propose(self, features: np.ndarray, probability: float | None) -> tuple[bool, str]:
@@ -111,6 +115,8 @@ class PredictedPush:
 
 def push_scores(probabilities: np.ndarray, features: np.ndarray, staleness_hours: float | None) -> np.ndarray:
     """Push probabilities weighted by ``1 + hours_since_push / staleness_hours`` (rows of features)."""
+    import numpy as np
+
     if not staleness_hours:
         return np.asarray(probabilities, dtype=np.float64)
     return probabilities * (1.0 + np.asarray(features)[:, _I["hours_since_push"]] / staleness_hours)
@@ -119,6 +125,8 @@ def push_scores(probabilities: np.ndarray, features: np.ndarray, staleness_hours
 def threshold_for_pushes_kept(probabilities: np.ndarray, pushed: np.ndarray, target: float) -> float:
     """The highest threshold that keeps at least ``target`` of the pushes among these rows
     (``probabilities``: the scores the threshold is compared with)."""
+    import numpy as np
+
     pushed_p = np.sort(probabilities[pushed])
     if len(pushed_p) == 0:
         return 0.0
