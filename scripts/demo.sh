@@ -4,7 +4,7 @@
 # embedded default (SQLite for Airflow's metadata and for the MLMD store), then show the model
 # graphlets airflow-graphlets recorded and where the HTML report is.
 #
-# GRAPHLETS_DEMO_DAYS (default 21) sets the number of logical dates. The demo owns its
+# GRAPHLETS_DEMO_DAYS (default 14) sets the number of logical dates. The demo owns its
 # AIRFLOW_HOME (default .airflow in the repository) and starts it afresh each time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$PWD/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export GLOG_minloglevel=1
-DAYS="${GRAPHLETS_DEMO_DAYS:-21}"
+DAYS="${GRAPHLETS_DEMO_DAYS:-14}"
 AIRFLOW=.venv/bin/airflow
 GRAPHLETS=.venv/bin/graphlets
 STORE="$AIRFLOW_HOME/graphlets/mlmd.sqlite"

@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GraphletsError as err:
         print(f"graphlets: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped early (`graphlets decisions ... | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush does not fail again
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
