@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: run the continuous-training pipelines of dags/ over three weeks of logical dates
+# `make demo`: run the continuous-training pipelines of dags/ over two weeks of logical dates
 # with real Airflow 3 (API server, scheduler with the LocalExecutor, DAG processor) on the
 # embedded default (SQLite for Airflow's metadata and for the MLMD store), then show the model
 # graphlets airflow-graphlets recorded and where the HTML report is.
