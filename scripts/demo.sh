@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# `make demo`: run the continuous-training pipelines of dags/ over two weeks of logical dates
+# `make demo`: run the continuous-training pipelines of dags/ over twelve days of logical dates
 # with real Airflow 3 (API server, scheduler with the LocalExecutor, DAG processor) on the
 # embedded default (SQLite for Airflow's metadata and for the MLMD store), then show the model
 # graphlets airflow-graphlets recorded and where the HTML report is.
 #
-# GRAPHLETS_DEMO_DAYS (default 14) sets the number of logical dates. The demo owns its
+# GRAPHLETS_DEMO_DAYS (default 12, the release of 2026-01-11 included) sets the number of logical dates. The demo owns its
 # AIRFLOW_HOME (default .airflow in the repository) and starts it afresh each time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$PWD/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export GLOG_minloglevel=1
-DAYS="${GRAPHLETS_DEMO_DAYS:-14}"
+DAYS="${GRAPHLETS_DEMO_DAYS:-12}"
 AIRFLOW=.venv/bin/airflow
 GRAPHLETS=.venv/bin/graphlets
 STORE="$AIRFLOW_HOME/graphlets/mlmd.sqlite"
