@@ -238,15 +238,13 @@ def _decisions(args: argparse.Namespace) -> int:
         return 0
     print(f"{len(found)} gate decisions of {_printable(args.dag)}")
     for d in found:
-        at = dt.datetime.fromtimestamp(d.decided_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         p = "-" if d.probability is None else f"{d.probability:.2f}"
-        print(f"  {at}  {d.decision:<4}  p={p:<4}  {_printable(d.run_id)}  {_printable(d.reason)}"
+        print(f"  {_utc(d.decided_at)}  {d.decision:<4}  p={p:<4}  {_printable(d.run_id)}  {_printable(d.reason)}"
               + (f"  [override: {_printable(d.override)}]" if d.override else ""))
     return 0
 
 
 def _override(args: argparse.Namespace) -> int:
-    import datetime as dt
     import getpass
     import json
 
@@ -260,8 +258,7 @@ def _override(args: argparse.Namespace) -> int:
             return 0
         print(f"{len(found)} overrides of {_printable(args.dag)}")
         for o in found:
-            at = dt.datetime.fromtimestamp(o.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-            print(f"  {at}  {o.action:<10}  by {_printable(o.by)}" + (f"  {_printable(o.reason)}" if o.reason else ""))
+            print(f"  {_utc(o.at)}  {o.action:<10}  by {_printable(o.by)}" + (f"  {_printable(o.reason)}" if o.reason else ""))
         return 0
     made = record_override(store, args.dag, args.action, args.by or getpass.getuser(), args.reason)
     if args.json:
@@ -290,6 +287,12 @@ def _train_predictor(args: argparse.Namespace) -> int:
     print(f"wrote {out}: trained on {predictor.trained_rows:,} runs ({predictor.push_rate:.1%} pushed); "
           f"threshold {predictor.threshold:.3f} keeps {settings.target_pushes_kept:.0%} of their pushes")
     return 0
+
+
+def _utc(epoch_seconds: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch_seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _printable(text: str) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from airflow_graphlets.errors import GraphletsError
 from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.graphlets.model import Extraction
-from airflow_graphlets.prune.dataset import feature_matrix, training_runs
+from airflow_graphlets.prune.dataset import TrainingRuns, feature_matrix, training_runs
 from airflow_graphlets.prune.policy import (
     Guardrails,
     NeverSkip,
@@ -105,18 +105,14 @@ def evaluate(extraction: Extraction, drift: dict[tuple[str, int], float], settin
       GraphletsError: too little history to train on.
     """
     settings = settings or PolicySettings()
-    runs = training_runs(on_clock(extraction, "logical"), drift)
-    if len(runs) == 0:
-        raise GraphletsError(f"{extraction.store} holds no finished training runs to learn from.")
-    matrix = feature_matrix(runs)
+    runs, matrix = _rows(extraction, drift)
     first, last = float(runs.start.min()), float(runs.start.max())
     split = first + settings.train_share * (last - first)
     past = runs.start < split
     predictor = PushPredictor.fit(matrix[past], runs.pushed[past], seed=seed)
     probabilities = predictor.push_probability(matrix)
     hours = settings.staleness_hours or None
-    threshold = threshold_for_pushes_kept(push_scores(probabilities, matrix, hours)[past], runs.pushed[past],
-                                          settings.target_pushes_kept)
+    threshold = _operating_threshold(probabilities[past], matrix[past], runs.pushed[past], settings)
     bare = threshold_for_pushes_kept(probabilities[past], runs.pushed[past], settings.target_pushes_kept)
     rails = settings.guardrails
     never = replay(runs, NeverSkip(), evaluate_from=split, guardrails=rails, seed=seed)
@@ -140,12 +136,22 @@ def train_predictor(extraction: Extraction, drift: dict[tuple[str, int], float],
       GraphletsError: too little history to train on.
     """
     settings = settings or PolicySettings()
+    runs, matrix = _rows(extraction, drift)
+    predictor = PushPredictor.fit(matrix, runs.pushed, seed=seed)
+    threshold = _operating_threshold(predictor.push_probability(matrix), matrix, runs.pushed, settings)
+    return replace(predictor, threshold=threshold, staleness_hours=settings.staleness_hours or None)
+
+
+def _rows(extraction: Extraction, drift: dict[tuple[str, int], float]) -> tuple[TrainingRuns, np.ndarray]:
+    """The store's finished runs and their features; raises GraphletsError when there are none."""
     runs = training_runs(on_clock(extraction, "logical"), drift)
     if len(runs) == 0:
         raise GraphletsError(f"{extraction.store} holds no finished training runs to learn from.")
-    matrix = feature_matrix(runs)
-    predictor = PushPredictor.fit(matrix, runs.pushed, seed=seed)
-    hours = settings.staleness_hours or None
-    scores = push_scores(predictor.push_probability(matrix), matrix, hours)
-    threshold = threshold_for_pushes_kept(scores, runs.pushed, settings.target_pushes_kept)
-    return replace(predictor, threshold=float(threshold), staleness_hours=hours)
+    return runs, feature_matrix(runs)
+
+
+def _operating_threshold(probabilities: np.ndarray, matrix: np.ndarray, pushed: np.ndarray,
+                         settings: PolicySettings) -> float:
+    """The threshold on the age-weighted score that keeps ``target_pushes_kept`` of these pushes."""
+    scores = push_scores(probabilities, matrix, settings.staleness_hours or None)
+    return float(threshold_for_pushes_kept(scores, pushed, settings.target_pushes_kept))
