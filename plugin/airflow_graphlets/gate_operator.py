@@ -56,6 +56,7 @@ class GraphletGateOperator(BaseOperator):
 
     template_fields = ("spans", "drift", "predictor_path")
     graphlets_component = None
+    _input_error: str | None = None  # set by @graphlet_gate when its function failed: training runs
 
     def __init__(self, *, spans: Any = None, drift: Any = None, trainer_task_id: str = "trainer",
                  predictor_path: str | None = None, threshold: float | None = None, never_skip: bool = False,
@@ -92,7 +93,7 @@ class GraphletGateOperator(BaseOperator):
         from airflow_graphlets.prune.gate import GateOutcome, GateSettings, decide
         from airflow_graphlets.prune.policy import Decision, Guardrails
 
-        if getattr(self, "_input_error", None):
+        if self._input_error:
             return GateOutcome(Decision(True, None, f"fail open: {self._input_error}"), {},
                                GateSettings().policy_version, None, 0.0)
         config, predictor_path = None, self.predictor_path
