@@ -143,7 +143,6 @@ class BulkWriter:
         cursor = conn.cursor()
         cursor.execute("SET synchronous_commit = off")
         cursor.execute(f"SET maintenance_work_mem = '{_INDEX_BUILD_MEMORY}'")
-        _compress_full_page_writes(cursor)
         cursor.close()
         conn.commit()
 
@@ -262,19 +261,3 @@ def _copy_csv(rows: list[tuple]) -> io.StringIO:
     csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
     buffer.seek(0)
     return buffer
-
-
-def _compress_full_page_writes(cursor) -> None:
-    """Compress the WAL's full-page images in this session, where the role may (a superuser
-    setting): index builds log every page they write, and lz4 cuts the WAL of a paper-scale load
-    by about an eighth on a disk-bound server. Without the privilege or lz4, the load goes on
-    uncompressed."""
-    for method in ("lz4", "pglz"):
-        cursor.execute("SAVEPOINT wal_compression")
-        try:
-            cursor.execute(f"SET wal_compression = {method}")
-        except Exception:  # noqa: BLE001 - not permitted or not built in: try the next, then none
-            cursor.execute("ROLLBACK TO SAVEPOINT wal_compression")
-            continue
-        cursor.execute("RELEASE SAVEPOINT wal_compression")
-        return
