@@ -20,14 +20,13 @@ what the gate needs to know of the run, ``{"spans": [...], "drift": 0.4}``:
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
+from airflow.sdk.bases.decorator import DecoratedOperator, determine_kwargs, task_decorator_factory
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_graphlets import lineage
@@ -147,7 +146,9 @@ class _GraphletGateDecoratedOperator(DecoratedOperator, GraphletGateOperator):
 
     def execute(self, context: Any) -> dict:
         try:
-            inputs = self.python_callable(*self.op_args, **_with_context(self.python_callable, self.op_kwargs, context))
+            # Airflow's own rule for which context entries a TaskFlow function receives.
+            kwargs = determine_kwargs(self.python_callable, self.op_args, {**context, **self.op_kwargs})
+            inputs = self.python_callable(*self.op_args, **kwargs)
             if not isinstance(inputs, Mapping) or "spans" not in inputs:
                 raise TypeError(f"a @graphlet_gate function must return a dict with 'spans' (and optionally "
                                 f"'drift'), not {type(inputs).__name__}")
@@ -156,16 +157,6 @@ class _GraphletGateDecoratedOperator(DecoratedOperator, GraphletGateOperator):
             self.log.warning("airflow-graphlets gate: the gate function failed, so training runs: %s", err)
             self._input_error = f"the gate function failed: {type(err).__name__}: {err}"
         return GraphletGateOperator.execute(self, context)
-
-
-def _with_context(function: Callable, kwargs: Mapping[str, Any], context: Any) -> dict:
-    """``kwargs`` plus the context entries the function asks for by name (``logical_date``, ...)."""
-    wanted = inspect.signature(function).parameters
-    merged = dict(kwargs)
-    for name in wanted:
-        if name not in merged and name in context:
-            merged[name] = context[name]
-    return merged
 
 
 def graphlet_gate(python_callable: Callable | None = None, **kwargs: Any):
