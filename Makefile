@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export GLOG_minloglevel ?= 1
 
-.PHONY: env services test demo bench bench-graphlets bench-simulate bench-gate clean constraints
+.PHONY: env services browser test demo bench bench-graphlets bench-simulate bench-gate bench-ui clean constraints
 
 # uv comes from PyPI when the machine has none.
 .tools/bin/uv:
@@ -24,7 +24,11 @@ env: $(VENV)/.installed
 services:
 	./scripts/services.sh
 
-test: env services
+# Debian's Chromium for the UI's browser tests (Playwright cannot download its own here).
+browser:
+	./scripts/browser.sh
+
+test: env services browser
 	$(VENV)/bin/pytest -q
 
 demo: env
@@ -45,3 +49,5 @@ bench-simulate: env services
 	$(PY) benchmarks/simulate_throughput.py
 bench-gate: env services
 	$(PY) benchmarks/gate_latency.py
+bench-ui: env services browser
+	$(PY) benchmarks/ui_first_paint.py

@@ -9,6 +9,7 @@
 ``graphlets decisions --store URI --dag DAG [--since WHEN] [--json]``   the gate's skip log
 ``graphlets override ACTION --dag DAG [--by WHO] [--reason TEXT]``   force-run, never-skip, allow-skip, list
 ``graphlets train-predictor --store URI --out FILE [--policy F]``   the gate's predictor, from history
+``graphlets summarize [--store URI] [--summary URL]``   refresh the summary the UI pages read
 
 Without ``--store``/``--spool-dir`` the command reads ``[graphlets]`` and the ``mlmd_default``
 connection the way the listener does.
@@ -121,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--policy", metavar="FILE", help="TOML with [policy] (target_pushes_kept sets the threshold)")
     train.add_argument("--seed", type=int, default=0, help="random seed of the training")
     train.set_defaults(run=_train_predictor)
+
+    summarize = commands.add_parser("summarize", help="refresh the summary the Graphlets UI pages read (docs/ui.md)")
+    summarize.add_argument("--store", help="MLMD store URI (default: the mlmd_default connection)")
+    summarize.add_argument("--summary", help="summary database URL (default: [graphlets] summary_uri)")
+    summarize.add_argument("--if-unlocked", action="store_true",
+                           help="do nothing when another summarize holds the lock (how the UI starts it)")
+    summarize.set_defaults(run=_summarize)
 
     simulate = commands.add_parser("simulate", help="write a simulated continuous-training history into a store")
     simulate.add_argument("--store", required=True, help="store URI of a new or empty store")
@@ -286,6 +294,25 @@ def _train_predictor(args: argparse.Namespace) -> int:
         raise GraphletsError(f"Cannot write the predictor to {out}: {err.strerror}. Pick a writable path.") from None
     print(f"wrote {out}: trained on {predictor.trained_rows:,} runs ({predictor.push_rate:.1%} pushed); "
           f"threshold {predictor.threshold:.3f} keeps {settings.target_pushes_kept:.0%} of their pushes")
+    return 0
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    from airflow_graphlets.summary.refresh import refresh_lock, refresh_summary, summary_engine, summary_lock_path
+
+    store = _store(args.store)
+    url = args.summary or _settings().summary_uri
+    engine = summary_engine(url)
+    lock = summary_lock_path(url)
+    with refresh_lock(lock) as held:
+        if not held and args.if_unlocked:
+            print(f"another summarize holds {lock}; nothing to do")
+            return 0
+        if not held:
+            raise GraphletsError(f"Another graphlets summarize is running (it holds {lock}); wait for it to end.")
+        result = refresh_summary(store, engine)
+    print(f"summarized {result.graphlets:,} graphlets of {result.pipelines:,} pipelines and {result.decisions:,} "
+          f"gate decisions from {store} in {result.seconds:.1f} s")
     return 0
 
 

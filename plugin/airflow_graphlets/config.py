@@ -57,6 +57,18 @@ OPTIONS: tuple[Option, ...] = (
         "train-predictor). While it does not exist, gates run every training.",
     ),
     Option(
+        "summary_uri",
+        "sqlite:///{AIRFLOW_HOME}/graphlets/summary.sqlite",
+        "Database (SQLAlchemy URL) of the summary the Graphlets UI pages read, made from the MLMD "
+        "store by graphlets summarize. Never the MLMD database itself.",
+    ),
+    Option(
+        "summary_max_age_seconds",
+        "300",
+        "The UI starts a new summary of the store (in a process of its own) when a page finds the "
+        "summary older than this; pages show the summary they have meanwhile.",
+    ),
+    Option(
         "flusher_idle_seconds",
         "300",
         "Seconds the background flusher of a spool stays alive without work before it exits.",
@@ -76,6 +88,8 @@ class GraphletsSettings:
     record_timeout: float
     flusher_idle_seconds: float
     predictor_path: str = ""
+    summary_uri: str = ""
+    summary_max_age_seconds: float = 300.0
 
 
 def settings_from_mapping(values: Mapping[str, str], airflow_home: str | None = None) -> GraphletsSettings:
@@ -94,6 +108,9 @@ def settings_from_mapping(values: Mapping[str, str], airflow_home: str | None = 
     idle = _parse_float("flusher_idle_seconds", raw["flusher_idle_seconds"])
     if idle <= 0:
         raise StoreConfigError(_bad("flusher_idle_seconds", raw["flusher_idle_seconds"], "a positive number of seconds"))
+    max_age = _parse_float("summary_max_age_seconds", raw["summary_max_age_seconds"])
+    if max_age <= 0:
+        raise StoreConfigError(_bad("summary_max_age_seconds", raw["summary_max_age_seconds"], "a positive number of seconds"))
     return GraphletsSettings(
         enabled=_parse_bool("enabled", raw["enabled"]),
         conn_id=raw["conn_id"].strip(),
@@ -103,6 +120,8 @@ def settings_from_mapping(values: Mapping[str, str], airflow_home: str | None = 
         record_timeout=timeout,
         flusher_idle_seconds=idle,
         predictor_path=expand(raw["predictor_path"]),
+        summary_uri=raw["summary_uri"].replace("{AIRFLOW_HOME}", home).strip(),
+        summary_max_age_seconds=max_age,
     )
 
 

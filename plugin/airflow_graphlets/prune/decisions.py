@@ -31,6 +31,11 @@ _OF_GATE = ("SELECT a.execution_id FROM Association a JOIN Context c ON c.id = a
             "JOIN Type t ON t.id = c.type_id JOIN ExecutionProperty d ON d.execution_id = a.execution_id "
             "AND d.name = :decision WHERE c.name = :context AND t.name = :context_type "
             "ORDER BY a.execution_id DESC LIMIT :latest")
+# Every decision of the store, with the pipeline (DAG) it belongs to.
+_ALL = ("SELECT c.name, p.execution_id, p.name, p.string_value, p.double_value, p.int_value FROM ExecutionProperty d "
+        "JOIN Association a ON a.execution_id = d.execution_id JOIN Context c ON c.id = a.context_id "
+        "JOIN Type t ON t.id = c.type_id AND t.name = :context_type "
+        "JOIN ExecutionProperty p ON p.execution_id = d.execution_id WHERE d.name = :decision")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,26 @@ def read_decisions(config: StoreConfig, dag_id: str, since: float | None = None,
                   "latest": latest if latest is not None else 2**31 - 1}
     with reading(config, engine) as engine, engine.connect() as conn:
         rows = conn.execute(sa.text(sql), {"decision": DECISION, **params}).all()
+    found = _parse(rows)
+    found.sort(key=lambda d: (d.decided_at, d.execution_id))
+    return [d for d in found if since is None or d.decided_at >= since]
+
+
+def read_all_decisions(config: StoreConfig, engine: Engine | None = None) -> dict[str, list[LoggedDecision]]:
+    """Every gate decision of the store, by DAG id, each list oldest first (one query)."""
+    with reading(config, engine) as engine, engine.connect() as conn:
+        rows = conn.execute(sa.text(_ALL), {"decision": DECISION, "context_type": schema.PIPELINE_CONTEXT}).all()
+    dag_of = {int(row[1]): str(row[0]) for row in rows}
+    by_dag: dict[str, list[LoggedDecision]] = {}
+    for found in _parse([row[1:] for row in rows]):
+        by_dag.setdefault(dag_of[found.execution_id], []).append(found)
+    for decisions in by_dag.values():
+        decisions.sort(key=lambda d: (d.decided_at, d.execution_id))
+    return by_dag
+
+
+def _parse(rows) -> list[LoggedDecision]:
+    """Decisions from (execution id, property name, string, double, int) rows."""
     props: dict[int, dict[str, object]] = {}
     for execution_id, name, text, double, integer in rows:
         props.setdefault(int(execution_id), {})[name] = text if text is not None else (double if double is not None else integer)
@@ -87,5 +112,4 @@ def read_decisions(config: StoreConfig, dag_id: str, since: float | None = None,
             policy_version=str(p.get("graphlets_policy_version", "")),
             features=json.loads(str(p.get("graphlets_features") or "{}")),
         ))
-    found.sort(key=lambda d: (d.decided_at, d.execution_id))
-    return [d for d in found if since is None or d.decided_at >= since]
+    return found

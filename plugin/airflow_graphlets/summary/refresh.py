@@ -1,0 +1,189 @@
+"""Build the summary from an MLMD store: extract every graphlet, reduce, replace the tables.
+
+The extraction is the bulk reader's (``graphlets analyze`` reads the same); at paper scale it
+takes about half a minute, which is why pages read the summary and a refresh runs beside them
+(``graphlets summarize``, started by the UI when the summary is older than its maximum age).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from airflow_graphlets.errors import GraphletsError, NoGraphletsError
+from airflow_graphlets.graphlets.model import OUTCOME_NAMES, STATUSES, Extraction
+from airflow_graphlets.summary import tables
+from airflow_graphlets.store.uri import StoreConfig
+
+_BATCH = 20_000  # rows per INSERT batch: bounded memory for the driver at paper scale
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What a refresh wrote."""
+
+    graphlets: int
+    pipelines: int
+    decisions: int
+    seconds: float
+
+
+def summary_engine(url: str) -> Engine:
+    """An engine on the summary database, its tables created when missing.
+
+    Raises:
+      GraphletsError: the URL is not a database SQLAlchemy can open (the message says which).
+    """
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise GraphletsError(
+            f"[graphlets] summary_uri = {url!r} is not a database URL: give one such as "
+            "sqlite:////var/airflow/graphlets/summary.sqlite or postgresql://user@host/db"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    if parsed.get_backend_name() == "mysql" and parsed.drivername == "mysql":
+        parsed = parsed.set(drivername="mysql+pymysql")
+    engine = sa.create_engine(parsed)
+    tables.metadata.create_all(engine)
+    return engine
+
+
+def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2) -> RefreshResult:
+    """Replace the summary in ``engine`` with what the store ``config`` holds now.
+
+    Raises:
+      StoreNotFoundError, StoreUnavailableError, NotAnMlmdStoreError, UnsupportedSchemaError:
+        the store cannot be read (the summary is left as it was).
+    """
+    from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+    from airflow_graphlets.prune.decisions import read_all_decisions
+
+    began = time.perf_counter()
+    try:
+        extraction: Extraction | None = read_graphlets(config, workers=workers)
+    except NoGraphletsError:
+        extraction = None
+    decisions = read_all_decisions(config)
+    graphlet_rows = list(_graphlet_rows(extraction)) if extraction else []
+    decision_rows = [
+        {"execution_id": d.execution_id, "pipeline": dag, "run_id": d.run_id, "decided_at": d.decided_at,
+         "decision": d.decision, "probability": d.probability,
+         "saved_seconds": float(d.features.get("expected_cost", 0.0) or 0.0) if d.decision == "skip" else 0.0}
+        for dag, found in decisions.items() for d in found
+    ]
+    day_rows = _compute_days(extraction, decision_rows)
+    with engine.begin() as conn:
+        for table in (tables.graphlet, tables.compute_day, tables.decision, tables.state):
+            conn.execute(table.delete())
+        for table, rows in ((tables.graphlet, graphlet_rows), (tables.compute_day, day_rows),
+                            (tables.decision, decision_rows)):
+            for start in range(0, len(rows), _BATCH):
+                conn.execute(table.insert(), rows[start:start + _BATCH])
+        conn.execute(tables.state.insert(), [
+            {"key": "store", "value": str(config)},
+            {"key": "refreshed_at", "value": repr(time.time())},
+        ])
+    pipelines = {row["pipeline"] for row in day_rows}
+    return RefreshResult(len(graphlet_rows), len(pipelines), len(decision_rows), time.perf_counter() - began)
+
+
+def _graphlet_rows(extraction: Extraction) -> Iterator[dict]:
+    g = extraction.graphlets
+    spans = g.lists["spans"]
+    offsets, values = spans.offsets, spans.values
+    for i in range(len(g)):
+        if g.pipeline[i] < 0:
+            continue
+        lo, hi = int(offsets[i]), int(offsets[i + 1])
+        pushed_at = float(g.pushed_at[i])
+        yield {
+            "trainer_id": int(g.trainer_id[i]), "pipeline": g.pipelines[g.pipeline[i]], "run": g.run[i],
+            "status": STATUSES[g.status[i]], "trainer_start": float(g.trainer_start[i]), "end": float(g.end[i]),
+            "cost_seconds": int(g.cost_micros[i]) / 1e6, "blessed": int(g.blessed[i]),
+            "pushed_at": None if np.isnan(pushed_at) else pushed_at,
+            "first_span": int(values[lo]) if hi > lo else None, "last_span": int(values[hi - 1]) if hi > lo else None,
+            "spans": hi - lo,
+        }
+
+
+def _compute_days(extraction: Extraction | None, decisions: list[dict]) -> list[dict]:
+    """One row per (pipeline, day) that had compute, a graphlet, a push or a decision."""
+    rows: dict[tuple[str, int], dict] = {}
+
+    def row(pipeline: str, day: int) -> dict:
+        key = (pipeline, day)
+        if key not in rows:
+            rows[key] = {"pipeline": pipeline, "day": day, **{f"{name}_seconds": 0.0 for name in OUTCOME_NAMES},
+                         "graphlets": 0, "pushes": 0, "skips": 0, "saved_seconds": 0.0}
+        return rows[key]
+
+    if extraction is not None:
+        e = extraction.executions
+        timed = (e.start > 0) & (e.pipeline >= 0)
+        day = np.floor(e.start[timed] / tables.DAY).astype(np.int64)
+        pipeline = e.pipeline[timed].astype(np.int64)
+        keys, inverse = np.unique(np.stack([pipeline, day]), axis=1, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        for code, name in enumerate(OUTCOME_NAMES):
+            weights = np.where(e.outcome[timed] == code, e.duration[timed], 0.0)
+            sums = np.bincount(inverse, weights=weights, minlength=keys.shape[1])
+            for k in np.flatnonzero(sums):
+                row(extraction.pipelines[keys[0, k]], int(keys[1, k]))[f"{name}_seconds"] += float(sums[k])
+        g = extraction.graphlets
+        named = g.pipeline >= 0
+        _count(row, g.pipelines, g.pipeline[named], g.trainer_start[named], "graphlets")
+        pushed = named & ~np.isnan(g.pushed_at)
+        _count(row, g.pipelines, g.pipeline[pushed], g.pushed_at[pushed], "pushes")
+    for d in decisions:
+        if d["decision"] == "skip":
+            target = row(d["pipeline"], int(d["decided_at"] // tables.DAY))
+            target["skips"] += 1
+            target["saved_seconds"] += d["saved_seconds"]
+    return [rows[key] for key in sorted(rows)]
+
+
+def _count(row, names: tuple[str, ...], pipeline: np.ndarray, times: np.ndarray, field: str) -> None:
+    """Add to ``field`` of each (pipeline, day) row the number of ``times`` that fall in it."""
+    if not len(pipeline):
+        return
+    keys, counts = np.unique(np.stack([pipeline.astype(np.int64), np.floor(times / tables.DAY).astype(np.int64)]),
+                             axis=1, return_counts=True)
+    for k in range(keys.shape[1]):
+        row(names[keys[0, k]], int(keys[1, k]))[field] += int(counts[k])
+
+
+def summary_lock_path(summary_url: str) -> str:
+    """The lock file that keeps refreshes of one summary one at a time on a machine."""
+    digest = hashlib.sha256(summary_url.encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"airflow-graphlets-summary-{digest}.lock")
+
+
+@contextmanager
+def refresh_lock(path: str) -> Iterator[bool]:
+    """An exclusive, non-blocking lock on ``path``: yields whether this process holds it (one
+    refresh at a time per machine, however many API-server workers ask for one)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

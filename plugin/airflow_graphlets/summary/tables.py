@@ -1,0 +1,67 @@
+"""The summary's tables (SQLAlchemy Core), in a database of our own: never MLMD's.
+
+One row per graphlet, one per (pipeline, day) of compute, one per gate decision, and a small
+key/value table saying which store was summarised and when. A refresh replaces them all in one
+transaction, so a page never sees half a summary.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# One per model graphlet. Times are epoch seconds; costs seconds.
+graphlet = sa.Table(
+    "graphlets_summary_graphlet", metadata,
+    sa.Column("trainer_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("pipeline", sa.String(512), nullable=False),
+    sa.Column("run", sa.String(512)),
+    sa.Column("status", sa.String(16), nullable=False),  # graphlets.model.STATUSES
+    sa.Column("trainer_start", sa.Float, nullable=False),
+    sa.Column("end", sa.Float, nullable=False),
+    sa.Column("cost_seconds", sa.Float, nullable=False),
+    sa.Column("blessed", sa.SmallInteger, nullable=False),  # 1, 0, -1 unknown
+    sa.Column("pushed_at", sa.Float),
+    sa.Column("first_span", sa.BigInteger),
+    sa.Column("last_span", sa.BigInteger),
+    sa.Column("spans", sa.Integer, nullable=False),
+    sa.Index("graphlets_summary_graphlet_by_pipeline", "pipeline", "trainer_start"),
+)
+
+# Compute of one pipeline on one UTC day (day = whole days since the epoch), by what it went to.
+compute_day = sa.Table(
+    "graphlets_summary_compute_day", metadata,
+    sa.Column("pipeline", sa.String(512), primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("pushed_seconds", sa.Float, nullable=False),
+    sa.Column("wasted_seconds", sa.Float, nullable=False),
+    sa.Column("pending_seconds", sa.Float, nullable=False),
+    sa.Column("unattributed_seconds", sa.Float, nullable=False),
+    sa.Column("graphlets", sa.Integer, nullable=False),
+    sa.Column("pushes", sa.Integer, nullable=False),
+    sa.Column("skips", sa.Integer, nullable=False),
+    sa.Column("saved_seconds", sa.Float, nullable=False),  # the skips' expected training-branch cost
+    sa.Index("graphlets_summary_compute_by_day", "day"),
+)
+
+# One per gate decision (the live skip log reads MLMD itself; this feeds charts and timelines).
+decision = sa.Table(
+    "graphlets_summary_decision", metadata,
+    sa.Column("execution_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("pipeline", sa.String(512), nullable=False),
+    sa.Column("run_id", sa.String(512), nullable=False),
+    sa.Column("decided_at", sa.Float, nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("probability", sa.Float),
+    sa.Column("saved_seconds", sa.Float, nullable=False),
+    sa.Index("graphlets_summary_decision_by_pipeline", "pipeline", "decided_at"),
+)
+
+state = sa.Table(
+    "graphlets_summary_state", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(1024), nullable=False),
+)
+
+DAY = 86400
