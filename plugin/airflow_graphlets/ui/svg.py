@@ -107,59 +107,69 @@ def _fmt_time(t: float) -> str:
 
 
 def provenance(graph, execution_link: Callable[[object], str | None]) -> Markup:
-    """The graphlet's provenance subgraph, laid out left to right in layers (each node one column
-    after its furthest input): spans, then what read them, down to the push."""
-    nodes = [("e", i) for i in graph.executions] + [("a", i) for i in graph.artifacts]
-    inputs: dict[tuple, list[tuple]] = {n: [] for n in nodes}
-    for source, target in graph.edges:
-        if source in inputs and target in inputs:
-            inputs[target].append(source)
-    layer: dict[tuple, int] = {}
+    """The graphlet's provenance subgraph, left to right: each execution one column after the
+    furthest execution it read from, its output artifacts stacked under it; spans first, the push
+    last. ``execution_link(node)`` gives an execution's Airflow page (None: no link)."""
+    producer: dict[int, int] = {}
+    readers: dict[int, list[int]] = {e: [] for e in graph.executions}
+    for (src_kind, src), (dst_kind, dst) in graph.edges:
+        if src_kind == "e" and dst_kind == "a":
+            producer.setdefault(dst, src)
+    for (src_kind, src), (dst_kind, dst) in graph.edges:
+        if src_kind == "a" and dst_kind == "e" and src in producer and producer[src] != dst:
+            readers[dst].append(producer[src])
+    column: dict[int, int] = {}
 
-    def depth(node, trail=()) -> int:  # longest path from a source; provenance has no cycles
-        if node not in layer:
-            layer[node] = 1 + max((depth(s, trail + (node,)) for s in inputs[node] if s not in trail), default=-1)
-        return layer[node]
+    def depth(e: int, trail: frozenset = frozenset()) -> int:  # provenance has no cycles; the trail guards anyway
+        if e not in column:
+            column[e] = 1 + max((depth(u, trail | {e}) for u in readers[e] if u not in trail), default=-1)
+        return column[e]
 
-    for node in nodes:
-        depth(node)
-    columns: dict[int, list[tuple]] = {}
-    for node in sorted(nodes, key=lambda n: (layer[n], n[0], n[1])):
-        columns.setdefault(layer[node], []).append(node)
-    col_w, row_h, box_w, box_h = 190, 62, 168, 44
-    height = max(len(c) for c in columns.values()) * row_h + 20
-    width = (max(columns) + 1) * col_w + 20
-    position = {n: (10 + c * col_w, 10 + r * row_h) for c, column in columns.items() for r, n in enumerate(column)}
+    stacks: dict[int, list[tuple[str, int]]] = {}
+    orphans = sorted(a for a in graph.artifacts if a not in producer)
+    shift = 1 if orphans else 0
+    if orphans:
+        stacks[0] = [("a", a) for a in orphans]
+    for e in sorted(graph.executions):
+        stacks.setdefault(depth(e) + shift, []).append(("e", e))
+        stacks[column[e] + shift].extend(("a", a) for a in sorted(graph.artifacts) if producer.get(a) == e)
+    col_w, row_h, box_w, box_h = 176, 54, 156, 40
+    height = max(len(c) for c in stacks.values()) * row_h + 16
+    width = (max(stacks) + 1) * col_w + 16
+    position = {n: (8 + c * col_w, 8 + r * row_h) for c, nodes in stacks.items() for r, n in enumerate(nodes)}
     parts = [f'<svg class="graph" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
              f'xmlns="http://www.w3.org/2000/svg"><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" '
              f'markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#78909c"/></marker></defs>']
     for source, target in graph.edges:
         if source in position and target in position:
             (x1, y1), (x2, y2) = position[source], position[target]
+            if x1 == x2:  # an execution and its own output, stacked: a short drop down the left side
+                parts.append(f'<path d="M{x1 + 10},{y1 + box_h} L{x2 + 10},{y2}" stroke="#b0bec5" '
+                             f'marker-end="url(#arrow)"/>')
+                continue
             x1, y1, y2 = x1 + box_w, y1 + box_h / 2, y2 + box_h / 2
             mid = (x1 + x2) / 2
             parts.append(f'<path d="M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}" fill="none" stroke="#78909c" '
                          f'marker-end="url(#arrow)"/>')
-    for node, (x, y) in position.items():
-        kind, ident = node
+    for (kind, ident), (x, y) in position.items():
         if kind == "e":
             e = graph.executions[ident]
-            title = e.task_id or e.type_name
-            sub = f"{e.type_name} · {e.state.lower()}"
-            fill = {"trainer": "#e3f2fd", "downstream": "#fff3e0"}.get(e.role, "#f5f5f5")
+            title = e.task_id or e.type_name.rsplit(".", 1)[-1]
+            sub = f"{e.type_name.rsplit('.', 1)[-1]} · {e.state.lower()}"
+            fill = {"trainer": "#bbdefb", "downstream": "#ffe0b2"}.get(e.role, "#eceff1")
             tip = f"execution {e.id}: {e.type_name}, {e.state}" + (f", task {e.task_id} try {e.try_number}" if e.task_id else "")
-            shape = f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="4" fill="{fill}" stroke="#546e7a"/>'
+            shape = f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="3" fill="{fill}" stroke="#546e7a"/>'
             href = execution_link(e)
         else:
             a = graph.artifacts[ident]
             title = a.type_name + (f" span {a.span}" if a.span is not None else "")
-            sub = a.uri.rsplit("/", 2)[-1] if a.uri else f"artifact {a.id}"
+            sub = f"artifact {a.id}"
             tip = f"artifact {a.id}: {a.type_name}" + (f", span {a.span}" if a.span is not None else "") + f" {a.uri}"
-            fill = "#e8f5e9" if a.type_name in ("PushedModel", "ModelBlessing") else "#ffffff"
-            shape = f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="18" fill="{fill}" stroke="#90a4ae"/>'
+            fill = "#c8e6c9" if a.type_name in ("PushedModel", "ModelBlessing") else "#ffffff"
+            shape = f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="16" fill="{fill}" stroke="#90a4ae"/>'
             href = None
-        label = (f'<text x="{x + 8}" y="{y + 18}" font-size="12" font-weight="600">{escape(_clip(title, 24))}</text>'
-                 f'<text x="{x + 8}" y="{y + 35}" font-size="10" fill="#455a64">{escape(_clip(sub, 30))}</text>')
+        label = (f'<text x="{x + 9}" y="{y + 17}" font-size="12" font-weight="600">{escape(_clip(title, 22))}</text>'
+                 f'<text x="{x + 9}" y="{y + 32}" font-size="10" fill="#455a64">{escape(_clip(sub, 27))}</text>')
         body = f'<title>{escape(tip)}</title>{shape}{label}'
         if href:
             parts.append(f'<a class="node execution" href="{escape(href)}" target="_top" data-id="{ident}">{body}</a>')
