@@ -123,7 +123,7 @@ def overview(engine: Engine, *, first_day: int | None = None, last_day: int | No
 def dag_ids(engine: Engine, dags: Collection[str] | None = None) -> list[str]:
     """Every DAG the summary knows (that ``dags`` allows), sorted: for the DAG filter."""
     c = tables.compute_day.c
-    query = sa.select(sa.distinct(c.pipeline)).order_by(c.pipeline)
+    query = sa.select(c.pipeline).distinct().order_by(c.pipeline)
     if dags is not None:
         query = query.where(c.pipeline.in_(sorted(dags)) if dags else sa.false())
     with engine.connect() as conn:
