@@ -107,8 +107,8 @@ def overview(engine: Engine, *, first_day: int | None = None, last_day: int | No
         hi = last_day if last_day is not None else bounds[1]
         bucket = 7 if lo is not None and hi is not None and hi - lo + 1 > MAX_DAY_BARS else 1
         day = (c.day - c.day % bucket) if bucket > 1 else c.day
-        series = [DayBucket(int(r.bucket), _totals(r)) for r in conn.execute(
-            sa.select(day.label("bucket"), *_sums(c)).where(*where).group_by(day).order_by(day))]
+        found = {int(r.bucket): _totals(r) for r in conn.execute(
+            sa.select(day.label("bucket"), *_sums(c)).where(*where).group_by(day).order_by(day))}
         totals = _totals(conn.execute(sa.select(*_sums(c)).where(*where)).one())
         dag_count = conn.execute(sa.select(sa.func.count(sa.distinct(c.pipeline))).where(*where)).scalar_one()
         wasted = sa.func.sum(c.wasted_seconds)
@@ -116,6 +116,12 @@ def overview(engine: Engine, *, first_day: int | None = None, last_day: int | No
             sa.select(c.pipeline, *_sums(c)).where(*where).group_by(c.pipeline)
             .order_by(wasted.desc(), c.pipeline).limit(per_page).offset(max(page, 0) * per_page)
         ).all()
+    # Every bucket of the range, empty ones too, so bars stand where their time is.
+    series = []
+    if found:
+        start = min(found) if lo is None else lo - lo % bucket
+        end = max(found) if hi is None else hi
+        series = [DayBucket(b, found.get(b, ComputeTotals())) for b in range(start, end + 1, bucket)]
     return Overview(totals, series, bucket, [DagRow(r.pipeline, _totals(r)) for r in page_rows], int(dag_count),
                     bounds[0], bounds[1])
 
