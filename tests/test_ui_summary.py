@@ -16,7 +16,8 @@ from airflow_graphlets.graphlets.subgraph import GraphletNotFoundError, read_sub
 from airflow_graphlets.simulate.run import simulate
 from airflow_graphlets.store.uri import parse_store_uri
 from airflow_graphlets.summary import queries
-from airflow_graphlets.summary.refresh import refresh_summary, summary_engine
+from airflow_graphlets.summary.database import summary_engine
+from airflow_graphlets.summary.refresh import refresh_summary
 from airflow_graphlets.ui import svg
 
 

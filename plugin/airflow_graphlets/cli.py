@@ -298,7 +298,8 @@ def _train_predictor(args: argparse.Namespace) -> int:
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    from airflow_graphlets.summary.refresh import refresh_lock, refresh_summary, summary_engine, summary_lock_path
+    from airflow_graphlets.summary.database import summary_engine
+    from airflow_graphlets.summary.refresh import refresh_lock, refresh_summary, summary_lock_path
 
     store = _store(args.store)
     url = args.summary or _settings().summary_uri

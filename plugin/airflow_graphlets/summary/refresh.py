@@ -17,13 +17,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from airflow_graphlets.errors import GraphletsError, NoGraphletsError
+from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.graphlets.model import OUTCOME_NAMES, STATUSES, Extraction
-from airflow_graphlets.summary import tables
 from airflow_graphlets.store.uri import StoreConfig
+from airflow_graphlets.summary import tables
 
 _BATCH = 20_000  # rows per INSERT batch: bounded memory for the driver at paper scale
 
@@ -36,30 +35,6 @@ class RefreshResult:
     pipelines: int
     decisions: int
     seconds: float
-
-
-def summary_engine(url: str) -> Engine:
-    """An engine on the summary database, its tables created when missing.
-
-    Raises:
-      GraphletsError: the URL is not a database SQLAlchemy can open (the message says which).
-    """
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError:
-        raise GraphletsError(
-            f"[graphlets] summary_uri = {url!r} is not a database URL: give one such as "
-            "sqlite:////var/airflow/graphlets/summary.sqlite or postgresql://user@host/db"
-        ) from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
-    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg2")
-    if parsed.get_backend_name() == "mysql" and parsed.drivername == "mysql":
-        parsed = parsed.set(drivername="mysql+pymysql")
-    engine = sa.create_engine(parsed)
-    tables.metadata.create_all(engine)
-    return engine
 
 
 def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2) -> RefreshResult:

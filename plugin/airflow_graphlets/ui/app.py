@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
-
 from airflow_graphlets.errors import GraphletsError
 from airflow_graphlets.ui.access import Viewer, check_same_origin, csrf_token, current_viewer
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 MOUNT = "/graphlets"
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
@@ -89,7 +88,7 @@ def _services(request: Request) -> Services:
     with app.state.services_lock:
         if app.state.services is None:
             from airflow_graphlets.airflow_config import load_settings, resolve_store
-            from airflow_graphlets.summary.refresh import summary_engine
+            from airflow_graphlets.summary.database import summary_engine
 
             settings = load_settings()
             app.state.services = Services(store=resolve_store(settings), summary_url=settings.summary_uri,
@@ -111,6 +110,8 @@ def create_app() -> FastAPI:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters.update(hours=_hours, when=_when, day=_day, pct=_pct)
+    for name in env.list_templates():  # compiled now, not on some user's first page
+        env.get_template(name)
 
     def render(request: Request, name: str, viewer: Viewer | None, status_code: int = 200, **context) -> HTMLResponse:
         base = request.scope.get("root_path", "").rstrip("/")
