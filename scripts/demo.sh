@@ -48,6 +48,11 @@ echo "   (graphlets train-predictor; from now on the gates skip the runs it expe
 $GRAPHLETS train-predictor --store "sqlite:///$STORE"
 $GRAPHLETS decisions --store "sqlite:///$STORE" --dag ct_sea_logistic --since "$(date -u +%Y-%m-%d)" | head -4
 echo
+echo "-- the summary the Graphlets pages of the Airflow UI read (graphlets summarize; docs/ui.md):"
+$GRAPHLETS summarize --store "sqlite:///$STORE"
+echo
 echo "HTML report with the figures: $AIRFLOW_HOME/graphlets-report.html"
+echo "Graphlets pages: AIRFLOW_HOME=$AIRFLOW_HOME .venv/bin/airflow api-server --port 8080, then"
+echo "  http://localhost:8080/plugin/graphlets (Plugins > Graphlets in Airflow's menu)"
 echo "Serving directories of the pushed models: $AIRFLOW_HOME/ct-data/<dag_id>/serving/"
 echo "demo finished in $(( $(date +%s) - began )) s"

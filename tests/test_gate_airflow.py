@@ -52,23 +52,6 @@ def cli(*args: str) -> str:
                           check=True, timeout=120).stdout
 
 
-def test_a_skip_shows_the_training_branch_as_skipped_and_is_logged(airflow_env, sqlite_store_uri, tmp_path,
-                                                                   predictor_path):
-    result = run_gate(airflow_env, sqlite_store_uri, str(tmp_path / "spool"), 1, predictor_path, "1e6")
-    assert result.state == "success"
-    assert "airflow-graphlets gate: skipping the training branch: predicted push probability" in result.output
-    tasks = tasks_of(sqlite_store_uri, result.run_id)
-    gate = tasks["graphlet_gate"].custom_properties
-    assert STATE(tasks["graphlet_gate"].last_known_state) == "CANCELED"
-    assert gate["graphlets_decision"].string_value == "skip"
-    assert "< 1000000.00" in gate["graphlets_reason"].string_value
-    assert 0 <= gate["graphlets_probability"].double_value <= 1
-    assert '"new_spans": 3.0' in gate["graphlets_features"].string_value
-    for task in ("trainer", "pusher"):
-        assert STATE(tasks[task].last_known_state) == "CANCELED"
-        assert tasks[task].custom_properties["airflow_state"].string_value == "skipped"
-
-
 def test_a_gate_that_errors_lets_training_run(airflow_env, sqlite_store_uri, tmp_path):
     junk = tmp_path / "junk.pkl"
     junk.write_bytes(b"not a pickle")
@@ -81,13 +64,25 @@ def test_a_gate_that_errors_lets_training_run(airflow_env, sqlite_store_uri, tmp
     assert all(STATE(tasks[t].last_known_state) == "COMPLETE" for t in ("graphlet_gate", "trainer", "pusher"))
 
 
-def test_guardrails_end_a_run_of_skips(airflow_env, sqlite_store_uri, tmp_path, predictor_path):
+def test_a_skip_shows_the_training_branch_as_skipped_and_guardrails_end_a_run_of_skips(
+        airflow_env, sqlite_store_uri, tmp_path, predictor_path):
     spool = str(tmp_path / "spool")
     decisions = []
     for day in range(3, 7):
         result = run_gate(airflow_env, sqlite_store_uri, spool, day, predictor_path, "1e6")
-        gate = tasks_of(sqlite_store_uri, result.run_id)["graphlet_gate"].custom_properties
+        assert result.state == "success"
+        tasks = tasks_of(sqlite_store_uri, result.run_id)
+        gate = tasks["graphlet_gate"].custom_properties
         decisions.append((gate["graphlets_decision"].string_value, gate["graphlets_reason"].string_value))
+        if day == 3:  # a skip: logged in MLMD with its reason, the training branch skipped
+            assert "airflow-graphlets gate: skipping the training branch: predicted push probability" in result.output
+            assert STATE(tasks["graphlet_gate"].last_known_state) == "CANCELED"
+            assert "< 1000000.00" in gate["graphlets_reason"].string_value
+            assert 0 <= gate["graphlets_probability"].double_value <= 1
+            assert '"new_spans": 3.0' in gate["graphlets_features"].string_value
+            for task in ("trainer", "pusher"):
+                assert STATE(tasks[task].last_known_state) == "CANCELED"
+                assert tasks[task].custom_properties["airflow_state"].string_value == "skipped"
     assert [d for d, _ in decisions] == ["skip", "skip", "skip", "run"]
     assert decisions[-1][1].startswith("guardrail: 3 runs skipped in a row (limit 3)")
 
@@ -100,7 +95,8 @@ def test_guardrails_end_a_run_of_skips(airflow_env, sqlite_store_uri, tmp_path, 
     assert table.startswith(f"0 gate decisions of {DAG}")
 
 
-def test_an_operator_force_run_overrules_the_next_skip_only(airflow_env, sqlite_store_uri, tmp_path, predictor_path):
+def test_operator_overrides_force_one_run_or_hold_until_allowed_again(airflow_env, sqlite_store_uri, tmp_path,
+                                                                      predictor_path):
     spool = str(tmp_path / "spool")
     gate_of = lambda result: tasks_of(sqlite_store_uri, result.run_id)["graphlet_gate"].custom_properties  # noqa: E731
     assert gate_of(run_gate(airflow_env, sqlite_store_uri, spool, 8, predictor_path, "1e6"))[
@@ -119,26 +115,22 @@ def test_an_operator_force_run_overrules_the_next_skip_only(airflow_env, sqlite_
 
     after = gate_of(run_gate(airflow_env, sqlite_store_uri, spool, 10, predictor_path, "1e6"))
     assert after["graphlets_decision"].string_value == "skip"  # the force-run was used up
-    logged = json.loads(cli("decisions", "--store", sqlite_store_uri, "--dag", DAG, "--json"))
-    assert [(d["decision"], d["override"]) for d in logged] == [("skip", ""), ("run", "force-run by alice"),
-                                                               ("skip", "")]
 
-
-def test_never_skip_holds_for_every_run_until_allowed_again(airflow_env, sqlite_store_uri, tmp_path, predictor_path):
-    spool = str(tmp_path / "spool")
+    # never-skip holds for every run until allow-skip.
     cli("override", "never-skip", "--dag", DAG, "--by", "bob", "--store", sqlite_store_uri)
-    decisions = []
-    for day in (11, 12):
-        result = run_gate(airflow_env, sqlite_store_uri, spool, day, predictor_path, "1e6")
-        decisions.append(tasks_of(sqlite_store_uri, result.run_id)["graphlet_gate"].custom_properties[
-            "graphlets_override"].string_value)
-    assert decisions == ["never-skip by bob", "never-skip by bob"]
+    held = gate_of(run_gate(airflow_env, sqlite_store_uri, spool, 11, predictor_path, "1e6"))
+    assert (held["graphlets_decision"].string_value, held["graphlets_override"].string_value) == (
+        "run", "never-skip by bob")
     cli("override", "allow-skip", "--dag", DAG, "--by", "bob", "--store", sqlite_store_uri)
-    result = run_gate(airflow_env, sqlite_store_uri, spool, 13, predictor_path, "1e6")
-    assert tasks_of(sqlite_store_uri, result.run_id)["graphlet_gate"].custom_properties[
-        "graphlets_decision"].string_value == "skip"
+    allowed = gate_of(run_gate(airflow_env, sqlite_store_uri, spool, 13, predictor_path, "1e6"))
+    assert allowed["graphlets_decision"].string_value == "skip"
+
+    logged = json.loads(cli("decisions", "--store", sqlite_store_uri, "--dag", DAG, "--json"))
+    assert [(d["decision"], d["override"]) for d in logged] == [
+        ("skip", ""), ("run", "force-run by alice"), ("skip", ""), ("run", "never-skip by bob"), ("skip", "")]
     listed = json.loads(cli("override", "list", "--dag", DAG, "--store", sqlite_store_uri, "--json"))
-    assert [(o["action"], o["by"]) for o in listed] == [("never-skip", "bob"), ("allow-skip", "bob")]
+    assert [(o["action"], o["by"]) for o in listed] == [("force-run", "alice"), ("never-skip", "bob"),
+                                                       ("allow-skip", "bob")]
 
 
 def test_the_taskflow_gate_reads_its_inputs_from_upstream_and_skips_alike(airflow_env, sqlite_store_uri, tmp_path,

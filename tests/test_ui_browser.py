@@ -290,3 +290,21 @@ def test_overrides_need_edit_permission_and_a_form_of_our_own(deployment, browse
     assert foreign.status == 403 and "another site" in foreign.text()
     assert read_overrides(deployment["config"], GATED) == before
     admin.context.close()
+
+
+def test_bad_addresses_get_a_page_that_says_what_to_fix(deployment, browser):
+    page = signed_in(browser, deployment, "admin")
+    base = f"{deployment['base']}/graphlets"
+    for path, status, says in (
+        ("/graphlet?dag=ct_pipeline_1&trainer=abc", 400, "trainer: Input should be a valid integer"),
+        ("/graphlet?dag=ct_pipeline_1&trainer=1", 404, "has no graphlet whose trainer is execution 1"),
+        ("/?from=yesterday", 400, "is not a date: use YYYY-MM-DD"),
+        ("/?from=2026-03-01&to=2026-02-01", 400, "swap from and to"),
+        ("/pipeline", 400, "dag: Field required"),
+    ):
+        response = page.request.get(base + path)
+        assert (response.status, says in response.text()) == (status, True), (path, response.text()[-500:])
+    # A confirmation comes from the store, never from the address.
+    page.goto(f"{base}/skips?dag={GATED}&done=Your+password+expired,+call+555")
+    assert page.locator("#done").count() == 0
+    page.context.close()

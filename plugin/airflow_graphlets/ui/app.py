@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode
 from airflow_graphlets.errors import GraphletsError
 from airflow_graphlets.ui.access import Viewer, check_same_origin, csrf_token, current_viewer
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 MOUNT = "/graphlets"
@@ -138,6 +139,12 @@ def create_app() -> FastAPI:
         title = {401: "Sign in to Airflow first", 403: "Not allowed", 404: "Not found"}.get(exc.status_code, "Error")
         return render(request, "error.html", None, status_code=exc.status_code, title=title, message=str(exc.detail))
 
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
+        return render(request, "error.html", None, status_code=400, title="Bad request",
+                      message=f"{problems}. Fix the address and retry.")
+
     @app.exception_handler(GraphletsError)
     async def _graphlets_error(request: Request, exc: GraphletsError):
         return render(request, "error.html", None, status_code=503, title="The MLMD store cannot be read",
@@ -235,10 +242,14 @@ def create_app() -> FastAPI:
         newest = decisions[::-1]
         shown = newest[page * SKIPS_PER_PAGE:(page + 1) * SKIPS_PER_PAGE]
         can_edit = viewer.can_edit(dag)
+        # The confirmation is read from the store, not from the address: a crafted link cannot
+        # put words on the page.
+        latest = overrides[-1] if overrides else None
+        confirmed = f"{latest.action} recorded by {latest.by}" if latest and done == latest.action else ""
         return render(request, "skips.html", viewer, dag=dag, decisions=shown, total=len(decisions),
                       skipped=sum(d.decision == "skip" for d in decisions), overrides=overrides[::-1],
                       standing=now_standing, can_edit=can_edit, csrf=csrf_token(viewer) if can_edit else "",
-                      page=page, per_page=SKIPS_PER_PAGE, done=done or "")
+                      page=page, per_page=SKIPS_PER_PAGE, done=confirmed)
 
     @app.post("/skips/override")
     def override_action(request: Request, viewer: ViewerDep, services: ServicesDep,
@@ -260,7 +271,7 @@ def create_app() -> FastAPI:
         except OverrideError as err:
             raise HTTPException(400, str(err)) from None
         base = request.scope.get("root_path", "").rstrip("/")
-        target = f"{base}/skips?" + urlencode({"dag": dag, "done": f"{made.action} recorded by {made.by}"})
+        target = f"{base}/skips?" + urlencode({"dag": dag, "done": made.action})
         return RedirectResponse(target, status_code=303)
 
     return app
