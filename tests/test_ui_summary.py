@@ -68,6 +68,13 @@ def test_filters_by_dag_time_range_and_readable_dags(simulated):
     assert one.dag_count == 1 and one.totals.wasted == pytest.approx(everything.dags[0].totals.wasted)
     assert queries.overview(engine, dags={dag}).totals == one.totals
     assert queries.overview(engine, dags=set()).totals.graphlets == 0
+    # The unfiltered page reads the roll-ups; the same figures come from the (pipeline, day) rows.
+    every = queries.overview(engine, dags=set(extraction.pipelines))
+    assert every.dags == everything.dags and every.dag_count == everything.dag_count
+    assert [every.totals.spent, every.totals.wasted, every.totals.saved] == pytest.approx(
+        [everything.totals.spent, everything.totals.wasted, everything.totals.saved])
+    assert (every.totals.graphlets, every.totals.pushes) == (everything.totals.graphlets, everything.totals.pushes)
+    assert [b.day for b in every.series] == [b.day for b in everything.series]
     middle = everything.first_day + 10
     early, late = queries.overview(engine, last_day=middle - 1), queries.overview(engine, first_day=middle)
     assert early.totals.graphlets + late.totals.graphlets == everything.totals.graphlets

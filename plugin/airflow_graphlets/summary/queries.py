@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -81,6 +81,10 @@ def _totals(row) -> ComputeTotals:
                          float(row.saved), int(row.graphlets), int(row.pushes), int(row.skips))
 
 
+def _add(a: ComputeTotals, b: ComputeTotals) -> ComputeTotals:
+    return ComputeTotals(*(getattr(a, f.name) + getattr(b, f.name) for f in fields(ComputeTotals)))
+
+
 def _where(c, first_day: int | None, last_day: int | None, dags: Collection[str] | None, dag: str | None) -> list:
     clauses = []
     if first_day is not None:
@@ -101,21 +105,35 @@ def overview(engine: Engine, *, first_day: int | None = None, last_day: int | No
     and per DAG, for the DAGs in ``dags`` (None: all), or one ``dag``."""
     c = tables.compute_day.c
     where = _where(c, first_day, last_day, dags, dag)
+    # Unfiltered (every visitor's first page): the roll-ups, a few thousand rows, not every
+    # (pipeline, day).
+    rolled = first_day is None and last_day is None and dags is None and not dag
+    by_day = tables.day_total.c if rolled else c
+    by_dag = tables.pipeline_total.c if rolled else c
     with engine.connect() as conn:
-        bounds = conn.execute(sa.select(sa.func.min(c.day), sa.func.max(c.day))).one()
+        t = tables.day_total.c
+        bounds = conn.execute(sa.select(sa.func.min(t.day), sa.func.max(t.day))).one()
         lo = first_day if first_day is not None else bounds[0]
         hi = last_day if last_day is not None else bounds[1]
         bucket = 7 if lo is not None and hi is not None and hi - lo + 1 > MAX_DAY_BARS else 1
-        day = (c.day - c.day % bucket) if bucket > 1 else c.day
+        day = (by_day.day - by_day.day % bucket) if bucket > 1 else by_day.day
         found = {int(r.bucket): _totals(r) for r in conn.execute(
-            sa.select(day.label("bucket"), *_sums(c)).where(*where).group_by(day).order_by(day))}
-        totals = _totals(conn.execute(sa.select(*_sums(c)).where(*where)).one())
-        dag_count = conn.execute(sa.select(sa.func.count(sa.distinct(c.pipeline))).where(*where)).scalar_one()
-        wasted = sa.func.sum(c.wasted_seconds)
-        page_rows = conn.execute(
-            sa.select(c.pipeline, *_sums(c)).where(*where).group_by(c.pipeline)
-            .order_by(wasted.desc(), c.pipeline).limit(per_page).offset(max(page, 0) * per_page)
-        ).all()
+            sa.select(day.label("bucket"), *_sums(by_day)).where(*([] if rolled else where)).group_by(day).order_by(day))}
+        totals = ComputeTotals()
+        for value in found.values():
+            totals = _add(totals, value)
+        if rolled:
+            dag_count = conn.execute(sa.select(sa.func.count()).select_from(tables.pipeline_total)).scalar_one()
+            page_rows = conn.execute(
+                sa.select(by_dag.pipeline, *_sums(by_dag)).group_by(by_dag.pipeline)
+                .order_by(by_dag.wasted_seconds.desc(), by_dag.pipeline)
+                .limit(per_page).offset(max(page, 0) * per_page)).all()
+        else:
+            dag_count = conn.execute(sa.select(sa.func.count(sa.distinct(c.pipeline))).where(*where)).scalar_one()
+            page_rows = conn.execute(
+                sa.select(c.pipeline, *_sums(c)).where(*where).group_by(c.pipeline)
+                .order_by(sa.func.sum(c.wasted_seconds).desc(), c.pipeline)
+                .limit(per_page).offset(max(page, 0) * per_page)).all()
     # Every bucket of the range, empty ones too, so bars stand where their time is.
     series = []
     if found:
@@ -128,8 +146,8 @@ def overview(engine: Engine, *, first_day: int | None = None, last_day: int | No
 
 def dag_ids(engine: Engine, dags: Collection[str] | None = None) -> list[str]:
     """Every DAG the summary knows (that ``dags`` allows), sorted: for the DAG filter."""
-    c = tables.compute_day.c
-    query = sa.select(c.pipeline).distinct().order_by(c.pipeline)
+    c = tables.pipeline_total.c
+    query = sa.select(c.pipeline).order_by(c.pipeline)
     if dags is not None:
         query = query.where(c.pipeline.in_(sorted(dags)) if dags else sa.false())
     with engine.connect() as conn:

@@ -62,10 +62,12 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2) -> Re
     ]
     day_rows = _compute_days(extraction, decision_rows)
     with engine.begin() as conn:
-        for table in (tables.graphlet, tables.compute_day, tables.decision, tables.state):
+        for table in (tables.graphlet, tables.compute_day, tables.pipeline_total, tables.day_total, tables.decision,
+                      tables.state):
             conn.execute(table.delete())
         for table, rows in ((tables.graphlet, graphlet_rows), (tables.compute_day, day_rows),
-                            (tables.decision, decision_rows)):
+                            (tables.pipeline_total, _rolled_up(day_rows, "pipeline")),
+                            (tables.day_total, _rolled_up(day_rows, "day")), (tables.decision, decision_rows)):
             for start in range(0, len(rows), _BATCH):
                 conn.execute(table.insert(), rows[start:start + _BATCH])
         conn.execute(tables.state.insert(), [
@@ -129,6 +131,17 @@ def _compute_days(extraction: Extraction | None, decisions: list[dict]) -> list[
             target["skips"] += 1
             target["saved_seconds"] += d["saved_seconds"]
     return [rows[key] for key in sorted(rows)]
+
+
+def _rolled_up(day_rows: list[dict], key: str) -> list[dict]:
+    """The (pipeline, day) rows summed per ``key`` ("pipeline" or "day")."""
+    totals: dict[object, dict] = {}
+    for row in day_rows:
+        target = totals.setdefault(row[key], {key: row[key]})
+        for name, value in row.items():
+            if name not in ("pipeline", "day"):
+                target[name] = target.get(name, 0) + value
+    return [totals[k] for k in sorted(totals)]
 
 
 def _count(row, names: tuple[str, ...], pipeline: np.ndarray, times: np.ndarray, field: str) -> None:

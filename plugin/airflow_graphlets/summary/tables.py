@@ -45,6 +45,30 @@ compute_day = sa.Table(
     sa.Index("graphlets_summary_compute_by_day", "day"),
 )
 
+def _metrics() -> list[sa.Column]:
+    return [sa.Column(f"{name}_seconds", sa.Float, nullable=False)
+            for name in ("pushed", "wasted", "pending", "unattributed")] + [
+        sa.Column("graphlets", sa.Integer, nullable=False),
+        sa.Column("pushes", sa.Integer, nullable=False),
+        sa.Column("skips", sa.Integer, nullable=False),
+        sa.Column("saved_seconds", sa.Float, nullable=False),
+    ]
+
+
+# The same figures rolled up over all days per pipeline, and over all pipelines per day: the
+# unfiltered overview (every visitor's first page) reads these few thousand rows, not every
+# (pipeline, day).
+pipeline_total = sa.Table(
+    "graphlets_summary_pipeline_total", metadata,
+    sa.Column("pipeline", sa.String(512), primary_key=True),
+    *_metrics(),
+)
+day_total = sa.Table(
+    "graphlets_summary_day_total", metadata,
+    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
+    *_metrics(),
+)
+
 # One per gate decision (the live skip log reads MLMD itself; this feeds charts and timelines).
 decision = sa.Table(
     "graphlets_summary_decision", metadata,
