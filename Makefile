@@ -24,9 +24,9 @@ env: $(VENV)/.installed
 services:
 	./scripts/services.sh
 
-# Debian's Chromium for the UI's browser tests (Playwright cannot download its own here).
+# Debian's Chromium (the UI's browser tests) and docker-compose (parses docker/compose.yaml).
 browser:
-	./scripts/browser.sh
+	./scripts/apt_packages.sh
 
 test: env services browser
 	$(VENV)/bin/pytest -q
