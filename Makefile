@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export GLOG_minloglevel ?= 1
 
-.PHONY: env services browser test demo bench bench-graphlets bench-simulate bench-gate bench-ui screenshots clean constraints
+.PHONY: env services browser test demo bench bench-graphlets bench-simulate bench-gate bench-ui bench-writers bench-linearity screenshots clean constraints
 
 # uv comes from PyPI when the machine has none.
 .tools/bin/uv:
@@ -51,6 +51,10 @@ bench-gate: env services
 	$(PY) benchmarks/gate_latency.py
 bench-ui: env services browser
 	$(PY) benchmarks/ui_first_paint.py
+bench-writers: env services
+	$(PY) benchmarks/concurrent_writers.py
+bench-linearity: env services
+	$(PY) benchmarks/extraction_linearity.py
 
 # The screenshots in docs/ui/, taken by the browser tests.
 screenshots: env services browser

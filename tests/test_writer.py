@@ -6,15 +6,14 @@ import json
 import multiprocessing
 
 import pytest
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
-from test_records import make_record
-
 from airflow_graphlets.recorder.records import ArtifactRecord, InputRef, RunState
 from airflow_graphlets.recorder.writer import UNRESOLVED_INPUTS, Writer
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.identity import execution_external_id
 from airflow_graphlets.store.snapshot import store_snapshot
 from airflow_graphlets.store.uri import parse_store_uri
+from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from test_records import make_record
 
 
 def write(store, record):
@@ -106,6 +105,17 @@ def test_a_rolling_window_reads_the_newest_version_of_each_span(store):
     assert sorted((a.properties["span"].int_value, a.properties["version"].int_value) for a in read) == [
         (2, 0), (3, 0), (4, 1)
     ]
+
+
+def test_a_span_recorded_without_a_version_is_read_as_version_zero(store):
+    # Found by tests/test_property_based.py: reading a missing version must not add an empty one.
+    write(store, make_record(task_id="example_gen", run_id="run-1", component_kind="ExampleGen", outputs=(
+        ArtifactRecord(key="examples", type_name="Examples", uri="/data/span-1", properties={"span": 1}),)))
+    window = InputRef(key="examples", by="spans", dag_id="churn", type_name="Examples", span_min=0, span_max=1)
+    result = write(store, make_record(inputs=(window,)))
+    assert result.unresolved_inputs == ()
+    [read] = _inputs(store, _execution(store, "trainer"))
+    assert read.properties["span"].int_value == 1
 
 
 def test_a_task_output_input_reads_the_last_successful_try(store):

@@ -126,11 +126,19 @@ def pipeline_spans(
     newest: dict[int, mlmd_pb.Artifact] = {}
     for artifact in store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=query)):
         span = artifact.properties[schema.SPAN].int_value
-        rank = (artifact.properties[schema.VERSION].int_value, artifact.id)
+        rank = (_version(artifact), artifact.id)
         current = newest.get(span)
-        if current is None or rank > (current.properties[schema.VERSION].int_value, current.id):
+        if current is None or rank > (_version(current), current.id):
             newest[span] = artifact
     return [newest[s] for s in sorted(newest)]
+
+
+def _version(artifact: mlmd_pb.Artifact) -> int:
+    """The artifact's version, 0 when it has none. Read without indexing the map: indexing a
+    protobuf map inserts an empty value, which MLMD then refuses when the artifact is written
+    back as an input ("unmatched property type")."""
+    value = artifact.properties.get(schema.VERSION)
+    return value.int_value if value is not None else 0
 
 
 def _event_index(event: mlmd_pb.Event) -> int:
