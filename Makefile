@@ -29,7 +29,7 @@ browser:
 	./scripts/apt_packages.sh
 
 test: env services browser
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 
 demo: env
 	./scripts/demo.sh
