@@ -308,3 +308,17 @@ def test_bad_addresses_get_a_page_that_says_what_to_fix(deployment, browser):
     page.goto(f"{base}/skips?dag={GATED}&done=Your+password+expired,+call+555")
     assert page.locator("#done").count() == 0
     page.context.close()
+
+
+def test_each_dag_has_a_graphlets_tab_showing_its_pipeline_view(deployment, browser):
+    page = signed_in(browser, deployment, "admin")
+    page.goto(f"{deployment['base']}/dags/{GATED}")
+    tab = page.locator(f"a[href='/dags/{GATED}/plugin/graphlets-dag']")
+    assert tab.inner_text().strip() == "Graphlets"
+    tab.click()
+    page.wait_for_url(re.compile(rf".*/dags/{GATED}/plugin/graphlets-dag$"))
+    frame = page.frame_locator("iframe")
+    frame.locator("h1").filter(has_text=f"Pipeline {GATED}").wait_for()
+    # (Run alone, this test may find no summary yet: the page reloads until there is one.)
+    frame.locator("[data-figure=skips]").filter(has_text=re.compile(r"^1$")).wait_for(timeout=90_000)
+    page.context.close()
