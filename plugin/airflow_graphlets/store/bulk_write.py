@@ -39,7 +39,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 # PostgreSQL index builds after a bulk load: sessions side by side, and the memory each sorts in.
 _INDEX_BUILDERS = 2
-_INDEX_BUILD_MEMORY = "1GB"
+_INDEX_BUILD_MEMORY = "3GB"
 # Tables whose ids we allocate, and so whose PostgreSQL sequences must move past them.
 ID_TABLES = ("Context", "Execution", "Artifact", "Event", "Association", "Attribution")
 
