@@ -29,23 +29,9 @@ graphlet = sa.Table(
     sa.Index("graphlets_summary_graphlet_by_pipeline", "pipeline", "trainer_start"),
 )
 
-# Compute of one pipeline on one UTC day (day = whole days since the epoch), by what it went to.
-compute_day = sa.Table(
-    "graphlets_summary_compute_day", metadata,
-    sa.Column("pipeline", sa.String(512), primary_key=True),
-    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("pushed_seconds", sa.Float, nullable=False),
-    sa.Column("wasted_seconds", sa.Float, nullable=False),
-    sa.Column("pending_seconds", sa.Float, nullable=False),
-    sa.Column("unattributed_seconds", sa.Float, nullable=False),
-    sa.Column("graphlets", sa.Integer, nullable=False),
-    sa.Column("pushes", sa.Integer, nullable=False),
-    sa.Column("skips", sa.Integer, nullable=False),
-    sa.Column("saved_seconds", sa.Float, nullable=False),  # the skips' expected training-branch cost
-    sa.Index("graphlets_summary_compute_by_day", "day"),
-)
 
 def _metrics() -> list[sa.Column]:
+    """Compute by what it went to (seconds), models trained, pushes, skips and what they saved."""
     return [sa.Column(f"{name}_seconds", sa.Float, nullable=False)
             for name in ("pushed", "wasted", "pending", "unattributed")] + [
         sa.Column("graphlets", sa.Integer, nullable=False),
@@ -54,6 +40,15 @@ def _metrics() -> list[sa.Column]:
         sa.Column("saved_seconds", sa.Float, nullable=False),
     ]
 
+
+# Compute of one pipeline on one UTC day (day = whole days since the epoch), by what it went to.
+compute_day = sa.Table(
+    "graphlets_summary_compute_day", metadata,
+    sa.Column("pipeline", sa.String(512), primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
+    *_metrics(),
+    sa.Index("graphlets_summary_compute_by_day", "day"),
+)
 
 # The same figures rolled up over all days per pipeline, and over all pipelines per day: the
 # unfiltered overview (every visitor's first page) reads these few thousand rows, not every
