@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        _check_text(args)
         return args.run(args)
     except GraphletsError as err:
         print(f"graphlets: {err}", file=sys.stderr)
@@ -43,6 +44,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (`graphlets decisions ... | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush does not fail again
         return 0
+
+
+def _check_text(args: argparse.Namespace) -> None:
+    """Refuse arguments that are not UTF-8 (Python hands them over with surrogates), before they
+    reach a store that would refuse them with a less helpful error."""
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = value.encode("utf-8", "backslashreplace").decode()
+                raise GraphletsError(f"--{name.replace('_', '-')} {shown!r} is not valid UTF-8: pass it as UTF-8 text.") from None
 
 
 def _parser() -> argparse.ArgumentParser:
