@@ -159,6 +159,27 @@ def test_a_flush_killed_midway_loses_and_duplicates_nothing(sqlite_store_uri, tm
     assert {e.custom_properties["airflow_state"].string_value for e in executions} == {"success"}
 
 
+def test_a_backlog_writes_each_try_once_with_what_its_start_knew(sqlite_store_uri, tmp_path):
+    spool = Spool(str(tmp_path / "spool"))
+    for task in ("a", "b"):
+        spool.append(make_record(task_id=task, state=RunState.RUNNING, operator_class="my.Operator",
+                                 start_time_ms=1_000, code_hash="c0de"))
+    spool.append(make_record(task_id="a", operator_class="", code_hash="", start_time_ms=None, end_time_ms=5_000))
+    spool.append(make_record(task_id="c", state=RunState.RUNNING))  # its end is not spooled yet
+    spool.append(make_record(task_id="b", operator_class="", code_hash="", start_time_ms=None, end_time_ms=6_000))
+    report = replay_spool(spool, parse_store_uri(sqlite_store_uri))
+    assert (report.written, report.remaining) == (5, 0)
+    assert len(report.write_seconds) == 3  # a and b: start and end in one write each; c: its start
+    executions = {e.custom_properties["task_id"].string_value: e
+                  for e in open_store(parse_store_uri(sqlite_store_uri)).get_executions()}
+    for task in ("a", "b"):
+        props = executions[task].custom_properties
+        assert props["airflow_state"].string_value == "success"
+        assert props["operator_class"].string_value == "my.Operator" and props["code_hash"].string_value == "c0de"
+        assert props["start_epoch_seconds"].double_value == 1.0
+    assert executions["c"].custom_properties["airflow_state"].string_value == "running"
+
+
 def test_replay_sets_an_unreadable_record_aside_and_goes_on(sqlite_store_uri, tmp_path):
     spool = Spool(str(tmp_path / "spool"))
     spool.append(make_record(task_id="before"))

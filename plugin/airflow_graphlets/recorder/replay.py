@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 from ml_metadata import errors as mlmd_errors
 
 from airflow_graphlets.errors import RecordError, StoreUnavailableError, first_line
+from airflow_graphlets.recorder.records import TaskRunRecord
 from airflow_graphlets.recorder.spool import Spool
 from airflow_graphlets.recorder.writer import Writer
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.uri import StoreConfig
+
+_BATCH = 1000  # records read ahead per pass: enough to pair starts with ends, bounded in memory
+_WRITTEN, _QUARANTINED, _FAILED = "written", "quarantined", "failed"
 
 
 @dataclass
@@ -68,26 +72,44 @@ class SpoolDrainer:
                 report.remaining = len(self.spool.pending())
                 return report
             while entries := self.spool.pending():
-                for entry in entries:
+                batch = entries[:_BATCH]
+                records = [self._read(entry, report) for entry in batch]
+                merged = _merge_starts_into_ends(records)
+                for entry, record in zip(batch, records):
+                    if record is None:
+                        continue  # gone, or quarantined
                     if deadline is not None and time.monotonic() > deadline:
                         report.remaining = len(self.spool.pending())
                         report.error = "timed out"
                         return report
-                    if not self._write_entry(entry, report):
+                    if id(record) in merged.superseded:
+                        continue  # its end, later in this batch, carries it
+                    start_entry = merged.start_entry_of.get(id(record))
+                    write = merged.records.get(id(record), record)
+                    outcome = self._write_entry(entry, write, report)
+                    if outcome == _FAILED:
                         report.remaining = len(self.spool.pending())
                         return report
+                    if start_entry is not None and outcome == _WRITTEN:
+                        self.spool.remove(batch[start_entry])
+                        report.written += 1
+                    # (A merged end MLMD refused is set aside; its start stays, written alone next pass.)
         return report
 
-    def _write_entry(self, entry, report: ReplayReport) -> bool:
-        """Write one entry; ``False`` when the store failed and draining must stop."""
+    def _read(self, entry, report: ReplayReport):
+        """The entry's record; None when it is gone or unreadable (moved aside with the reason)."""
         try:
-            record = self.spool.read(entry)
+            return self.spool.read(entry)
         except FileNotFoundError:
-            return True
+            return None
         except RecordError as err:
             self.spool.quarantine(entry, str(err))
             report.quarantined += 1
-            return True
+            return None
+
+    def _write_entry(self, entry, record: TaskRunRecord, report: ReplayReport) -> str:
+        """Write one entry's record: written, quarantined (MLMD refused it for good, set aside),
+        or failed (the store is down: draining must stop)."""
         started = time.perf_counter()
         try:
             if self._writer is None:
@@ -97,18 +119,59 @@ class SpoolDrainer:
             # The store will never take this record; keep it aside instead of blocking the rest.
             self.spool.quarantine(entry, f"MLMD rejected the record: {err}")
             report.quarantined += 1
-            return True
+            return _QUARANTINED
         except (StoreUnavailableError, mlmd_errors.StatusError) as err:
             self._writer = None  # reconnect next time: the connection may be the broken part
             report.error = first_line(err)
-            return False
+            return _FAILED
         report.write_seconds.append(time.perf_counter() - started)
         self.spool.remove(entry)
         report.written += 1
-        return True
+        return _WRITTEN
 
 
 def replay_spool(spool: Spool, store_config: StoreConfig, *, timeout: float | None = None) -> ReplayReport:
     """Drain ``spool`` into the store once (what ``graphlets spool replay`` runs)."""
     return SpoolDrainer(spool, store_config).drain(timeout=timeout)
 
+
+@dataclass
+class _Merged:
+    superseded: set[int] = field(default_factory=set)  # id() of starts whose end comes later
+    records: dict[int, TaskRunRecord] = field(default_factory=dict)  # id() of such an end -> what to write
+    start_entry_of: dict[int, int] = field(default_factory=dict)  # id() of that end -> its start's index
+
+
+def _merge_starts_into_ends(records: list[TaskRunRecord | None]) -> _Merged:
+    """Pair each task try's start with its end when both wait in the same batch: one MLMD write
+    instead of two (a backlog after an outage, or a busy machine, drains nearly twice as fast).
+    The end is written where it stands in the order, with what only the start knew filled in; the
+    start is removed once the end is written. Nothing reads a try's execution between the two
+    (its outputs appear only with its end), so the order of everything else is kept."""
+    merged = _Merged()
+    open_starts: dict[tuple, int] = {}
+    for index, record in enumerate(records):
+        if record is None or record.source != "worker":
+            continue
+        key = (record.dag_id, record.run_id, record.task_id, record.map_index, record.try_number)
+        if not record.state.is_terminal:
+            open_starts[key] = index
+            continue
+        start_index = open_starts.pop(key, None)
+        if start_index is None:
+            continue
+        start = records[start_index]
+        merged.superseded.add(id(start))
+        merged.records[id(record)] = _fill_from(record, start)
+        merged.start_entry_of[id(record)] = start_index
+    return merged
+
+
+def _fill_from(end: TaskRunRecord, start: TaskRunRecord) -> TaskRunRecord:
+    """``end`` with its empty fields taken from ``start`` (what the writer would have kept)."""
+    empty = (None, "", (), {})
+    changes = {f.name: getattr(start, f.name) for f in fields(TaskRunRecord)
+               if getattr(end, f.name) in empty and getattr(start, f.name) not in empty}
+    if start.properties and end.properties:
+        changes["properties"] = {**start.properties, **end.properties}
+    return replace(end, **changes) if changes else end
