@@ -44,7 +44,6 @@ class Services:
     """What the pages share in one API-server process: the store, the summary, a page cache."""
 
     store: Any  # StoreConfig
-    summary_url: str
     summary: Any  # Engine
     max_age: float
     cache: OrderedDict = field(default_factory=OrderedDict)
@@ -64,9 +63,11 @@ class Services:
                 return True
             if state.refreshed_at is not None and time.time() - state.refreshed_at < self.max_age:
                 return False
+            # The child reads the same [graphlets] settings and connection as this process: no
+            # database password on a command line where `ps` shows it.
             self.refresher = subprocess.Popen(
-                [sys.executable, "-m", "airflow_graphlets.cli", "summarize", "--summary", self.summary_url,
-                 "--if-unlocked"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                [sys.executable, "-m", "airflow_graphlets.cli", "summarize", "--if-unlocked"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             return True
 
     def cached(self, key: tuple, make):
@@ -92,8 +93,7 @@ def _services(request: Request) -> Services:
             from airflow_graphlets.summary.database import summary_engine
 
             settings = load_settings()
-            app.state.services = Services(store=resolve_store(settings), summary_url=settings.summary_uri,
-                                          summary=summary_engine(settings.summary_uri),
+            app.state.services = Services(store=resolve_store(settings), summary=summary_engine(settings.summary_uri),
                                           max_age=settings.summary_max_age_seconds)
         return app.state.services
 
