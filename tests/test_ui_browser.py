@@ -313,8 +313,10 @@ def test_bad_addresses_get_a_page_that_says_what_to_fix(deployment, browser):
 def test_each_dag_has_a_graphlets_tab_showing_its_pipeline_view(deployment, browser):
     page = signed_in(browser, deployment, "admin")
     page.goto(f"{deployment['base']}/dags/{GATED}")
-    tab = page.locator(f"a[href='/dags/{GATED}/plugin/graphlets-dag']")
-    assert tab.inner_text().strip() == "Graphlets"
+    from playwright.sync_api import expect
+
+    tab = page.locator(f"a[href='/dags/{GATED}/plugin/graphlets-dag']").filter(has_text="Graphlets")
+    expect(tab).to_have_count(1)  # waits while the DAG page renders its tabs
     tab.click()
     page.wait_for_url(re.compile(rf".*/dags/{GATED}/plugin/graphlets-dag$"))
     frame = page.frame_locator("iframe")
