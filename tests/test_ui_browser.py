@@ -12,7 +12,6 @@ import json
 import os
 import re
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,7 +30,7 @@ from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.uri import parse_store_uri
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 from support.airflow_env import VENV_BIN
-from support.airflow_services import free_port
+from support.airflow_services import AirflowServices, free_port
 from support.browser import launch
 
 pytestmark = pytest.mark.airflow
@@ -87,7 +86,7 @@ def deployment(airflow_env, tmp_path_factory):
                               stdout=log, stderr=log, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(lambda: _status(f"{base}/api/v2/monitor/health") == 200, 120, "the API server")
+        AirflowServices._wait(lambda: _status(f"{base}/api/v2/monitor/health") == 200, 120, "the API server")
         yield {"base": base, "config": config, "run_id": skipped.run_id, "trained_run_id": trained.run_id, "log": tmp / "api-server.log"}
     finally:
         os.killpg(server.pid, 15)
@@ -112,15 +111,6 @@ def _status(url: str, **kwargs) -> int:
         return err.code
     except OSError:
         return 0
-
-
-def _wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def signed_in(browser, deployment, user: str):
