@@ -74,24 +74,21 @@ class SpoolDrainer:
             while entries := self.spool.pending():
                 batch = entries[:_BATCH]
                 records = [self._read(entry, report) for entry in batch]
-                merged = _merge_starts_into_ends(records)
-                for entry, record in zip(batch, records):
-                    if record is None:
-                        continue  # gone, or quarantined
+                ends, superseded = _pair_starts_with_ends(records)
+                for index, (entry, record) in enumerate(zip(batch, records)):
+                    if record is None or index in superseded:
+                        continue  # gone, quarantined, or carried by its end later in this batch
                     if deadline is not None and time.monotonic() > deadline:
                         report.remaining = len(self.spool.pending())
                         report.error = "timed out"
                         return report
-                    if id(record) in merged.superseded:
-                        continue  # its end, later in this batch, carries it
-                    start_entry = merged.start_entry_of.get(id(record))
-                    write = merged.records.get(id(record), record)
+                    write, start_index = ends.get(index, (record, None))
                     outcome = self._write_entry(entry, write, report)
                     if outcome == _FAILED:
                         report.remaining = len(self.spool.pending())
                         return report
-                    if start_entry is not None and outcome == _WRITTEN:
-                        self.spool.remove(batch[start_entry])
+                    if start_index is not None and outcome == _WRITTEN:
+                        self.spool.remove(batch[start_index])
                         report.written += 1
                     # (A merged end MLMD refused is set aside; its start stays, written alone next pass.)
         return report
@@ -135,20 +132,18 @@ def replay_spool(spool: Spool, store_config: StoreConfig, *, timeout: float | No
     return SpoolDrainer(spool, store_config).drain(timeout=timeout)
 
 
-@dataclass
-class _Merged:
-    superseded: set[int] = field(default_factory=set)  # id() of starts whose end comes later
-    records: dict[int, TaskRunRecord] = field(default_factory=dict)  # id() of such an end -> what to write
-    start_entry_of: dict[int, int] = field(default_factory=dict)  # id() of that end -> its start's index
-
-
-def _merge_starts_into_ends(records: list[TaskRunRecord | None]) -> _Merged:
+def _pair_starts_with_ends(records: list[TaskRunRecord | None]) -> tuple[dict[int, tuple[TaskRunRecord, int]], set[int]]:
     """Pair each task try's start with its end when both wait in the same batch: one MLMD write
     instead of two (a backlog after an outage, or a busy machine, drains nearly twice as fast).
     The end is written where it stands in the order, with what only the start knew filled in; the
     start is removed once the end is written. Nothing reads a try's execution between the two
-    (its outputs appear only with its end), so the order of everything else is kept."""
-    merged = _Merged()
+    (its outputs appear only with its end), so the order of everything else is kept.
+
+    Returns:
+      For each paired end's index, the record to write and its start's index; and the indexes of
+      the starts so carried.
+    """
+    ends: dict[int, tuple[TaskRunRecord, int]] = {}
     open_starts: dict[tuple, int] = {}
     for index, record in enumerate(records):
         if record is None or record.source != "worker":
@@ -156,15 +151,9 @@ def _merge_starts_into_ends(records: list[TaskRunRecord | None]) -> _Merged:
         key = (record.dag_id, record.run_id, record.task_id, record.map_index, record.try_number)
         if not record.state.is_terminal:
             open_starts[key] = index
-            continue
-        start_index = open_starts.pop(key, None)
-        if start_index is None:
-            continue
-        start = records[start_index]
-        merged.superseded.add(id(start))
-        merged.records[id(record)] = _fill_from(record, start)
-        merged.start_entry_of[id(record)] = start_index
-    return merged
+        elif (start_index := open_starts.pop(key, None)) is not None:
+            ends[index] = (_fill_from(record, records[start_index]), start_index)
+    return ends, {start for _, start in ends.values()}
 
 
 def _fill_from(end: TaskRunRecord, start: TaskRunRecord) -> TaskRunRecord:

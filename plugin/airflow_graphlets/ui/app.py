@@ -115,8 +115,7 @@ def create_app() -> FastAPI:
         env.get_template(name)
 
     def render(request: Request, name: str, viewer: Viewer | None, status_code: int = 200, **context) -> HTMLResponse:
-        base = request.scope.get("root_path", "").rstrip("/")
-        airflow_root = base[: -len(MOUNT)] if base.endswith(MOUNT) else ""
+        base, airflow_root = _roots(request)
 
         def url(path: str, **params) -> str:
             query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
@@ -188,7 +187,7 @@ def create_app() -> FastAPI:
         refreshing = services.refresh_if_stale(state)
         view = services.cached(("pipeline", state.refreshed_at, dag, page),
                                lambda: queries.pipeline_view(services.summary, dag, page=page))
-        base = request.scope.get("root_path", "").rstrip("/")
+        base, _ = _roots(request)
         link = lambda trainer: f"{base}/graphlet?" + urlencode({"dag": dag, "trainer": trainer})  # noqa: E731
         return render(request, "pipeline.html", viewer, view=view, timeline=svg.timeline(view.timeline, view.decisions, link),
                       legend=svg.legend(("pushed", "blessed", "not_pushed", "failed", "running", "skip")),
@@ -205,8 +204,7 @@ def create_app() -> FastAPI:
             graph = read_subgraph(services.store, dag, trainer)
         except GraphletNotFoundError as err:
             raise HTTPException(404, str(err)) from None
-        base = request.scope.get("root_path", "").rstrip("/")
-        airflow_root = base[: -len(MOUNT)] if base.endswith(MOUNT) else ""
+        _, airflow_root = _roots(request)
 
         def task_link(e) -> str | None:
             if not (e.dag_id and e.run_id and e.task_id):
@@ -270,11 +268,17 @@ def create_app() -> FastAPI:
             made = record_override(services.store, dag, action, viewer.name, why)
         except OverrideError as err:
             raise HTTPException(400, str(err)) from None
-        base = request.scope.get("root_path", "").rstrip("/")
+        base, _ = _roots(request)
         target = f"{base}/skips?" + urlencode({"dag": dag, "done": made.action})
         return RedirectResponse(target, status_code=303)
 
     return app
+
+
+def _roots(request: Request) -> tuple[str, str]:
+    """Where these pages are mounted, and where Airflow's own UI is (both without a trailing /)."""
+    base = request.scope.get("root_path", "").rstrip("/")
+    return base, base[: -len(MOUNT)] if base.endswith(MOUNT) else ""
 
 
 def _require_read(viewer: Viewer, dag: str) -> None:
