@@ -60,6 +60,28 @@ def test_invalid_records_are_refused_with_the_reason(changes, message):
 
 
 @pytest.mark.parametrize(
+    "type_name, properties, message",
+    [
+        ("Examples", {"span": "seven"}, "'span' of the Examples artifact 'out' is 'seven' \\(str\\); TFX declares it INT"),
+        ("Examples", {"span": 2**40}, "whole number between"),
+        ("Examples", {"span": True}, "declares it INT"),
+        ("Examples", {"split_names": 3}, "declares it STRING on Examples: give a string"),
+        ("ExampleStatistics", {"span": 1.5}, "declares it INT on ExampleStatistics"),
+        ("Examples", {"version": "x" * 500}, "'xxxxxxxx.*\\.\\.\\. \\(str\\)"),
+    ],
+)
+def test_a_property_tfx_declares_must_have_its_type(type_name, properties, message):
+    with pytest.raises(RecordError, match=message):
+        ArtifactRecord(key="out", type_name=type_name, uri="/x", properties=properties)
+
+
+def test_declared_properties_of_the_right_type_and_custom_ones_of_any_type_are_kept():
+    ArtifactRecord(key="out", type_name="Examples", uri="/x", properties={"span": 7, "split_names": ["train"]})
+    ArtifactRecord(key="b", type_name="ModelBlessing", uri="/x", properties={"blessed": True})
+    ArtifactRecord(key="c", type_name="MyReport", uri="/x", properties={"span": "seven"})  # not a TFX type
+
+
+@pytest.mark.parametrize(
     "fields, message",
     [
         ({"by": "magic"}, "must be one of"),

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any, Union
 
 from airflow_graphlets.errors import RecordError
+from airflow_graphlets.store import schema
 
 PropertyValue = Union[int, float, str, bool, list, dict]
 
@@ -24,6 +25,7 @@ MAX_PROPERTY_BYTES = 64 * 1024
 MAX_PROPERTIES = 200
 
 RECORD_FORMAT = 1
+_FLAGS = frozenset({schema.BLESSED, schema.PUSHED})  # INT 1/0 in TFX; True/False are taken too
 
 
 class RunState(str, Enum):
@@ -69,7 +71,10 @@ class ArtifactRecord:
             raise RecordError(f"The uri of the {self.type_name} artifact {self.key!r} must be a string.")
         if not isinstance(self.index, int) or isinstance(self.index, bool) or self.index < 0:
             raise RecordError(f"The index of artifact {self.key!r} must be a whole number ≥ 0.")
-        object.__setattr__(self, "properties", check_properties(self.properties, f"artifact {self.key!r}"))
+        owner = f"the {self.type_name} artifact {self.key!r}"
+        properties = check_properties(self.properties, owner)
+        _check_declared_types(self.type_name, properties, owner)
+        object.__setattr__(self, "properties", properties)
 
 
 @dataclass(frozen=True)
@@ -253,6 +258,38 @@ def check_properties(properties: Any, owner: str) -> dict[str, PropertyValue]:
             )
         checked[name] = value
     return checked
+
+
+def _check_declared_types(type_name: str, properties: dict[str, PropertyValue], owner: str) -> None:
+    """Properties TFX declares on a standard type must have that type, or MLMD refuses the write."""
+    spec = schema.ARTIFACT_TYPES.get(type_name)
+    if spec is None:
+        return
+    for name, declared in spec.properties.items():
+        if name not in properties:
+            continue
+        value = properties[name]
+        if declared is schema.PropertyType.INT:
+            fits = (_is_int(value) and -(2**31) <= value < 2**31) or (isinstance(value, bool) and name in _FLAGS)
+            wanted = "a whole number between -2**31 and 2**31 - 1"
+        elif declared is schema.PropertyType.DOUBLE:
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+            wanted = "a number"
+        elif declared is schema.PropertyType.STRING:
+            fits = isinstance(value, str) or (name == schema.SPLIT_NAMES and isinstance(value, list))
+            wanted = "a string"
+        else:
+            continue
+        if not fits:
+            raise RecordError(
+                f"Property {name!r} of {owner} is {_shown(value)} ({type(value).__name__}); TFX declares it "
+                f"{declared.name} on {type_name}: give {wanted}, or use another name to keep it as a custom property."
+            )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_name(what: str, value: Any) -> None:

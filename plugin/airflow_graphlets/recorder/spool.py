@@ -8,6 +8,7 @@ exclusive lock, so at most one process per spool drains it at a time.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
 import os
@@ -75,7 +76,7 @@ class Spool:
             os.makedirs(self.directory, exist_ok=True)
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                os.write(fd, data)
+                _write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -184,6 +185,17 @@ def acquire_flock(fd: int, timeout: float | None) -> bool:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.005)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``: a nearly full disk takes part of a write without an error, and a
+    truncated record renamed into place would be a record lost."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 def _remove_quietly(path: str) -> None:
