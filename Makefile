@@ -16,7 +16,7 @@ export GLOG_minloglevel ?= 1
 
 $(VENV)/.installed: pyproject.toml constraints.txt overrides.txt | $(UV)
 	test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
-	$(UV) pip install --quiet --python $(PY) -e '.[test,examples]' -c constraints.txt --override overrides.txt
+	$(UV) pip install --quiet --python $(PY) -e '.[test,examples,production]' -c constraints.txt --override overrides.txt
 	touch $@
 
 env: $(VENV)/.installed

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 
@@ -200,3 +201,21 @@ def test_replay_waits_its_turn_for_the_lock(sqlite_store_uri, tmp_path):
     with spool.replay_lock(timeout=1):
         report = replay_spool(spool, parse_store_uri(sqlite_store_uri), timeout=0.2)
     assert not report.lock_taken and report.remaining == 1 and not report.complete
+
+
+def test_a_store_of_an_unknown_schema_version_keeps_records_until_it_is_usable(sqlite_store_uri, tmp_path, caplog):
+    open_store(parse_store_uri(sqlite_store_uri))
+    path = parse_store_uri(sqlite_store_uri).path
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE MLMDEnv SET schema_version = 99")  # as a newer ml-metadata leaves it
+    recorder = recorder_for(sqlite_store_uri, tmp_path / "spool", timeout=60)  # ends when the flusher reports
+    with caplog.at_level(logging.WARNING):
+        assert recorder.record(make_record(), wait=True) is False
+    assert "has schema version 99, written by a newer ml-metadata; this ml-metadata reads version 10" in caplog.text
+    assert len(recorder.spool.pending()) == 1
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE MLMDEnv SET schema_version = 10")
+    report = replay_spool(recorder.spool, parse_store_uri(sqlite_store_uri))
+    assert (report.written, report.remaining) == (1, 0)
+    assert len(open_store(parse_store_uri(sqlite_store_uri)).get_executions()) == 1

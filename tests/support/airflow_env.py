@@ -33,7 +33,9 @@ class AirflowEnv:
         }
 
     def migrate(self) -> None:
-        self.airflow("db", "migrate")
+        done = self.airflow("db", "migrate", check=False)
+        if done.returncode != 0:
+            raise AssertionError(f"airflow db migrate failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
 
     def airflow(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(

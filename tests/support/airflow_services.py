@@ -29,6 +29,9 @@ class AirflowServices:
     store_uri: str
     spool_dir: str
     port: int = field(default_factory=free_port)
+    schedulers: int = 1
+    # Settings over the LocalExecutor defaults below (another executor, database, broker...).
+    overrides: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -44,22 +47,27 @@ class AirflowServices:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW_CONN_MLMD_DEFAULT": self.store_uri,
                 "AIRFLOW__GRAPHLETS__SPOOL_DIR": self.spool_dir,
+                **self.overrides,
             }
         )
 
     def start(self) -> None:
         self.airflow.migrate()
-        for name, args in (
-            ("api-server", ["api-server", "--port", str(self.port)]),
-            ("scheduler", ["scheduler"]),
-            ("dag-processor", ["dag-processor"]),
-        ):
-            log = open(os.path.join(self.airflow.home, f"{name}.log"), "w")
-            self.processes[name] = subprocess.Popen(
-                [os.path.join(VENV_BIN, "airflow"), *args], env=self.airflow.env, stdout=log, stderr=log,
-                start_new_session=True,
-            )
+        self.start_process("api-server", ["api-server", "--port", str(self.port)])
+        for number in range(1, self.schedulers + 1):
+            self.start_process("scheduler" if number == 1 else f"scheduler-{number}", ["scheduler"])
+        self.start_process("dag-processor", ["dag-processor"])
         self._wait(lambda: self._get("/api/v2/version") is not None, 90, "the API server")
+
+    def start_process(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start ``airflow <args>`` as service ``name``, in its own process group."""
+        log = open(os.path.join(self.airflow.home, f"{name}.log"), "a")
+        process = subprocess.Popen(
+            [os.path.join(VENV_BIN, "airflow"), *args], env={**self.airflow.env, **(env or {})}, stdout=log,
+            stderr=log, start_new_session=True,
+        )
+        self.processes[name] = process
+        return process
 
     def stop(self) -> None:
         for process in self.processes.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 
 from ml_metadata import errors as mlmd_errors
@@ -63,7 +64,24 @@ def _prepare_sqlite_file(path: str) -> None:
         pass  # a racing process holds it already; WAL is an optimisation, not a requirement
 
 
+_VERSION_MISMATCH = re.compile(r"MLMD database version (-?\d+) is (greater|older) than library version (\d+)")
+
+
 def _unavailable(config: StoreConfig, err: Exception) -> StoreUnavailableError:
+    mismatch = _VERSION_MISMATCH.search(str(err))
+    if mismatch:
+        found, relation, supported = mismatch.groups()
+        if relation == "greater":
+            return StoreUnavailableError(
+                f"The MLMD store {config} has schema version {found}, written by a newer ml-metadata; this "
+                f"ml-metadata reads version {supported}. Upgrade ml-metadata where Airflow runs, or point the "
+                "connection at another store."
+            )
+        return StoreUnavailableError(
+            f"The MLMD store {config} has schema version {found}, older than the version {supported} this "
+            "ml-metadata reads, and MLMD does not migrate a store on connect. Upgrade its schema with "
+            "ml-metadata's enable_upgrade_migration, or point the connection at a new database."
+        )
     if isinstance(err, mlmd_errors.FailedPreconditionError):
         return StoreUnavailableError(
             f"The MLMD store {config} has a schema this ml-metadata cannot use ({first_line(err)}). "

@@ -1,0 +1,255 @@
+"""The production shape under faults: Airflow with the CeleryExecutor (Redis broker, PostgreSQL for
+Airflow), two schedulers, four Celery workers each with the spool of its own "machine", and MLMD
+on a PostgreSQL server of its own. Hundreds of task instances of the quickstart example pipeline
+run while the MLMD server is restarted, then refuses connections for a minute, and a worker is
+killed with SIGKILL in the middle of a task.
+
+Afterwards every DAG run has succeeded as it would without the plugin, and the MLMD store holds
+exactly one execution per task try Airflow made, in the state Airflow gave it, every graphlet is
+complete, and no event points at a missing execution or artifact.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psutil
+import psycopg2
+import pytest
+from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+from airflow_graphlets.recorder.spool import Spool
+from airflow_graphlets.store.uri import parse_store_uri
+from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from support.airflow_env import AirflowEnv, wait_until_recorded
+from support.airflow_services import AirflowServices
+from support.databases import create_store_uri, drop_store
+from support.postgres_server import PostgresServer
+
+pytestmark = [pytest.mark.airflow, pytest.mark.timeout(1500)]
+
+DAG_ID = "graphlets_quickstart"  # dags/: ExampleGen, StatisticsGen, Trainer, Evaluator, Pusher
+RUNS = 100  # 500 task instances
+WORKERS = 4
+OUTAGE_SECONDS = 60
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    home = tmp_path_factory.mktemp("celery_airflow")
+    dags = home / "dags"
+    dags.mkdir()
+    shutil.copy(os.path.join(REPO, "dags", "graphlets_quickstart.py"), dags)
+    mlmd_server = PostgresServer()
+    mlmd_server.start()
+    airflow_db = create_store_uri("postgresql", str(home))
+    airflow_sqlalchemy = airflow_db.replace("postgresql://", "postgresql+psycopg2://", 1)
+    queue = f"graphlets_{uuid.uuid4().hex[:8]}"  # tasks of this test only, whatever else uses Redis
+    services = AirflowServices(
+        AirflowEnv(home=str(home), dags_folder=str(dags)),
+        store_uri=mlmd_server.create_database("mlmd"),
+        spool_dir=str(home / "spool-scheduler"),
+        schedulers=2,
+        overrides={
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "32",
+            "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "40",
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "32",
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "1",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_sqlalchemy,
+            "AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/0",
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow_sqlalchemy,
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+            # A killed worker's task is noticed in seconds, not the default five minutes.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+            "GRAPHLETS_DEMO_DATA": str(home / "data"),
+        },
+    )
+    services.airflow_db = airflow_db
+    services.mlmd_server = mlmd_server
+    services.queue = queue
+    services.start()
+    for number in range(1, WORKERS + 1):
+        start_worker(services, number)
+    yield services
+    services.stop()
+    mlmd_server.remove()
+    drop_store(airflow_db)
+
+
+def start_worker(services: AirflowServices, number: int) -> None:
+    """A Celery worker on "machine" ``number``: its own spool, as each machine has."""
+    home = services.airflow.home
+    services.start_process(
+        f"worker-{number}",
+        ["celery", "worker", "--concurrency", "2", "--queues", services.queue, "--celery-hostname",
+         f"worker{number}@%h", "--skip-serve-logs", "--without-mingle", "--without-gossip",
+         "--pid", os.path.join(home, f"worker-{number}.pid")],
+        env={"AIRFLOW__GRAPHLETS__SPOOL_DIR": spool_of(services, number)},
+    )
+
+
+def spool_of(services: AirflowServices, number: int) -> str:
+    return os.path.join(services.airflow.home, f"spool-worker-{number % 10}")
+
+
+def airflow_query(services: AirflowServices, sql: str, *args) -> list[tuple]:
+    conn = psycopg2.connect(services.airflow_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def tries_in_airflow(services: AirflowServices) -> dict[tuple, str]:
+    """Every task try Airflow made: (run, task, map index, try) -> the state it ended in."""
+    rows = airflow_query(
+        services,
+        "SELECT run_id, task_id, map_index, try_number, state FROM task_instance_history WHERE dag_id = %s "
+        "UNION ALL SELECT run_id, task_id, map_index, try_number, state FROM task_instance WHERE dag_id = %s",
+        DAG_ID, DAG_ID,
+    )
+    tries = {}
+    for run_id, task_id, map_index, try_number, state in rows:
+        tries[(run_id, task_id, map_index, try_number)] = state
+    return tries
+
+
+def tries_in_mlmd(services: AirflowServices) -> dict[tuple, list[str]]:
+    """Every execution in the MLMD store, by the try it records -> its MLMD state (one per execution)."""
+    conn = psycopg2.connect(services.store_uri)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT e.id, e.last_known_state, p.name, p.string_value, p.int_value FROM Execution e "
+                "JOIN ExecutionProperty p ON p.execution_id = e.id WHERE p.is_custom_property "
+                "AND p.name IN ('dag_id', 'run_id', 'task_id', 'map_index', 'try_number', 'airflow_state')"
+            )
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    executions: dict[int, dict] = {}
+    for execution_id, state, name, text, number in rows:
+        executions.setdefault(execution_id, {"state": state})[name] = text if text is not None else number
+    found: dict[tuple, list[str]] = {}
+    for e in executions.values():
+        key = (e["run_id"], e["task_id"], e["map_index"], e["try_number"])
+        found.setdefault(key, []).append(mlmd_pb.Execution.State.Name(e["state"]))
+    return found
+
+
+def orphan_events(services: AirflowServices) -> int:
+    conn = psycopg2.connect(services.store_uri)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM Event ev LEFT JOIN Execution x ON x.id = ev.execution_id "
+                "LEFT JOIN Artifact a ON a.id = ev.artifact_id WHERE x.id IS NULL OR a.id IS NULL"
+            )
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def succeeded_tasks(services: AirflowServices) -> int:
+    return airflow_query(services, "SELECT count(*) FROM task_instance WHERE state = 'success'")[0][0]
+
+
+def wait_for(condition, timeout: float, what: str, services: AirflowServices) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; {succeeded_tasks(services)} tasks succeeded")
+        time.sleep(0.5)
+
+
+def worker_running_a_task(services: AirflowServices, numbers) -> int | None:
+    """A worker whose pool process is running a task right now (the task is its grandchild)."""
+    for number in numbers:
+        try:
+            worker = psutil.Process(services.processes[f"worker-{number}"].pid)
+            if any(len(child.children()) for child in worker.children()):
+                return number
+        except psutil.Error:
+            continue
+    return None
+
+
+def test_celery_workers_under_faults_record_every_try_exactly_once(deployment):
+    services = deployment
+    services.trigger(DAG_ID, "warm-up", "2025-12-31T00:00:00+00:00")
+    first_day = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for day in range(RUNS - 1):
+        logical = first_day + timedelta(days=day)
+        services._post(f"/api/v2/dags/{DAG_ID}/dagRuns",
+                       {"dag_run_id": f"day-{day:03d}", "logical_date": logical.isoformat()})
+    total = RUNS * 5
+
+    # The MLMD server restarts: every open connection is cut.
+    wait_for(lambda: succeeded_tasks(services) >= total * 0.15, 600, "the first tasks", services)
+    services.mlmd_server.restart()
+
+    # The MLMD server refuses connections for a minute; tasks go on meanwhile.
+    wait_for(lambda: succeeded_tasks(services) >= total * 0.3, 600, "tasks after the restart", services)
+    services.mlmd_server.stop()
+    during_outage = succeeded_tasks(services)
+    time.sleep(OUTAGE_SECONDS)
+    assert succeeded_tasks(services) > during_outage, "tasks must not wait for the MLMD store"
+    services.mlmd_server.start()
+
+    # A worker is killed with SIGKILL in the middle of a task; a new one takes its place.
+    wait_for(lambda: worker_running_a_task(services, range(1, WORKERS + 1)) is not None, 300,
+             "a worker running a task", services)
+    victim = worker_running_a_task(services, range(1, WORKERS + 1))
+    os.killpg(services.processes[f"worker-{victim}"].pid, signal.SIGKILL)
+    start_worker(services, victim + 10)  # same machine, same spool
+
+    def all_runs_done():
+        states = airflow_query(services, "SELECT state, count(*) FROM dag_run WHERE dag_id = %s GROUP BY state", DAG_ID)
+        finished = sum(n for state, n in states if state in ("success", "failed"))
+        return finished >= RUNS and finished == sum(n for _, n in states)
+
+    wait_for(all_runs_done, 900, "every DAG run to finish", services)
+    for spool in [services.spool_dir, *(spool_of(services, n) for n in range(1, WORKERS + 1))]:
+        wait_until_recorded(spool, timeout=180)
+
+    # Tasks behaved as without the plugin: every run succeeded, the killed try was retried.
+    run_states = airflow_query(services, "SELECT run_id, state FROM dag_run WHERE dag_id = %s", DAG_ID)
+    assert len(run_states) >= RUNS
+    assert {state for _, state in run_states} == {"success"}, run_states
+    airflow_tries = tries_in_airflow(services)
+    assert len(airflow_tries) >= total
+    failed = {key for key, state in airflow_tries.items() if state != "success"}
+    assert len(failed) >= 1, "the killed task's try ends failed and is retried"
+
+    # Exactly one execution per try, in the state Airflow gave it.
+    mlmd_tries = tries_in_mlmd(services)
+    assert set(mlmd_tries) == set(airflow_tries)
+    assert [key for key, states in mlmd_tries.items() if len(states) != 1] == []
+    # Airflow's history keeps a retried try as "failed" or "up_for_retry"; MLMD's state is FAILED.
+    mlmd_state = {"success": "COMPLETE", "failed": "FAILED", "up_for_retry": "FAILED"}
+    assert {key: states[0] for key, states in mlmd_tries.items()} == {
+        key: mlmd_state[state] for key, state in airflow_tries.items()
+    }
+
+    # Every graphlet complete; no event without its execution and artifact; nothing left behind.
+    graphlets = read_graphlets(parse_store_uri(services.store_uri)).graphlets.records()
+    assert len(graphlets) == len(run_states)
+    for graphlet in graphlets:
+        assert graphlet.status in ("pushed", "not_pushed"), graphlet
+        assert graphlet.spans and graphlet.model_ids and graphlet.blessed is not None, graphlet
+        assert graphlet.pushed == graphlet.blessed, graphlet
+        assert len(graphlet.upstream_ids) >= 1 and len(graphlet.downstream_ids) == 2, graphlet
+    assert orphan_events(services) == 0
+    for number in range(1, WORKERS + 1):
+        assert Spool(spool_of(services, number)).status().quarantined == 0
