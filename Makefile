@@ -29,7 +29,7 @@ browser:
 	./scripts/apt_packages.sh
 
 test: env services browser
-	$(VENV)/bin/pytest -q --durations=15
+	$(VENV)/bin/pytest -q --durations=15 -n 2 --dist loadfile
 
 demo: env
 	./scripts/demo.sh

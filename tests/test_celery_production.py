@@ -16,6 +16,7 @@ import shutil
 import signal
 import time
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import psutil
@@ -173,23 +174,37 @@ def wait_for(condition, timeout: float, what: str, services: AirflowServices) ->
         time.sleep(0.5)
 
 
-def worker_running_a_task(services: AirflowServices, numbers) -> int | None:
-    """A worker whose pool process is running a task right now (the task is its grandchild)."""
-    for number in numbers:
-        try:
-            worker = psutil.Process(services.processes[f"worker-{number}"].pid)
-            if any(len(child.children()) for child in worker.children()):
-                return number
-        except psutil.Error:
-            continue
-    return None
+def kill_a_worker_mid_task(services: AirflowServices, workers: list[int]) -> int:
+    """SIGKILL the worker (its whole process group: worker, pool, task) whose task has just
+    started running, so the try cannot finish; return the worker's number."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        started = airflow_query(
+            services, "SELECT pid FROM task_instance WHERE state = 'running' AND pid IS NOT NULL "
+            "AND start_date > now() - interval '300 milliseconds'")
+        for (pid,) in started:
+            try:
+                ancestors = {parent.pid for parent in psutil.Process(pid).parents()}
+            except psutil.Error:
+                continue
+            for number in workers:
+                if services.processes[f"worker-{number}"].pid in ancestors:
+                    os.killpg(services.processes[f"worker-{number}"].pid, signal.SIGKILL)
+                    return number
+        time.sleep(0.05)
+    raise AssertionError("no task started running on a worker within 5 minutes")
+
+
+def not_succeeded_tries(services: AirflowServices) -> int:
+    return airflow_query(services, "SELECT count(*) FROM task_instance_history WHERE dag_id = %s AND state != "
+                         "'success'", DAG_ID)[0][0]
 
 
 def test_celery_workers_under_faults_record_every_try_exactly_once(deployment):
     services = deployment
-    services.trigger(DAG_ID, "warm-up", "2025-12-31T00:00:00+00:00")
-    first_day = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    for day in range(RUNS - 1):
+    first_day = datetime(2026, 1, 1, tzinfo=timezone.utc)  # span 0 of the quickstart pipeline
+    services.trigger(DAG_ID, "day-000", first_day.isoformat())  # once the DAG is parsed
+    for day in range(1, RUNS):
         logical = first_day + timedelta(days=day)
         services._post(f"/api/v2/dags/{DAG_ID}/dagRuns",
                        {"dag_run_id": f"day-{day:03d}", "logical_date": logical.isoformat()})
@@ -208,11 +223,10 @@ def test_celery_workers_under_faults_record_every_try_exactly_once(deployment):
     services.mlmd_server.start()
 
     # A worker is killed with SIGKILL in the middle of a task; a new one takes its place.
-    wait_for(lambda: worker_running_a_task(services, range(1, WORKERS + 1)) is not None, 300,
-             "a worker running a task", services)
-    victim = worker_running_a_task(services, range(1, WORKERS + 1))
-    os.killpg(services.processes[f"worker-{victim}"].pid, signal.SIGKILL)
+    victim = kill_a_worker_mid_task(services, list(range(1, WORKERS + 1)))
     start_worker(services, victim + 10)  # same machine, same spool
+    # The scheduler fails the try when its heartbeat stops, and Airflow retries it.
+    wait_for(lambda: not_succeeded_tries(services) >= 1, 120, "the killed try to be failed", services)
 
     def all_runs_done():
         states = airflow_query(services, "SELECT state, count(*) FROM dag_run WHERE dag_id = %s GROUP BY state", DAG_ID)
@@ -242,14 +256,22 @@ def test_celery_workers_under_faults_record_every_try_exactly_once(deployment):
         key: mlmd_state[state] for key, state in airflow_tries.items()
     }
 
-    # Every graphlet complete; no event without its execution and artifact; nothing left behind.
+    # Every graphlet complete: one per run, plus a failed one wherever a trainer's try was killed;
+    # a killed evaluator or pusher try is one more execution downstream of its run's model.
     graphlets = read_graphlets(parse_store_uri(services.store_uri)).graphlets.records()
-    assert len(graphlets) == len(run_states)
-    for graphlet in graphlets:
+    failed_tries = Counter((run_id, task_id) for (run_id, task_id, _, _) in failed)
+    assert len([g for g in graphlets if g.status == "failed"]) == sum(
+        n for (_, task_id), n in failed_tries.items() if task_id == "trainer")
+    trained = [g for g in graphlets if g.status != "failed"]
+    assert sorted(g.run for g in trained) == sorted(f"{DAG_ID}.{run_id}" for run_id, _ in run_states)
+    for graphlet in trained:
+        run_id = graphlet.run.split(".", 1)[1]
         assert graphlet.status in ("pushed", "not_pushed"), graphlet
         assert graphlet.spans and graphlet.model_ids and graphlet.blessed is not None, graphlet
         assert graphlet.pushed == graphlet.blessed, graphlet
-        assert len(graphlet.upstream_ids) >= 1 and len(graphlet.downstream_ids) == 2, graphlet
+        retried_downstream = failed_tries[(run_id, "evaluator")] + failed_tries[(run_id, "pusher")]
+        assert len(graphlet.downstream_ids) == 2 + retried_downstream, graphlet
+        assert len(graphlet.upstream_ids) >= 2, graphlet  # its ExampleGen and StatisticsGen at least
     assert orphan_events(services) == 0
     for number in range(1, WORKERS + 1):
         assert Spool(spool_of(services, number)).status().quarantined == 0
