@@ -56,6 +56,7 @@ def deployment(tmp_path_factory):
         store_uri=mlmd_server.create_database("mlmd"),
         spool_dir=str(home / "spool-scheduler"),
         schedulers=2,
+        connection_in_database=True,  # so the schedulers' own records look it up there, mid-session
         overrides={
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__PARALLELISM": "32",
@@ -147,6 +148,22 @@ def tries_in_mlmd(services: AirflowServices) -> dict[tuple, list[str]]:
         key = (e["run_id"], e["task_id"], e["map_index"], e["try_number"])
         found.setdefault(key, []).append(mlmd_pb.Execution.State.Name(e["state"]))
     return found
+
+
+def describe_run(services: AirflowServices, run_id: str) -> str:
+    """A run's tries in Airflow and its executions in MLMD with their events, for failure messages."""
+    airflow = {k: v for k, v in tries_in_airflow(services).items() if k[0] == run_id}
+    conn = psycopg2.connect(services.store_uri)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT e.id, e.external_id, e.last_known_state, "
+                "(SELECT string_agg(ev.type || ':' || ev.artifact_id, ',') FROM Event ev WHERE ev.execution_id = e.id) "
+                "FROM Execution e WHERE e.external_id LIKE %s ORDER BY e.id", (f"%/{run_id}/%",))
+            executions = cur.fetchall()
+    finally:
+        conn.close()
+    return f"Airflow tries: {airflow}\nMLMD executions (id, external id, state, events type:artifact): {executions}"
 
 
 def orphan_events(services: AirflowServices) -> int:
@@ -266,12 +283,14 @@ def test_celery_workers_under_faults_record_every_try_exactly_once(deployment):
     assert sorted(g.run for g in trained) == sorted(f"{DAG_ID}.{run_id}" for run_id, _ in run_states)
     for graphlet in trained:
         run_id = graphlet.run.split(".", 1)[1]
-        assert graphlet.status in ("pushed", "not_pushed"), graphlet
-        assert graphlet.spans and graphlet.model_ids and graphlet.blessed is not None, graphlet
-        assert graphlet.pushed == graphlet.blessed, graphlet
         retried_downstream = failed_tries[(run_id, "evaluator")] + failed_tries[(run_id, "pusher")]
-        assert len(graphlet.downstream_ids) == 2 + retried_downstream, graphlet
-        assert len(graphlet.upstream_ids) >= 2, graphlet  # its ExampleGen and StatisticsGen at least
+        complete = (
+            graphlet.status in ("pushed", "not_pushed") and graphlet.spans and graphlet.model_ids
+            and graphlet.blessed is not None and graphlet.pushed == graphlet.blessed
+            and len(graphlet.downstream_ids) == 2 + retried_downstream
+            and len(graphlet.upstream_ids) >= 2  # its ExampleGen and StatisticsGen at least
+        )
+        assert complete, f"{graphlet}\n{describe_run(services, run_id)}"
     assert orphan_events(services) == 0
     for number in range(1, WORKERS + 1):
         assert Spool(spool_of(services, number)).status().quarantined == 0

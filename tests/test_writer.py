@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 
 import pytest
 from airflow_graphlets.recorder.records import ArtifactRecord, InputRef, RunState
@@ -146,6 +147,42 @@ def test_an_input_that_is_not_in_the_store_is_noted_not_fatal(store):
     assert json.loads(unresolved) == ["examples: uri /nowhere"]
 
 
+def test_inputs_recorded_before_their_producers_are_linked_when_the_producers_arrive(store):
+    # Two machines' flushers: a trainer's record beats one of its spans to the store, and an
+    # evaluator's beats its trainer's (after an outage each machine's spool drains on its own).
+    early, late = Writer(store), Writer(store)
+    window = InputRef(key="examples", by="spans", dag_id="churn", type_name="Examples", span_min=1, span_max=2)
+    model = ArtifactRecord("model", "Model", "/m/1")
+    early.write(ingest(1))
+    early.write(make_record(task_id="trainer", inputs=(window,), outputs=(model,)))
+    reads_model = InputRef(key="model", by="task_output", dag_id="churn", run_id="run-2", task_id="trainer",
+                           output_key="model")
+    assert early.write(make_record(task_id="evaluator", run_id="run-2", inputs=(reads_model,))).unresolved_inputs
+    assert early.link_late_inputs() == 0  # nothing has arrived yet
+    assert [a.properties["span"].int_value for a in _inputs(store, _execution(store, "trainer"))] == [1]
+
+    late.write(ingest(2))
+    late.write(make_record(task_id="trainer", run_id="run-2", outputs=(ArtifactRecord("model", "Model", "/m/2"),)))
+    assert late.link_late_inputs() == 2
+
+    assert sorted(a.properties["span"].int_value for a in _inputs(store, _execution(store, "trainer"))) == [1, 2]
+    assert [a.uri for a in _inputs(store, _execution(store, "evaluator", "run-2"))] == ["/m/2"]
+    for task, run in (("trainer", "scheduled__2026-01-05"), ("evaluator", "run-2")):
+        waiting = _execution(store, task, run).custom_properties
+        assert "pending_inputs" not in waiting and UNRESOLVED_INPUTS not in waiting
+    assert late.link_late_inputs() == 0 and early.link_late_inputs() == 0  # each linked once
+
+
+def test_inputs_still_missing_after_an_hour_are_left_as_unresolved(store):
+    writer = Writer(store)
+    writer.write(make_record(inputs=(InputRef(key="examples", by="uri", uri="/nowhere"),)))
+    writer.write(make_record(task_id="example_gen", run_id="r", outputs=(
+        ArtifactRecord("examples", "Examples", "/nowhere", properties={"span": 1}),)))
+    an_hour_later = int(time.time() * 1000) + 3601 * 1000
+    assert writer.link_late_inputs(now_ms=an_hour_later) == 0
+    assert _inputs(store, _execution(store, "trainer")) == []
+
+
 def test_very_long_ids_and_large_numbers_are_stored(store):
     long_run = "backfill__" + "x" * 240
     record = make_record(run_id=long_run, properties={"bytes_read": 3 * 2**40, "huge": 2**62})
@@ -190,8 +227,9 @@ def _write_all(uri: str, records) -> int:
     return failures
 
 
-def _execution(store, task_id):
-    [found] = [e for e in store.get_executions() if e.custom_properties["task_id"].string_value == task_id]
+def _execution(store, task_id, run_id="scheduled__2026-01-05"):
+    [found] = [e for e in store.get_executions() if e.custom_properties["task_id"].string_value == task_id
+               and e.custom_properties["run_id"].string_value == run_id]
     return found
 
 

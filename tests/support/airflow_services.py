@@ -30,6 +30,9 @@ class AirflowServices:
     spool_dir: str
     port: int = field(default_factory=free_port)
     schedulers: int = 1
+    # Keep the MLMD connection in Airflow's database (``airflow connections add``) instead of
+    # the environment, as most deployments do.
+    connection_in_database: bool = False
     # Settings over the LocalExecutor defaults below (another executor, database, broker...).
     overrides: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -52,7 +55,11 @@ class AirflowServices:
         )
 
     def start(self) -> None:
+        if self.connection_in_database:
+            self.airflow.env.pop("AIRFLOW_CONN_MLMD_DEFAULT", None)
         self.airflow.migrate()
+        if self.connection_in_database:
+            self.airflow.airflow("connections", "add", "mlmd_default", "--conn-uri", self.store_uri)
         self.start_process("api-server", ["api-server", "--port", str(self.port)])
         for number in range(1, self.schedulers + 1):
             self.start_process("scheduler" if number == 1 else f"scheduler-{number}", ["scheduler"])

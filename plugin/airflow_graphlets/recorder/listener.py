@@ -58,7 +58,7 @@ class GraphletsListener:
 
     def _record(self, ti: Any, state: RunState, *, wait: bool, error: Any = None) -> None:
         try:
-            recorder = self._get_recorder()
+            recorder = self._get_recorder(in_scheduler=_outside_a_task(ti))
             if recorder is None:
                 return
             from airflow_graphlets.recorder.capture import fingerprint, task_run_record
@@ -92,8 +92,9 @@ class GraphletsListener:
                         exc_info=True)
 
     def _get_recorder(self, in_scheduler: bool = False) -> Recorder | None:
-        """The recorder, made on first use. ``in_scheduler``: called from a DAG-run hook, which
-        runs inside the scheduler's own database session (see ``resolve_store``)."""
+        """The recorder, made on first use. ``in_scheduler``: called inside the scheduler's (or the
+        API server's) own database session, which the connection look-up must not touch (see
+        ``resolve_store``)."""
         if self._disabled:
             return None
         if self._recorder is None:
@@ -115,6 +116,13 @@ class GraphletsListener:
             )
             self._wait = settings.record_wait
         return self._recorder
+
+
+def _outside_a_task(ti: Any) -> bool:
+    """Whether a task-instance hook runs in the scheduler or the API server (a try they end
+    themselves: a lost heartbeat, a state set by hand), which pass Airflow's ORM task instance;
+    a task process passes the Task SDK's ``RuntimeTaskInstance``."""
+    return type(ti).__module__.startswith("airflow.models")
 
 
 def _describe(ti: Any) -> str:

@@ -27,6 +27,7 @@ class ReplayReport:
 
     written: int = 0
     quarantined: int = 0
+    linked: int = 0  # executions written earlier that gained input events this time
     remaining: int = 0
     lock_taken: bool = True
     error: str = ""
@@ -91,7 +92,16 @@ class SpoolDrainer:
                         self.spool.remove(batch[start_index])
                         report.written += 1
                     # (A merged end MLMD refused is set aside; its start stays, written alone next pass.)
+            if report.written:
+                self._link_late_inputs(report)
         return report
+
+    def _link_late_inputs(self, report: ReplayReport) -> None:
+        """Give executions written before their inputs (spooled on other machines) their events."""
+        try:
+            report.linked = self._writer.link_late_inputs()
+        except (mlmd_errors.StatusError, RuntimeError):
+            self._writer = None  # reconnect next time; the links are made by a later drain
 
     def _read(self, entry, report: ReplayReport):
         """The entry's record; None when it is gone or unreadable (moved aside with the reason)."""

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Generic, TypeVar
 
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
+from airflow_graphlets.errors import RecordError
 from airflow_graphlets.recorder.records import InputRef, RunState, TaskRunRecord
 from airflow_graphlets.store import artifacts, schema
 from airflow_graphlets.store.contexts import ContextCache
@@ -46,6 +48,12 @@ _TERMINAL = (
 _RACE_RETRIES = 3
 _RECENT_LIMIT = 4096
 UNRESOLVED_INPUTS = "unresolved_inputs"
+# Declared inputs not (all) in the store when the execution was written, as InputRef JSON: their
+# producers' records may still be on their way from another machine's spool. Flushers link them
+# when they appear (:meth:`Writer.link_late_inputs`) for LATE_INPUT_SECONDS, then give up.
+PENDING_INPUTS = "pending_inputs"
+LATE_INPUT_SECONDS = 3600
+_LATE_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -132,7 +140,9 @@ class Writer:
             },
         )
         execution = _execution_proto(self.types, record, external_id, existing)
-        pairs, unresolved = self._artifacts_and_events(record, external_id, known_events)
+        pairs, unresolved, pending = self._artifacts_and_events(record, external_id, known_events)
+        if record.state.is_terminal or pending:
+            _set_pending(execution, pending)
         if unresolved:
             log.warning(
                 "airflow-graphlets: %s.%s (run %s) read inputs that are not in the MLMD store: %s",
@@ -156,6 +166,58 @@ class Writer:
         self._remember(record, execution, execution_id, pairs, list(artifact_ids), known_events)
         return WriteResult(execution_id, changed=True, unresolved_inputs=tuple(unresolved))
 
+    def link_late_inputs(self, now_ms: int | None = None) -> int:
+        """Add the INPUT events of executions written before their inputs were in the store.
+
+        Tasks on different machines spool to different flushers, so after an outage a consumer's
+        record may reach MLMD before its producer's. Each flusher calls this after writing; it
+        looks at executions of the last ``LATE_INPUT_SECONDS`` that still wait for inputs.
+
+        Returns:
+          How many executions gained input events.
+
+        Raises:
+          ml_metadata.errors.StatusError: the store failed (the caller tries again later).
+        """
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        query = (f"custom_properties.{PENDING_INPUTS}.string_value != '' AND "
+                 f"create_time_since_epoch > {now_ms - LATE_INPUT_SECONDS * 1000}")
+        waiting = self.store.get_executions(
+            list_options=metadata_store.ListOptions(filter_query=query, limit=_LATE_BATCH))
+        linked = 0
+        for execution in waiting:
+            try:
+                linked += self._link_inputs_of(execution)
+            except mlmd_errors.AlreadyExistsError:
+                continue  # another flusher linked them at the same moment
+        return linked
+
+    def _link_inputs_of(self, execution: mlmd_pb.Execution) -> int:
+        try:
+            refs = [InputRef(**ref) for ref in json.loads(execution.custom_properties[PENDING_INPUTS].string_value)]
+        except (ValueError, TypeError, RecordError):
+            refs = []  # not ours to read; stop looking at it
+        known = {(e.artifact_id, e.type) for e in self.store.get_events_by_execution_ids([execution.id])}
+        pairs: list[tuple[mlmd_pb.Artifact, mlmd_pb.Event]] = []
+        still_pending = []
+        for ref in refs:
+            found = self._resolve_input(ref)
+            pairs.extend(_input_pairs(ref, found, known))
+            if not _complete(ref, found):
+                still_pending.append(ref)
+        updated = mlmd_pb.Execution()
+        updated.CopyFrom(execution)
+        updated.ClearField("create_time_since_epoch")
+        updated.ClearField("last_update_time_since_epoch")
+        _set_pending(updated, still_pending)
+        if not still_pending and UNRESOLVED_INPUTS in updated.custom_properties:
+            del updated.custom_properties[UNRESOLVED_INPUTS]
+        contexts = self.store.get_contexts_by_execution(execution.id)
+        self.store.put_execution(updated, pairs, contexts, reuse_context_if_already_exist=True,
+                                 force_reuse_context=True)
+        self._written.pop(execution.external_id)
+        return 1 if pairs else 0
+
     def _remember(self, record, execution, execution_id, pairs, artifact_ids, known_events) -> None:
         execution.id = execution_id
         events = set(known_events)
@@ -172,19 +234,20 @@ class Writer:
 
     def _artifacts_and_events(
         self, record: TaskRunRecord, external_id: str, known_events: set[tuple[int, int]]
-    ) -> tuple[list[tuple[mlmd_pb.Artifact, mlmd_pb.Event]], list[str]]:
+    ) -> tuple[list[tuple[mlmd_pb.Artifact, mlmd_pb.Event]], list[str], list[InputRef]]:
         outputs = record.outputs if record.state is RunState.SUCCESS else ()
         if not record.inputs and not outputs:
-            return [], []
+            return [], [], []
         pairs: list[tuple[mlmd_pb.Artifact, mlmd_pb.Event]] = []
         unresolved: list[str] = []
+        pending: list[InputRef] = []
         for ref in record.inputs:
             found = self._resolve_input(ref)
             if not found:
                 unresolved.append(_describe(ref))
-            for index, artifact in enumerate(found):
-                if (artifact.id, mlmd_pb.Event.INPUT) not in known_events:
-                    pairs.append((artifact, _event(mlmd_pb.Event.INPUT, ref.key, index)))
+            if not _complete(ref, found):
+                pending.append(ref)
+            pairs.extend(_input_pairs(ref, found, known_events))
         for output in outputs:
             artifact = artifacts.build_artifact(
                 self.types.artifact_type(output.type_name),
@@ -199,7 +262,7 @@ class Writer:
                 if stored is not None and (stored.id, mlmd_pb.Event.OUTPUT) in known_events:
                     continue
             pairs.append((artifact, _event(mlmd_pb.Event.OUTPUT, output.key, output.index)))
-        return pairs, unresolved
+        return pairs, unresolved, pending
 
     def _resolve_input(self, ref: InputRef) -> list[mlmd_pb.Artifact]:
         if ref.by == "task_output" and ref.map_index is None:
@@ -208,6 +271,29 @@ class Writer:
             if cached is not None:
                 return list(cached)
         return _resolve_input(self.store, ref)
+
+
+def _complete(ref: InputRef, found: list[mlmd_pb.Artifact]) -> bool:
+    """Whether ``found`` is all ``ref`` names: something for most refs, every span of a window."""
+    if not found:
+        return False
+    if ref.by != "spans":
+        return True
+    spans = {a.properties[schema.SPAN].int_value for a in found if schema.SPAN in a.properties}
+    return spans >= set(range(ref.span_min, ref.span_max + 1))
+
+
+def _input_pairs(ref: InputRef, found: list[mlmd_pb.Artifact], known_events: set[tuple[int, int]]):
+    return [(artifact, _event(mlmd_pb.Event.INPUT, ref.key, index)) for index, artifact in enumerate(found)
+            if (artifact.id, mlmd_pb.Event.INPUT) not in known_events]
+
+
+def _set_pending(execution: mlmd_pb.Execution, pending: list[InputRef]) -> None:
+    if pending:
+        execution.custom_properties[PENDING_INPUTS].string_value = json.dumps(
+            [asdict(ref) for ref in pending], sort_keys=True)
+    elif PENDING_INPUTS in execution.custom_properties:
+        del execution.custom_properties[PENDING_INPUTS]
 
 
 def _execution_by_external_id(store: metadata_store.MetadataStore, external_id: str) -> mlmd_pb.Execution | None:
