@@ -121,6 +121,8 @@ def test_an_unavailable_store_warns_once_and_keeps_every_record(tmp_path, sqlite
     assert caplog.text.count("is unavailable") == 1
     assert "graphlets spool replay" in caplog.text
     assert len(recorder.spool.pending()) == 8
+    with open(os.path.join(recorder.spool.directory, flusher.LOG_NAME)) as handle:
+        assert "stays in the spool" in handle.read()  # the flusher says why, in its own log
 
     report = replay_spool(recorder.spool, parse_store_uri(sqlite_store_uri))
     assert (report.written, report.remaining, report.error) == (8, 0, "")

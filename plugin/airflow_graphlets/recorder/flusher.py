@@ -20,6 +20,7 @@ import argparse
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -34,6 +35,8 @@ SOCKET_NAME = ".flusher.sock"
 LOCK_NAME = ".flusher.lock"
 STATE_NAME = ".flusher.state"
 BUSY_NAME = ".flusher.busy"
+LOG_NAME = "flusher.log"
+_LOG_LIMIT_BYTES = 1 << 20
 _IDLE_MARK = 1.0  # the busy file's mtime while no drain runs (the epoch, give or take)
 STORE_ENV = "GRAPHLETS_FLUSHER_STORE_URI"
 # A drain busy for longer than this is taken for hung (a database that accepts and never answers).
@@ -111,19 +114,33 @@ def _flusher_holds_lock(spool_dir: str) -> bool:
 def start_flusher(spool_dir: str, store_config: StoreConfig, idle_seconds: float = 300.0) -> None:
     """Start a flusher for ``spool_dir`` in the background (it exits at once if one runs)."""
     env = {**os.environ, STORE_ENV: store_config.uri(hide_password=False), "GLOG_minloglevel": "2"}
+    log = _open_log(spool_dir)
     try:
         subprocess.Popen(
             [sys.executable, "-m", "airflow_graphlets.recorder.flusher", "--spool-dir", spool_dir,
              "--idle-seconds", str(idle_seconds)],
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
             close_fds=True,
             start_new_session=True,
         )
     except OSError:
         pass  # the record stays in the spool; the next task, or `graphlets spool replay`, writes it
+    finally:
+        if log is not subprocess.DEVNULL:
+            log.close()
+
+
+def _open_log(spool_dir: str):
+    """The flusher's log, ``flusher.log`` in the spool (restarted past 1 MB); nowhere if it cannot be written."""
+    path = os.path.join(spool_dir, LOG_NAME)
+    try:
+        mode = "wb" if os.path.exists(path) and os.path.getsize(path) > _LOG_LIMIT_BYTES else "ab"
+        return open(path, mode)
+    except OSError:
+        return subprocess.DEVNULL
 
 
 def stop_stalled_flusher(spool_dir: str) -> bool:
@@ -260,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     uri = os.environ.get(STORE_ENV)
     if not uri:
         parser.error(f"set {STORE_ENV} to the store URI")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(args.spool_dir, parse_store_uri(uri), args.idle_seconds)
 
 

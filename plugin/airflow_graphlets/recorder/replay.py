@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, fields, replace
 
@@ -13,6 +14,8 @@ from airflow_graphlets.recorder.spool import Spool
 from airflow_graphlets.recorder.writer import Writer
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.uri import StoreConfig
+
+log = logging.getLogger(__name__)
 
 _BATCH = 1000  # records read ahead per pass: enough to pair starts with ends, bounded in memory
 _WRITTEN, _QUARANTINED, _FAILED = "written", "quarantined", "failed"
@@ -130,6 +133,7 @@ class SpoolDrainer:
         except (StoreUnavailableError, mlmd_errors.StatusError) as err:
             self._writer = None  # reconnect next time: the connection may be the broken part
             report.error = first_line(err)
+            log.warning("airflow-graphlets: %s stays in the spool: %s", entry.name, report.error)
             return _FAILED
         report.write_seconds.append(time.perf_counter() - started)
         self.spool.remove(entry)
