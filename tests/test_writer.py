@@ -173,6 +173,22 @@ def test_inputs_recorded_before_their_producers_are_linked_when_the_producers_ar
     assert late.link_late_inputs() == 0 and early.link_late_inputs() == 0  # each linked once
 
 
+def test_linking_late_inputs_never_undoes_an_end_written_meanwhile(store):
+    writer, linker = Writer(store), Writer(store)
+    window = InputRef(key="examples", by="spans", dag_id="churn", type_name="Examples", span_min=1, span_max=2)
+    writer.write(ingest(1))
+    writer.write(make_record(task_id="trainer", state=RunState.RUNNING, inputs=(window,)))
+    seen_by_linker = _execution(store, "trainer")  # read while the try still runs
+    writer.write(make_record(task_id="trainer", inputs=(window,), outputs=(ArtifactRecord("model", "Model", "/m"),)))
+    linker.write(ingest(2))
+    linker._link_inputs_of(seen_by_linker)
+    trainer = _execution(store, "trainer")
+    assert trainer.last_known_state == mlmd_pb.Execution.COMPLETE
+    assert trainer.custom_properties["airflow_state"].string_value == "success"
+    assert sorted(a.properties["span"].int_value for a in _inputs(store, trainer)) == [1, 2]
+    assert "pending_inputs" not in trainer.custom_properties
+
+
 def test_inputs_still_missing_after_an_hour_are_left_as_unresolved(store):
     writer = Writer(store)
     writer.write(make_record(inputs=(InputRef(key="examples", by="uri", uri="/nowhere"),)))

@@ -193,6 +193,8 @@ class Writer:
         return linked
 
     def _link_inputs_of(self, execution: mlmd_pb.Execution) -> int:
+        """Add the events of ``execution``'s late inputs, then update only its two input notes: a
+        flusher writing the same execution's end meanwhile must not have its write undone."""
         try:
             refs = [InputRef(**ref) for ref in json.loads(execution.custom_properties[PENDING_INPUTS].string_value)]
         except (ValueError, TypeError, RecordError):
@@ -205,16 +207,20 @@ class Writer:
             pairs.extend(_input_pairs(ref, found, known))
             if not _complete(ref, found):
                 still_pending.append(ref)
-        updated = mlmd_pb.Execution()
-        updated.CopyFrom(execution)
-        updated.ClearField("create_time_since_epoch")
-        updated.ClearField("last_update_time_since_epoch")
-        _set_pending(updated, still_pending)
-        if not still_pending and UNRESOLVED_INPUTS in updated.custom_properties:
-            del updated.custom_properties[UNRESOLVED_INPUTS]
-        contexts = self.store.get_contexts_by_execution(execution.id)
-        self.store.put_execution(updated, pairs, contexts, reuse_context_if_already_exist=True,
-                                 force_reuse_context=True)
+        if pairs:
+            for artifact, event in pairs:
+                event.artifact_id, event.execution_id = artifact.id, execution.id
+            self.store.put_events([event for _, event in pairs])
+            contexts = self.store.get_contexts_by_execution(execution.id)
+            self.store.put_attributions_and_associations(
+                [mlmd_pb.Attribution(artifact_id=artifact.id, context_id=context.id)
+                 for artifact, _ in pairs for context in contexts], [])
+        notes = mlmd_pb.Execution(id=execution.id, type_id=execution.type_id)
+        _set_pending(notes, still_pending)
+        if still_pending and UNRESOLVED_INPUTS in execution.custom_properties:
+            notes.custom_properties[UNRESOLVED_INPUTS].CopyFrom(execution.custom_properties[UNRESOLVED_INPUTS])
+        self.store.put_executions([notes], field_mask_paths=[
+            f"custom_properties.{PENDING_INPUTS}", f"custom_properties.{UNRESOLVED_INPUTS}"])
         self._written.pop(execution.external_id)
         return 1 if pairs else 0
 
