@@ -16,6 +16,25 @@ from airflow_graphlets.store.connect import open_store  # noqa: E402
 from airflow_graphlets.store.uri import parse_store_uri  # noqa: E402
 
 
+# The longest test files first: pytest-xdist hands files out in collection order, and a long one
+# handed out last keeps one worker busy while the other idles.
+_LONGEST_FIRST = (
+    "test_celery_production.py",
+    "test_ct_pipelines_airflow.py",
+    "test_graphlets_recorded_store.py",
+    "test_gate_airflow.py",
+    "test_recording_real_dags.py",
+    "test_ui_browser.py",
+    "test_prune_gate.py",
+    "test_recording_with_a_scheduler.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: position for position, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture(params=BACKENDS)
 def store_uri(request, tmp_path) -> str:
     """A fresh, empty database on each backend, as a store URI."""

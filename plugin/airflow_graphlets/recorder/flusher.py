@@ -196,7 +196,7 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
             remaining = idle_seconds - (time.monotonic() - idle_since)
             if remaining <= 0:
                 break
-            if _wait(sock, remaining):
+            if _wait(sock, min(remaining, drainer.seconds_until_link())):
                 _drain_wakeups(sock)
                 idle_since = time.monotonic()
     finally:
@@ -206,6 +206,8 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
         _unlink(sock_path)
         if os.path.isdir(spool_dir):
             drainer.drain(timeout=10)
+            if drainer.seconds_until_link() < float("inf"):
+                drainer.link_late_inputs()  # what this flusher wrote last may complete others' inputs
         os.close(lock_fd)
     # A record spooled while this flusher was leaving found the lock held and started no other.
     if os.path.isdir(spool_dir) and spool.pending():

@@ -17,6 +17,7 @@ from airflow_graphlets.store.uri import StoreConfig
 
 log = logging.getLogger(__name__)
 
+LINK_INTERVAL_SECONDS = 5.0
 _BATCH = 1000  # records read ahead per pass: enough to pair starts with ends, bounded in memory
 _WRITTEN, _QUARANTINED, _FAILED = "written", "quarantined", "failed"
 
@@ -53,6 +54,8 @@ class SpoolDrainer:
         self.spool = spool
         self.store_config = store_config
         self._writer: Writer | None = None
+        self._link_owed = False  # something was written since the last late-input pass
+        self._next_link = 0.0
 
     def drain(self, *, timeout: float | None = None) -> ReplayReport:
         """Write every waiting record, in order, and remove it from the spool.
@@ -96,15 +99,31 @@ class SpoolDrainer:
                         report.written += 1
                     # (A merged end MLMD refused is set aside; its start stays, written alone next pass.)
             if report.written:
-                self._link_late_inputs(report)
+                self._link_owed = True
+            if self.seconds_until_link() == 0:
+                report.linked = self.link_late_inputs()
         return report
 
-    def _link_late_inputs(self, report: ReplayReport) -> None:
+    def seconds_until_link(self) -> float:
+        """How long until :meth:`link_late_inputs` is due: never while nothing was written since
+        the last pass; at most every ``LINK_INTERVAL_SECONDS`` otherwise (each pass re-reads the
+        executions still waiting, so not after every record)."""
+        if not self._link_owed:
+            return float("inf")
+        return max(0.0, self._next_link - time.monotonic())
+
+    def link_late_inputs(self) -> int:
         """Give executions written before their inputs (spooled on other machines) their events."""
+        self._link_owed = False
+        self._next_link = time.monotonic() + LINK_INTERVAL_SECONDS
         try:
-            report.linked = self._writer.link_late_inputs()
-        except (mlmd_errors.StatusError, RuntimeError):
-            self._writer = None  # reconnect next time; the links are made by a later drain
+            if self._writer is None:
+                self._writer = Writer(open_store(self.store_config))
+            return self._writer.link_late_inputs()
+        except (StoreUnavailableError, mlmd_errors.StatusError, RuntimeError):
+            self._writer = None  # reconnect next time
+            self._link_owed = True
+            return 0
 
     def _read(self, entry, report: ReplayReport):
         """The entry's record; None when it is gone or unreadable (moved aside with the reason)."""

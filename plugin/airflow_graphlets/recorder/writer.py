@@ -280,13 +280,10 @@ class Writer:
 
 
 def _complete(ref: InputRef, found: list[mlmd_pb.Artifact]) -> bool:
-    """Whether ``found`` is all ``ref`` names: something for most refs, every span of a window."""
-    if not found:
-        return False
-    if ref.by != "spans":
-        return True
-    spans = {a.properties[schema.SPAN].int_value for a in found if schema.SPAN in a.properties}
-    return spans >= set(range(ref.span_min, ref.span_max + 1))
+    """Whether ``ref`` is resolved: anything found. A window with some of its spans found is
+    taken as it is: a pipeline's first windows reach before its first span, and re-reading
+    every such window for an hour costs every flusher more than the rare late span is worth."""
+    return bool(found)
 
 
 def _input_pairs(ref: InputRef, found: list[mlmd_pb.Artifact], known_events: set[tuple[int, int]]):
