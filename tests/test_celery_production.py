@@ -109,14 +109,18 @@ def spool_of(services: AirflowServices, number: int) -> str:
     return os.path.join(services.airflow.home, f"spool-worker-{number % 10}")
 
 
-def airflow_query(services: AirflowServices, sql: str, *args) -> list[tuple]:
-    conn = psycopg2.connect(services.airflow_db)
+def query(uri: str, sql: str, *args) -> list[tuple]:
+    conn = psycopg2.connect(uri)
     try:
         with conn.cursor() as cur:
             cur.execute(sql, args)
             return cur.fetchall()
     finally:
         conn.close()
+
+
+def airflow_query(services: AirflowServices, sql: str, *args) -> list[tuple]:
+    return query(services.airflow_db, sql, *args)
 
 
 def tries_in_airflow(services: AirflowServices) -> dict[tuple, str]:
@@ -135,17 +139,12 @@ def tries_in_airflow(services: AirflowServices) -> dict[tuple, str]:
 
 def tries_in_mlmd(services: AirflowServices) -> dict[tuple, list[tuple[str, int]]]:
     """Every execution in the MLMD store, by the try it records -> (MLMD state, id) of each."""
-    conn = psycopg2.connect(services.store_uri)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT e.id, e.last_known_state, p.name, p.string_value, p.int_value FROM Execution e "
-                "JOIN ExecutionProperty p ON p.execution_id = e.id WHERE p.is_custom_property "
-                "AND p.name IN ('dag_id', 'run_id', 'task_id', 'map_index', 'try_number', 'airflow_state')"
-            )
-            rows = cur.fetchall()
-    finally:
-        conn.close()
+    rows = query(
+        services.store_uri,
+        "SELECT e.id, e.last_known_state, p.name, p.string_value, p.int_value FROM Execution e "
+        "JOIN ExecutionProperty p ON p.execution_id = e.id WHERE p.is_custom_property "
+        "AND p.name IN ('dag_id', 'run_id', 'task_id', 'map_index', 'try_number', 'airflow_state')",
+    )
     executions: dict[int, dict] = {}
     for execution_id, state, name, text, number in rows:
         executions.setdefault(execution_id, {"state": state})[name] = text if text is not None else number
@@ -159,30 +158,21 @@ def tries_in_mlmd(services: AirflowServices) -> dict[tuple, list[tuple[str, int]
 def describe_run(services: AirflowServices, run_id: str) -> str:
     """A run's tries in Airflow and its executions in MLMD with their events, for failure messages."""
     airflow = {k: v for k, v in tries_in_airflow(services).items() if k[0] == run_id}
-    conn = psycopg2.connect(services.store_uri)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT e.id, e.external_id, e.last_known_state, "
-                "(SELECT string_agg(ev.type || ':' || ev.artifact_id, ',') FROM Event ev WHERE ev.execution_id = e.id) "
-                "FROM Execution e WHERE e.external_id LIKE %s ORDER BY e.id", (f"%/{run_id}/%",))
-            executions = cur.fetchall()
-    finally:
-        conn.close()
+    executions = query(
+        services.store_uri,
+        "SELECT e.id, e.external_id, e.last_known_state, "
+        "(SELECT string_agg(ev.type || ':' || ev.artifact_id, ',') FROM Event ev WHERE ev.execution_id = e.id) "
+        "FROM Execution e WHERE e.external_id LIKE %s ORDER BY e.id", f"%/{run_id}/%",
+    )
     return f"Airflow tries: {airflow}\nMLMD executions (id, external id, state, events type:artifact): {executions}"
 
 
 def orphan_events(services: AirflowServices) -> int:
-    conn = psycopg2.connect(services.store_uri)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT count(*) FROM Event ev LEFT JOIN Execution x ON x.id = ev.execution_id "
-                "LEFT JOIN Artifact a ON a.id = ev.artifact_id WHERE x.id IS NULL OR a.id IS NULL"
-            )
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
+    return query(
+        services.store_uri,
+        "SELECT count(*) FROM Event ev LEFT JOIN Execution x ON x.id = ev.execution_id "
+        "LEFT JOIN Artifact a ON a.id = ev.artifact_id WHERE x.id IS NULL OR a.id IS NULL",
+    )[0][0]
 
 
 def succeeded_tasks(services: AirflowServices) -> int:
