@@ -10,9 +10,8 @@ from ml_metadata import errors as mlmd_errors
 
 from airflow_graphlets.errors import RecordError, StoreUnavailableError, first_line
 from airflow_graphlets.recorder.records import TaskRunRecord
-from airflow_graphlets.recorder.spool import Spool
+from airflow_graphlets.recorder.spool import Spool, SpoolEntry
 from airflow_graphlets.recorder.writer import Writer
-from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.uri import StoreConfig
 
 log = logging.getLogger(__name__)
@@ -45,15 +44,21 @@ class ReplayReport:
 class SpoolDrainer:
     """Writes a spool's records into one store, keeping the connection between drains.
 
+    Records are written in batches where the store allows (:meth:`Writer.open`); an entry leaves
+    the spool only once its record is committed.
+
     Args:
       spool: the spool to drain.
       store_config: the MLMD store to write to.
+      batch_rows: let the writer batch rows (PostgreSQL); off, every record is its own MLMD call.
     """
 
-    def __init__(self, spool: Spool, store_config: StoreConfig) -> None:
+    def __init__(self, spool: Spool, store_config: StoreConfig, *, batch_rows: bool = True) -> None:
         self.spool = spool
         self.store_config = store_config
+        self.batch_rows = batch_rows
         self._writer: Writer | None = None
+        self._uncommitted: list[tuple[SpoolEntry, TaskRunRecord]] = []  # written, removed once committed
         self._link_owed = False  # something was written since the last late-input pass
         self._next_link = 0.0
 
@@ -86,18 +91,19 @@ class SpoolDrainer:
                     if record is None or index in superseded:
                         continue  # gone, quarantined, or carried by its end later in this batch
                     if deadline is not None and time.monotonic() > deadline:
+                        self._commit(report)
                         report.remaining = len(self.spool.pending())
-                        report.error = "timed out"
+                        report.error = report.error or "timed out"
                         return report
                     write, start_index = ends.get(index, (record, None))
-                    outcome = self._write_entry(entry, write, report)
-                    if outcome == _FAILED:
+                    start = batch[start_index] if start_index is not None else None
+                    # (A merged end MLMD refuses is set aside; its start stays, written alone next pass.)
+                    if self._write_entry(entry, write, report, start) == _FAILED or not self._commit(report):
                         report.remaining = len(self.spool.pending())
                         return report
-                    if start_index is not None and outcome == _WRITTEN:
-                        self.spool.remove(batch[start_index])
-                        report.written += 1
-                    # (A merged end MLMD refused is set aside; its start stays, written alone next pass.)
+                if not self._commit(report, flush=True):
+                    report.remaining = len(self.spool.pending())
+                    return report
             if report.written:
                 self._link_owed = True
             if self.seconds_until_link() == 0:
@@ -117,13 +123,27 @@ class SpoolDrainer:
         self._link_owed = False
         self._next_link = time.monotonic() + LINK_INTERVAL_SECONDS
         try:
-            if self._writer is None:
-                self._writer = Writer(open_store(self.store_config))
-            return self._writer.link_late_inputs()
+            return self._open_writer().link_late_inputs()
         except (StoreUnavailableError, mlmd_errors.StatusError, RuntimeError):
-            self._writer = None  # reconnect next time
+            self._drop_writer()  # reconnect next time
             self._link_owed = True
             return 0
+
+    def close(self) -> None:
+        """Close the store connections (what is not committed stays in the spool)."""
+        self._drop_writer()
+
+    def _open_writer(self) -> Writer:
+        if self._writer is None:
+            self._writer = Writer.open(self.store_config, batch_rows=self.batch_rows)
+        return self._writer
+
+    def _drop_writer(self) -> None:
+        """Forget the writer and what it had not committed: those entries stay for the next drain."""
+        self._uncommitted = []
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def _read(self, entry, report: ReplayReport):
         """The entry's record; None when it is gone or unreadable (moved aside with the reason)."""
@@ -136,33 +156,66 @@ class SpoolDrainer:
             report.quarantined += 1
             return None
 
-    def _write_entry(self, entry, record: TaskRunRecord, report: ReplayReport) -> str:
-        """Write one entry's record: written, quarantined (MLMD refused it for good, set aside),
+    def _write_entry(self, entry: SpoolEntry, record: TaskRunRecord, report: ReplayReport,
+                     start: SpoolEntry | None = None) -> str:
+        """Write one entry's record (and ``start``, the entry of the start it carries): written
+        (it leaves the spool once committed), quarantined (MLMD refused it for good, set aside),
         or failed (the store is down: draining must stop)."""
         started = time.perf_counter()
         try:
-            if self._writer is None:
-                self._writer = Writer(open_store(self.store_config))
-            self._writer.write(record)
+            self._open_writer().write(record)
         except mlmd_errors.InvalidArgumentError as err:
             # The store will never take this record; keep it aside instead of blocking the rest.
             self.spool.quarantine(entry, f"MLMD rejected the record: {err}")
             report.quarantined += 1
             return _QUARANTINED
         except (StoreUnavailableError, mlmd_errors.StatusError) as err:
-            self._writer = None  # reconnect next time: the connection may be the broken part
-            report.error = first_line(err)
-            log.warning("airflow-graphlets: %s stays in the spool: %s", entry.name, report.error)
+            self._fail(entry, report, err)
             return _FAILED
         report.write_seconds.append(time.perf_counter() - started)
-        self.spool.remove(entry)
-        report.written += 1
+        self._uncommitted.append((entry, record))
+        if start is not None:
+            self._uncommitted.append((start, record))
         return _WRITTEN
+
+    def _commit(self, report: ReplayReport, *, flush: bool = False) -> bool:
+        """Remove from the spool the entries whose records are committed; with ``flush``, commit
+        what the writer still holds first. ``False`` if the store failed (they stay)."""
+        writer = self._writer
+        if writer is None or not self._uncommitted:
+            return True
+        if flush:
+            try:
+                writer.flush()
+            except (StoreUnavailableError, mlmd_errors.StatusError) as err:
+                self._fail(self._uncommitted[0][0], report, err)
+                return False
+        if writer.queued:
+            return True  # the batch is still open; its entries leave with it
+        rejected = {id(record): reason for record, reason in writer.take_rejected()}
+        for entry, record in self._uncommitted:
+            if id(record) in rejected:
+                self.spool.quarantine(entry, rejected[id(record)])
+                report.quarantined += 1
+            else:
+                self.spool.remove(entry)
+                report.written += 1
+        self._uncommitted = []
+        return True
+
+    def _fail(self, entry: SpoolEntry, report: ReplayReport, err: Exception) -> None:
+        self._drop_writer()  # reconnect next time: the connection may be the broken part
+        report.error = first_line(err)
+        log.warning("airflow-graphlets: %s stays in the spool: %s", entry.name, report.error)
 
 
 def replay_spool(spool: Spool, store_config: StoreConfig, *, timeout: float | None = None) -> ReplayReport:
     """Drain ``spool`` into the store once (what ``graphlets spool replay`` runs)."""
-    return SpoolDrainer(spool, store_config).drain(timeout=timeout)
+    drainer = SpoolDrainer(spool, store_config)
+    try:
+        return drainer.drain(timeout=timeout)
+    finally:
+        drainer.close()
 
 
 def _pair_starts_with_ends(records: list[TaskRunRecord | None]) -> tuple[dict[int, tuple[TaskRunRecord, int]], set[int]]:

@@ -5,6 +5,11 @@ per try, associated with its ``pipeline``, ``pipeline_run`` and ``node`` context
 for what it read and, when it succeeded, LIVE output artifacts with OUTPUT events, each event path
 ``[key, index]``. Every row carries a deterministic external id, so writing the same record twice,
 or two writers racing on it, leaves exactly one copy.
+
+Given a :class:`~airflow_graphlets.store.row_batch.RowBatch` (PostgreSQL), the writer queues each
+try's rows there instead of calling ``put_execution``, and writes the queue in one transaction
+when :meth:`Writer.flush` is called or before it next reads the store, so it always reads what
+it wrote.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 from airflow_graphlets.errors import RecordError
 from airflow_graphlets.recorder.records import InputRef, RunState, TaskRunRecord
 from airflow_graphlets.store import artifacts, schema
+from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.contexts import ContextCache
 from airflow_graphlets.store.identity import artifact_external_id, execution_external_id
 from airflow_graphlets.store.properties import set_value
+from airflow_graphlets.store.row_batch import RowBatch, RowCollision
 from airflow_graphlets.store.types import TypeRegistry
+from airflow_graphlets.store.uri import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +78,17 @@ class Writer:
 
     Args:
       store: the MLMD store.
+      rows: where to queue rows instead of writing each record through MLMD's API (see the
+        module's docstring); the writer closes it.
     """
 
-    def __init__(self, store: metadata_store.MetadataStore) -> None:
+    def __init__(self, store: metadata_store.MetadataStore, rows: RowBatch | None = None) -> None:
         self.store = store
         self.types = TypeRegistry(store)
         self.contexts = ContextCache(store, self.types)
+        self.rows = rows
+        self._queued: list[TaskRunRecord] = []  # written into ``rows``, not yet flushed
+        self._rejected: list[tuple[TaskRunRecord, str]] = []
         # What this writer wrote lately, so a task's end record and its downstream tasks' inputs
         # need no look-ups (a flusher writes a task's start, end and successors in a row).
         self._written: _Recent[str, _Written] = _Recent(_RECENT_LIMIT)
@@ -100,8 +113,9 @@ class Writer:
         for attempt in range(_RACE_RETRIES):
             try:
                 return self._write_once(record, external_id, trust_memory=attempt == 0)
-            except mlmd_errors.AlreadyExistsError:
-                # A concurrent writer inserted the same execution or artifact first; re-read and merge.
+            except (mlmd_errors.AlreadyExistsError, _BatchRolledBack):
+                # A concurrent writer inserted the same execution or artifact first (or a row
+                # batch flushed meanwhile collided): re-read and merge.
                 self._written.pop(external_id)
                 if attempt == _RACE_RETRIES - 1:
                     raise
@@ -112,10 +126,14 @@ class Writer:
         remembered = self._written.get(external_id) if trust_memory else None
         if remembered is not None:
             existing, known_events = remembered.execution, remembered.events
-        elif trust_memory and not record.state.is_terminal and record.source == "worker":
+        elif trust_memory and record.source == "worker" and (not record.state.is_terminal or self.rows is not None):
             # A task's start is nearly always new: insert, and look up only if the insert collides.
+            # So is an end whose start this writer does not remember, when batching (a drain that
+            # found both in the spool merged them): a look-up would cost a flush per record, a
+            # collision costs one batch written again through MLMD's API.
             existing, known_events = None, set()
         else:
+            self._flush_within_write()
             existing = _execution_by_external_id(store, external_id)
             known_events = (
                 {(e.artifact_id, e.type) for e in store.get_events_by_execution_ids([existing.id])}
@@ -153,18 +171,116 @@ class Writer:
             )
             execution.custom_properties[UNRESOLVED_INPUTS].string_value = json.dumps(unresolved)
 
-        execution_id, artifact_ids, context_ids = store.put_execution(
-            execution,
-            pairs,
-            contexts,
-            reuse_context_if_already_exist=True,
-            # New outputs are new unless a first attempt collided: then merge with the stored rows.
-            reuse_artifact_if_already_exist_by_external_id=not trust_memory,
-            force_reuse_context=True,  # contexts we hold an id for are left as they are
-        )
-        self.contexts.remember(contexts, list(context_ids))
+        queued = self._queue(record, execution, pairs, contexts) if trust_memory else None
+        if queued is not None:
+            execution_id, artifact_ids = queued
+        else:
+            self._flush_within_write()  # MLMD's API must find what the queue holds (inputs, this try's start)
+            execution_id, artifact_ids, context_ids = store.put_execution(
+                execution,
+                pairs,
+                contexts,
+                reuse_context_if_already_exist=True,
+                # New outputs are new unless a first attempt collided: then merge with the stored rows.
+                reuse_artifact_if_already_exist_by_external_id=not trust_memory,
+                force_reuse_context=True,  # contexts we hold an id for are left as they are
+            )
+            self.contexts.remember(contexts, list(context_ids))
         self._remember(record, execution, execution_id, pairs, list(artifact_ids), known_events)
         return WriteResult(execution_id, changed=True, unresolved_inputs=tuple(unresolved))
+
+    @classmethod
+    def open(cls, config: StoreConfig, *, batch_rows: bool = True) -> Writer:
+        """A writer for the store ``config`` names; with ``batch_rows``, one that queues rows in a
+        :class:`RowBatch` where the store's database allows it (PostgreSQL).
+
+        Raises:
+          StoreUnavailableError: the store cannot be opened.
+        """
+        writer = cls(open_store(config))
+        if batch_rows and RowBatch.supports(config):
+            writer.rows = RowBatch(config, writer.types.declared_artifact_properties)
+        return writer
+
+    @property
+    def queued(self) -> int:
+        """Records written into the row batch and not yet flushed (0 without a row batch)."""
+        return len(self._queued)
+
+    def flush(self) -> None:
+        """Write the row batch's queue into the store, in one transaction.
+
+        When another writer stored some of its rows first (a spool replayed twice, a race), the
+        batch is rolled back and its records are written again through MLMD's API, which
+        merges with what is stored. A record MLMD then refuses as invalid is kept for
+        :meth:`take_rejected` instead of stopping the rest.
+
+        Raises:
+          StoreUnavailableError, ml_metadata.errors.StatusError: the store failed; none of the
+            queued records is written (the caller keeps them to write again).
+        """
+        self._flush_batch()
+
+    def _flush_batch(self) -> bool:
+        """:meth:`flush`; ``True`` if the batch collided and was written through MLMD's API."""
+        if not self._queued:
+            return False
+        records, self._queued = self._queued, []
+        try:
+            self.rows.flush()
+        except RowCollision as err:
+            log.info("airflow-graphlets: %d records collided with stored rows (%s); writing them through MLMD's API",
+                     len(records), err)
+            self._forget()
+            self._write_through_api(records)
+            return True
+        except BaseException:
+            self._forget()  # what memory holds of the batch was never stored
+            raise
+        return False
+
+    def _flush_within_write(self) -> None:
+        """Flush before a read or an API write in the middle of writing a record; if the batch
+        was rolled back, the ids this write took from memory may be gone: start it again."""
+        if self._flush_batch():
+            raise _BatchRolledBack
+
+    def take_rejected(self) -> list[tuple[TaskRunRecord, str]]:
+        """Records of a rolled-back batch that MLMD's API then refused as invalid, with the reason."""
+        rejected, self._rejected = self._rejected, []
+        return rejected
+
+    def close(self) -> None:
+        """Drop what is queued and close the row batch's connection."""
+        self._queued = []
+        if self.rows is not None:
+            self.rows.close()
+
+    def _queue(self, record, execution, pairs, contexts) -> tuple[int, list[int]] | None:
+        """Put one write into the row batch; ``None`` when it must go through MLMD's API."""
+        if self.rows is None:
+            return None
+        context_ids = self.contexts.ensure_ids(contexts)
+        queued = self.rows.add(execution, pairs, context_ids)
+        if queued is not None:
+            self._queued.append(record)
+        return queued
+
+    def _write_through_api(self, records: list[TaskRunRecord]) -> None:
+        rows, self.rows = self.rows, None
+        try:
+            for record in records:
+                try:
+                    self.write(record)
+                except mlmd_errors.InvalidArgumentError as err:
+                    self._rejected.append((record, f"MLMD rejected the record: {err}"))
+        finally:
+            self.rows = rows
+
+    def _forget(self) -> None:
+        """Forget the ids memory holds: some may belong to rows that were never stored."""
+        self._written = _Recent(_RECENT_LIMIT)
+        self._outputs = _Recent(_RECENT_LIMIT)
 
     def link_late_inputs(self, now_ms: int | None = None) -> int:
         """Add the INPUT events of executions written before their inputs were in the store.
@@ -179,6 +295,7 @@ class Writer:
         Raises:
           ml_metadata.errors.StatusError: the store failed (the caller tries again later).
         """
+        self.flush()
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         query = (f"custom_properties.{PENDING_INPUTS}.string_value != '' AND "
                  f"create_time_since_epoch > {now_ms - LATE_INPUT_SECONDS * 1000}")
@@ -264,6 +381,7 @@ class Writer:
                 output.asset_uri,
             )
             if known_events:
+                self._flush_within_write()
                 stored = artifacts.by_external_id(self.store, artifact.external_id)
                 if stored is not None and (stored.id, mlmd_pb.Event.OUTPUT) in known_events:
                     continue
@@ -276,6 +394,7 @@ class Writer:
             cached = self._outputs.get((ref.dag_id, ref.run_id, ref.task_id, ref.output_key))
             if cached is not None:
                 return list(cached)
+        self._flush_within_write()
         return _resolve_input(self.store, ref)
 
 
@@ -370,6 +489,10 @@ def _execution_type_id(types: TypeRegistry, record: TaskRunRecord) -> int:
     if record.component_kind:
         return types.execution_type(schema.component_type_name(record.component_kind))
     return types.execution_type(record.operator_class or "airflow.BaseOperator")
+
+
+class _BatchRolledBack(Exception):
+    """Raised inside a write when a flush it caused found the batch colliding (see ``_flush_within_write``)."""
 
 
 @dataclass(frozen=True)

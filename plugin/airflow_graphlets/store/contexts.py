@@ -13,6 +13,8 @@ from airflow_graphlets.store.identity import node_context_name, pipeline_run_con
 from airflow_graphlets.store.properties import set_value
 from airflow_graphlets.store.types import TypeRegistry
 
+_TASK_CONTEXT_TYPES = (schema.PIPELINE_CONTEXT, schema.PIPELINE_RUN_CONTEXT, schema.NODE_CONTEXT)
+
 
 class ContextCache:
     """The contexts one writer has seen, so each is looked up once per process.
@@ -37,10 +39,24 @@ class ContextCache:
             self._context(schema.NODE_CONTEXT, node_context_name(dag_id, task_id)),
         ]
 
+    def ensure_ids(self, contexts: list[mlmd_pb.Context]) -> list[int]:
+        """Ids of a task's ``task_contexts``, creating through MLMD's API those not yet stored."""
+        ids = []
+        for type_name, context in zip(_TASK_CONTEXT_TYPES, contexts):
+            if context.HasField("id"):
+                ids.append(context.id)
+                continue
+            try:
+                [context_id] = self._store.put_contexts([context])
+            except mlmd_errors.AlreadyExistsError:
+                context_id = self._store.get_context_by_type_and_name(type_name, context.name).id  # a writer raced us
+            ids.append(context_id)
+        self.remember(contexts, ids)
+        return ids
+
     def remember(self, contexts: list[mlmd_pb.Context], context_ids: list[int]) -> None:
         """Record the ids ``put_execution`` gave the contexts, and link each run to its pipeline."""
-        type_names = [schema.PIPELINE_CONTEXT, schema.PIPELINE_RUN_CONTEXT, schema.NODE_CONTEXT]
-        for type_name, context, context_id in zip(type_names, contexts, context_ids):
+        for type_name, context, context_id in zip(_TASK_CONTEXT_TYPES, contexts, context_ids):
             if not context.HasField("id"):
                 stored = mlmd_pb.Context()
                 stored.CopyFrom(context)

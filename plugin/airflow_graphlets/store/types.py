@@ -32,6 +32,7 @@ class TypeRegistry:
     def __init__(self, store: metadata_store.MetadataStore) -> None:
         self._store = store
         self._ids: dict[tuple[str, str], int] = {}
+        self._artifact_properties: dict[int, dict[str, int]] = {}
 
     def artifact_type(self, name: str) -> int:
         """Id of the artifact type ``name``; TFX's standard types get TFX's properties and base."""
@@ -42,7 +43,14 @@ class TypeRegistry:
                 proto.properties[prop] = int(prop_type)
             if spec.base_type:
                 proto.base_type = _ARTIFACT_BASES[spec.base_type]
-        return self._register("artifact", proto, self._store.put_artifact_type, self._store.get_artifact_type)
+        type_id = self._register("artifact", proto, self._store.put_artifact_type, self._store.get_artifact_type)
+        self._artifact_properties[type_id] = dict(proto.properties)
+        return type_id
+
+    def declared_artifact_properties(self, type_id: int) -> dict[str, int] | None:
+        """The typed properties (name to MLMD ``PropertyType``) an artifact type got through this
+        registry; ``None`` for a type it did not register."""
+        return self._artifact_properties.get(type_id)
 
     def artifact_property_names(self, name: str) -> frozenset[str]:
         """Names declared as typed properties on the artifact type ``name`` (others are custom)."""
