@@ -16,7 +16,9 @@ export GLOG_minloglevel ?= 1
 
 $(VENV)/.installed: pyproject.toml constraints.txt overrides.txt | $(UV)
 	test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
-	$(UV) pip install --quiet --python $(PY) -e '.[test,examples,production]' -c constraints.txt --override overrides.txt
+	# Compiled now, once: where PYTHONDONTWRITEBYTECODE is set (as on these machines), every task
+	# process, flusher and test worker would otherwise compile Airflow, SQLAlchemy and MLMD anew.
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) -e '.[test,examples,production]' -c constraints.txt --override overrides.txt
 	touch $@
 
 env: $(VENV)/.installed

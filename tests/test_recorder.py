@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -97,6 +98,50 @@ def test_an_idle_flusher_exits(sqlite_store_uri, tmp_path):
     pid = flusher.read_state(recorder.spool.directory).pid
     _wait_gone(pid, timeout=10)
     assert not os.path.exists(os.path.join(recorder.spool.directory, flusher.SOCKET_NAME))
+
+
+def test_tasks_starting_at_once_start_one_flusher_and_a_stale_start_marker_is_ignored(sqlite_store_uri, tmp_path):
+    spool_dir = str(tmp_path / "spool")
+    os.makedirs(spool_dir)
+    config = parse_store_uri(sqlite_store_uri)
+    go = multiprocessing.get_context("fork").Event()
+
+    def task() -> None:
+        go.wait()
+        flusher.notify(spool_dir, config, idle_seconds=3)
+        os._exit(0)
+
+    tasks = [multiprocessing.get_context("fork").Process(target=task) for _ in range(8)]
+    for process in tasks:
+        process.start()
+    go.set()
+    for process in tasks:
+        process.join()
+    time.sleep(1.0)  # a flusher that lost the race would wait up to 5 s for the lock, so still be seen
+    assert len(_flushers_of(spool_dir)) == 1
+    for pid in _flushers_of(spool_dir):
+        _wait_gone(pid, timeout=15)
+
+    # A marker left by a flusher that died while starting does not hold the next one back for long.
+    marker = os.path.join(spool_dir, flusher.STARTING_NAME)
+    open(marker, "w").close()
+    os.utime(marker, (time.time() - 60, time.time() - 60))
+    recorder = recorder_for(sqlite_store_uri, spool_dir)
+    assert recorder.record(make_record(task_id="after_a_stale_marker"), wait=True)
+    assert not os.path.exists(marker), "the flusher removes the marker once it listens"
+
+
+def _flushers_of(spool_dir: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                args = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if b"airflow_graphlets.recorder.flusher" in args and spool_dir.encode() in args:
+            found.append(int(pid))
+    return found
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:

@@ -14,10 +14,12 @@ from airflow_graphlets.recorder.records import ArtifactRecord, InputRef, RunStat
 from airflow_graphlets.recorder.replay import replay_spool
 from airflow_graphlets.recorder.spool import Spool
 from airflow_graphlets.recorder.writer import PENDING_INPUTS, Writer
+from airflow_graphlets.store.artifacts import pipeline_spans
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.row_batch import RowBatch
 from airflow_graphlets.store.snapshot import store_snapshot
 from airflow_graphlets.store.uri import parse_store_uri
+from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 from support.databases import create_store_uri, drop_store
 from test_records import make_record
@@ -255,6 +257,38 @@ def test_values_mlmd_would_refuse_are_not_batched(pg_uris):
     assert writer.rows.add(execution, [(undeclared, event)], []) is None
     assert len(writer.rows) == 0
     writer.close()
+
+
+def test_the_span_look_up_in_sql_finds_what_mlmds_filter_query_finds(pg_uris):
+    uri = pg_uris[0]
+    writer = Writer(open_store(parse_store_uri(uri)))
+    for span, version, dag_id in [(1, 0, "churn"), (2, 0, "churn"), (2, 1, "churn"), (3, 0, "churn"),
+                                  (2, 0, "other"), (9, 0, "churn")]:
+        writer.write(make_record(dag_id=dag_id, task_id="example_gen", run_id=f"run-{span}-{version}",
+                                 outputs=(ArtifactRecord("examples", "Examples", f"/{dag_id}/{span}/{version}",
+                                                         {"span": span, "version": version}),)))
+    writer.write(make_record(dag_id="churn", task_id="stats", run_id="run-2-0", outputs=(
+        ArtifactRecord("statistics", "ExampleStatistics", "/stats/2", {"span": 2}),)))
+    writer.write(make_record(dag_id="churn", task_id="custom", run_id="run-2-0", outputs=(
+        ArtifactRecord("examples", "MyExamples", "/custom/2", {"span": 2}),)))  # span as a custom property
+    store = open_store(parse_store_uri(uri))
+    [dead] = [a for a in store.get_artifacts() if a.uri == "/churn/3/0"]
+    dead.state = mlmd_pb.Artifact.DELETED
+    store.put_artifacts([dead])
+
+    rows = RowBatch(parse_store_uri(uri), lambda type_id: None)
+    for dag_id, type_name, low, high in [("churn", "Examples", 0, 10), ("churn", "Examples", 2, 2),
+                                         ("other", "Examples", 0, 5), ("churn", "ExampleStatistics", 0, 5),
+                                         ("churn", "MyExamples", 0, 5), ("nobody", "Examples", 0, 5)]:
+        through_sql = store.get_artifacts_by_id(rows.span_artifact_ids(dag_id, type_name, low, high))
+        through_filter = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=(
+            f'type = "{type_name}" AND state = LIVE AND contexts_p.type = "pipeline" AND contexts_p.name = "{dag_id}" '
+            f"AND properties.span.int_value >= {low} AND properties.span.int_value <= {high}")))
+        assert sorted(a.id for a in through_sql) == sorted(a.id for a in through_filter), (dag_id, type_name)
+    assert [a.uri for a in pipeline_spans(store, "churn", "Examples", 0, 10,
+                                          rows.span_artifact_ids("churn", "Examples", 0, 10))] == \
+        ["/churn/1/0", "/churn/2/1", "/churn/9/0"]
+    rows.close()
 
 
 def test_other_databases_are_written_through_mlmds_api(sqlite_store_uri):

@@ -35,6 +35,7 @@ SOCKET_NAME = ".flusher.sock"
 LOCK_NAME = ".flusher.lock"
 STATE_NAME = ".flusher.state"
 BUSY_NAME = ".flusher.busy"
+STARTING_NAME = ".flusher.starting"
 LOG_NAME = "flusher.log"
 _LOG_LIMIT_BYTES = 1 << 20
 _IDLE_MARK = 1.0  # the busy file's mtime while no drain runs (the epoch, give or take)
@@ -43,6 +44,13 @@ STORE_ENV = "GRAPHLETS_FLUSHER_STORE_URI"
 STALL_SECONDS = 60.0
 _MAX_BACKOFF_SECONDS = 30.0
 _SPAWN_LOCK_WAIT_SECONDS = 5.0
+# A flusher being started (the marker's age) is not started again by other tasks for this long:
+# many tasks starting at once on a fresh machine would each start one, and all but one exit.
+_STARTING_SECONDS = 10.0
+# While records stream in (the last drain ended moments ago), a wake-up waits this long before
+# draining, so one drain and one transaction take many records instead of one each.
+_GATHER_SECONDS = 0.02
+_STREAMING_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -92,8 +100,28 @@ def notify(spool_dir: str, store_config: StoreConfig, idle_seconds: float = 300.
     except OSError as err:
         if err.errno not in (errno.ENOENT, errno.ECONNREFUSED):
             return
-    if not _flusher_holds_lock(spool_dir):
+    if not _flusher_holds_lock(spool_dir) and _claim_start(spool_dir):
         start_flusher(spool_dir, store_config, idle_seconds)
+
+
+def _claim_start(spool_dir: str) -> bool:
+    """Whether this task starts the flusher: none was started in the last ``_STARTING_SECONDS``
+    (the flusher removes the marker once it listens; a marker left by one that died ages out)."""
+    path = os.path.join(spool_dir, STARTING_NAME)
+    for _ in range(2):
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return True
+        except FileExistsError:
+            try:
+                if time.time() - os.stat(path).st_mtime < _STARTING_SECONDS:
+                    return False
+                os.unlink(path)  # stale: its flusher never came up; claim it again
+            except FileNotFoundError:
+                pass
+        except OSError:
+            return True  # no marker possible (a read-only spool): start one as before
+    return False
 
 
 def _flusher_holds_lock(spool_dir: str) -> bool:
@@ -164,6 +192,7 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
         return 0  # another flusher owns this spool
     sock_path = os.path.join(spool_dir, SOCKET_NAME)
     sock = _bind(sock_path)  # listen before the slow import below, so tasks start no second flusher
+    _unlink(os.path.join(spool_dir, STARTING_NAME))
 
     from airflow_graphlets.recorder.replay import SpoolDrainer  # MLMD is imported here, never in a task
 
@@ -179,6 +208,7 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
             _mark_busy(busy_path, True)
             report = drainer.drain()
             _mark_busy(busy_path, False)
+            drained_at = time.monotonic()
             if report.error:
                 if not state.store_failing:
                     state = FlusherState(pid=os.getpid(), last_error=report.error, error_since=time.time())
@@ -197,6 +227,8 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
             if remaining <= 0:
                 break
             if _wait(sock, min(remaining, drainer.seconds_until_link())):
+                if report.written and time.monotonic() - drained_at < _STREAMING_SECONDS:
+                    time.sleep(_GATHER_SECONDS)
                 _drain_wakeups(sock)
                 idle_since = time.monotonic()
     finally:

@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 LINK_INTERVAL_SECONDS = 5.0
 _BATCH = 1000  # records read ahead per pass: enough to pair starts with ends, bounded in memory
+# A batch of rows commits at most this long after its first record was written, or at _BATCH
+# records, or when the spool is empty; so a busy spool never delays a record by much.
+_BATCH_MAX_SECONDS = 0.5
 _WRITTEN, _QUARANTINED, _FAILED = "written", "quarantined", "failed"
 
 
@@ -59,6 +62,7 @@ class SpoolDrainer:
         self.batch_rows = batch_rows
         self._writer: Writer | None = None
         self._uncommitted: list[tuple[SpoolEntry, TaskRunRecord]] = []  # written, removed once committed
+        self._batch_opened = 0.0
         self._link_owed = False  # something was written since the last late-input pass
         self._next_link = 0.0
 
@@ -83,7 +87,7 @@ class SpoolDrainer:
                 report.lock_taken = False
                 report.remaining = len(self.spool.pending())
                 return report
-            while entries := self.spool.pending():
+            while entries := self._waiting():
                 batch = entries[:_BATCH]
                 records = [self._read(entry, report) for entry in batch]
                 ends, superseded = _pair_starts_with_ends(records)
@@ -91,7 +95,7 @@ class SpoolDrainer:
                     if record is None or index in superseded:
                         continue  # gone, quarantined, or carried by its end later in this batch
                     if deadline is not None and time.monotonic() > deadline:
-                        self._commit(report)
+                        self._commit(report, flush=True)
                         report.remaining = len(self.spool.pending())
                         report.error = report.error or "timed out"
                         return report
@@ -101,14 +105,30 @@ class SpoolDrainer:
                     if self._write_entry(entry, write, report, start) == _FAILED or not self._commit(report):
                         report.remaining = len(self.spool.pending())
                         return report
-                if not self._commit(report, flush=True):
+                # Records that came in meanwhile join the open batch, up to a size and an age.
+                if not self._commit(report, flush=self._batch_full()):
                     report.remaining = len(self.spool.pending())
                     return report
+            if not self._commit(report, flush=True):
+                report.remaining = len(self.spool.pending())
+                return report
             if report.written:
                 self._link_owed = True
             if self.seconds_until_link() == 0:
                 report.linked = self.link_late_inputs()
         return report
+
+    def _waiting(self) -> list[SpoolEntry]:
+        """Entries not yet written (those written in the open batch stay in the spool until it commits)."""
+        entries = self.spool.pending()
+        if not self._uncommitted:
+            return entries
+        written = {entry.path for entry, _ in self._uncommitted}
+        return [entry for entry in entries if entry.path not in written]
+
+    def _batch_full(self) -> bool:
+        return (len(self._uncommitted) >= _BATCH
+                or time.monotonic() - self._batch_opened > _BATCH_MAX_SECONDS)
 
     def seconds_until_link(self) -> float:
         """How long until :meth:`link_late_inputs` is due: never while nothing was written since
@@ -173,6 +193,8 @@ class SpoolDrainer:
             self._fail(entry, report, err)
             return _FAILED
         report.write_seconds.append(time.perf_counter() - started)
+        if not self._uncommitted:
+            self._batch_opened = time.monotonic()
         self._uncommitted.append((entry, record))
         if start is not None:
             self._uncommitted.append((start, record))

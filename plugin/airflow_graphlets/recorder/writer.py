@@ -395,6 +395,9 @@ class Writer:
             if cached is not None:
                 return list(cached)
         self._flush_within_write()
+        if ref.by == "spans" and self.rows is not None:
+            ids = self.rows.span_artifact_ids(ref.dag_id, ref.type_name, ref.span_min, ref.span_max)
+            return artifacts.pipeline_spans(self.store, ref.dag_id, ref.type_name, ref.span_min, ref.span_max, ids)
         return _resolve_input(self.store, ref)
 
 

@@ -112,19 +112,28 @@ def latest_by_uri(store: metadata_store.MetadataStore, uri: str, type_name: str 
 
 
 def pipeline_spans(
-    store: metadata_store.MetadataStore, dag_id: str, type_name: str, span_min: int, span_max: int
+    store: metadata_store.MetadataStore, dag_id: str, type_name: str, span_min: int, span_max: int,
+    candidate_ids: list[int] | None = None,
 ) -> list[mlmd_pb.Artifact]:
     """The newest LIVE ``type_name`` artifact of each span in ``[span_min, span_max]`` of a pipeline.
 
     Newest means highest ``version``, then highest id: a re-ingested span supersedes the old one.
+
+    Args:
+      candidate_ids: the ids of exactly the artifacts MLMD's filter query below would find, when
+        the caller found them faster (:meth:`RowBatch.span_artifact_ids`).
     """
-    query = (
-        f"type = {_quote(type_name)} AND state = LIVE AND contexts_p.type = {_quote(schema.PIPELINE_CONTEXT)} "
-        f"AND contexts_p.name = {_quote(dag_id)} AND properties.{schema.SPAN}.int_value >= {int(span_min)} "
-        f"AND properties.{schema.SPAN}.int_value <= {int(span_max)}"
-    )
+    if candidate_ids is not None:
+        found = store.get_artifacts_by_id(candidate_ids) if candidate_ids else []
+    else:
+        query = (
+            f"type = {_quote(type_name)} AND state = LIVE AND contexts_p.type = {_quote(schema.PIPELINE_CONTEXT)} "
+            f"AND contexts_p.name = {_quote(dag_id)} AND properties.{schema.SPAN}.int_value >= {int(span_min)} "
+            f"AND properties.{schema.SPAN}.int_value <= {int(span_max)}"
+        )
+        found = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=query))
     newest: dict[int, mlmd_pb.Artifact] = {}
-    for artifact in store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=query)):
+    for artifact in found:
         span = artifact.properties[schema.SPAN].int_value
         rank = (_version(artifact), artifact.id)
         current = newest.get(span)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from airflow_graphlets.errors import StoreUnavailableError, first_line
+from airflow_graphlets.store import schema
 from airflow_graphlets.store.uri import StoreConfig
 
 _PROPERTY_COLUMNS = "name, is_custom_property, int_value, double_value, string_value, bool_value"
@@ -168,9 +169,7 @@ class RowBatch:
 
         cursor = self._conn.cursor()
         try:
-            cursor.execute("BEGIN")
-            _write(cursor, pending)
-            cursor.execute("COMMIT")
+            cursor.execute(_statements(cursor, pending))
         except pg_errors.UniqueViolation as err:
             self._rollback(cursor)
             raise RowCollision(first_line(err)) from err
@@ -179,6 +178,25 @@ class RowBatch:
             raise StoreUnavailableError(f"Writing to the MLMD store failed: {first_line(err)}") from err
         finally:
             cursor.close()
+
+    def span_artifact_ids(self, pipeline: str, type_name: str, span_min: int, span_max: int) -> list[int]:
+        """Ids of the LIVE ``type_name`` artifacts of pipeline context ``pipeline`` with a typed
+        ``span`` in ``[span_min, span_max]``: what :func:`artifacts.pipeline_spans` asks MLMD's
+        filter query for, which costs a flusher about 3 ms of CPU per training record.
+
+        Raises:
+          StoreUnavailableError: the query failed.
+        """
+        import psycopg2
+
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.execute(_SPAN_QUERY, {"pipeline": pipeline, "type_name": type_name, "lo": span_min,
+                                             "hi": span_max, "context_type": schema.PIPELINE_CONTEXT,
+                                             "span": schema.SPAN, "live": mlmd_pb.Artifact.LIVE})
+                return sorted({row[0] for row in cursor.fetchall()})
+        except psycopg2.Error as err:
+            raise StoreUnavailableError(f"Reading the MLMD store failed: {first_line(err)}") from err
 
     def discard(self) -> None:
         """Forget everything queued."""
@@ -219,41 +237,66 @@ class RowBatch:
                    for name, value in artifact.properties.items())
 
 
-def _write(cursor, pending: _Pending) -> None:
-    from psycopg2.extras import execute_values
+# Type kinds as MLMD stores them: 1 artifact types, 2 context types.
+_SPAN_QUERY = """
+SELECT a.id FROM Artifact a
+JOIN Type t ON t.id = a.type_id AND t.type_kind = 1 AND t.name = %(type_name)s
+JOIN ArtifactProperty p ON p.artifact_id = a.id AND p.name = %(span)s AND NOT p.is_custom_property
+JOIN Attribution at ON at.artifact_id = a.id
+JOIN Context c ON c.id = at.context_id AND c.name = %(pipeline)s
+JOIN Type ct ON ct.id = c.type_id AND ct.type_kind = 2 AND ct.name = %(context_type)s
+WHERE a.state = %(live)s AND p.int_value BETWEEN %(lo)s AND %(hi)s
+"""
 
-    new = [rows.row for rows in pending.executions.values() if rows.new]
-    updated = [rows.row for rows in pending.executions.values() if not rows.new]
-    if new:
-        execute_values(cursor, "INSERT INTO Execution (id, type_id, last_known_state, name, external_id, "
-                               "create_time_since_epoch, last_update_time_since_epoch) VALUES %s", new)
+
+_PROPERTY_TYPES = "int[], text[], bool[], int[], float8[], text[], bool[]"
+_TABLES = {  # table: (columns, SQL array types of the columns), rows inserted with unnest()
+    "Execution": ("id, type_id, last_known_state, name, external_id, create_time_since_epoch, "
+                  "last_update_time_since_epoch", "int[], int[], int[], text[], text[], bigint[], bigint[]"),
+    "ExecutionProperty": (f"execution_id, {_PROPERTY_COLUMNS}", _PROPERTY_TYPES),
+    "Artifact": ("id, type_id, uri, state, name, external_id, create_time_since_epoch, last_update_time_since_epoch",
+                 "int[], int[], text[], int[], text[], text[], bigint[], bigint[]"),
+    "ArtifactProperty": (f"artifact_id, {_PROPERTY_COLUMNS}", _PROPERTY_TYPES),
+    "Event": ("id, artifact_id, execution_id, type, milliseconds_since_epoch", "int[], int[], int[], int[], bigint[]"),
+    "EventPath": ("event_id, is_index_step, step_index, step_key", "int[], bool[], int[], text[]"),
+    "Association": ("context_id, execution_id", "int[], int[]"),
+    "Attribution": ("context_id, artifact_id", "int[], int[]"),
+}
+
+
+def _statements(cursor, pending: _Pending) -> bytes:
+    """The whole batch as one string of statements, sent in one round trip: each table's rows
+    as one column array per column (``unnest``), which the driver builds in C."""
+    executions = list(pending.executions.values())
+    updated = [rows.row for rows in executions if not rows.new]
+    statements = [b"BEGIN"]
+
+    def insert(table: str, rows, suffix: str = "") -> None:
+        if rows:
+            columns, types = _TABLES[table]
+            arrays = "%s::" + ", %s::".join(types.split(", "))
+            statements.append(cursor.mogrify(f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}){suffix}",
+                                             [list(column) for column in zip(*rows)]))
+
+    insert("Execution", [rows.row for rows in executions if rows.new])
     if updated:
         # MLMD's update: the state and update time change, the properties are replaced.
-        execute_values(cursor, "UPDATE Execution SET last_known_state = v.state, last_update_time_since_epoch = v.ms "
-                               "FROM (VALUES %s) AS v(id, state, ms) WHERE Execution.id = v.id",
-                       [(row[0], row[2], row[6]) for row in updated])
-        cursor.execute("DELETE FROM ExecutionProperty WHERE execution_id = ANY(%s)", ([row[0] for row in updated],))
-    properties = [prop for rows in pending.executions.values() for prop in rows.properties]
-    if properties:
-        execute_values(cursor, f"INSERT INTO ExecutionProperty (execution_id, {_PROPERTY_COLUMNS}) VALUES %s", properties)
-    if pending.artifacts:
-        execute_values(cursor, "INSERT INTO Artifact (id, type_id, uri, state, name, external_id, "
-                               "create_time_since_epoch, last_update_time_since_epoch) VALUES %s", pending.artifacts)
-    if pending.artifact_properties:
-        execute_values(cursor, f"INSERT INTO ArtifactProperty (artifact_id, {_PROPERTY_COLUMNS}) VALUES %s",
-                       pending.artifact_properties)
-    if pending.events:
-        execute_values(cursor, "INSERT INTO Event (id, artifact_id, execution_id, type, milliseconds_since_epoch) "
-                               "VALUES %s", pending.events)
-        execute_values(cursor, "INSERT INTO EventPath (event_id, is_index_step, step_index, step_key) VALUES %s",
-                       pending.event_paths)
+        statements.append(cursor.mogrify(
+            "UPDATE Execution SET last_known_state = v.state, last_update_time_since_epoch = v.ms "
+            "FROM unnest(%s::int[], %s::int[], %s::bigint[]) AS v(id, state, ms) WHERE Execution.id = v.id",
+            ([row[0] for row in updated], [row[2] for row in updated], [row[6] for row in updated])))
+        statements.append(cursor.mogrify("DELETE FROM ExecutionProperty WHERE execution_id = ANY(%s::int[])",
+                                         ([row[0] for row in updated],)))
+    insert("ExecutionProperty", [prop for rows in executions for prop in rows.properties])
+    insert("Artifact", pending.artifacts)
+    insert("ArtifactProperty", pending.artifact_properties)
+    insert("Event", pending.events)
+    insert("EventPath", pending.event_paths)
     # Links another writer made already are kept as they are, as MLMD's API does.
-    if pending.associations:
-        execute_values(cursor, "INSERT INTO Association (context_id, execution_id) VALUES %s ON CONFLICT DO NOTHING",
-                       sorted(pending.associations))
-    if pending.attributions:
-        execute_values(cursor, "INSERT INTO Attribution (context_id, artifact_id) VALUES %s ON CONFLICT DO NOTHING",
-                       sorted(pending.attributions))
+    insert("Association", sorted(pending.associations), " ON CONFLICT DO NOTHING")
+    insert("Attribution", sorted(pending.attributions), " ON CONFLICT DO NOTHING")
+    statements.append(b"COMMIT")
+    return b";\n".join(statements)
 
 
 def _storable(values) -> bool:
