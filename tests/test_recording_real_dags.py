@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
+from airflow_graphlets.recorder.records import RunState
+from airflow_graphlets.recorder.spool import Spool
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.snapshot import store_snapshot
 from airflow_graphlets.store.uri import parse_store_uri
@@ -201,15 +204,30 @@ def test_an_unreachable_store_never_fails_a_task_and_replay_restores_every_recor
     assert "Traceback" not in down.output
 
     status = _cli("spool", "status", "--json", "--spool-dir", str(tmp_path / "spool"))
-    assert json.loads(status.stdout)["pending"] == 18  # 9 executions, a start and an end record each
+    # 9 executions: a start and an end record each, and the final state the DAG run's end saw.
+    assert json.loads(status.stdout)["pending"] == 27
+    shutil.copytree(tmp_path / "spool", tmp_path / "spool_of_a_lost_machine", ignore=shutil.ignore_patterns(".flusher*"))
 
     recovered_uri = create_store_uri("sqlite", str(tmp_path))
     replay = _cli("spool", "replay", "--json", "--spool-dir", str(tmp_path / "spool"), "--store", recovered_uri)
     assert json.loads(replay.stdout) | {"store": None} == {
-        "store": None, "written": 18, "quarantined": 0, "remaining": 0, "error": ""
+        "store": None, "written": 27, "quarantined": 0, "remaining": 0, "error": ""
     }
     recovered = store_snapshot(open_store(parse_store_uri(recovered_uri)))
     assert recovered == store_snapshot(open_store(parse_store_uri(reference_uri)))
+
+    # A worker that died after reporting the trainer's success to Airflow, before recording it:
+    # its end record is gone. The scheduler's record of the run's end closes the try.
+    lost = Spool(str(tmp_path / "spool_of_a_lost_machine"))
+    [trainer_end] = [e for e in lost.pending() if (r := lost.read(e)).task_id == "trainer"
+                     and r.state is RunState.SUCCESS and r.source == "worker"]
+    lost.remove(trainer_end)
+    partial_uri = create_store_uri("sqlite", str(tmp_path))
+    _cli("spool", "replay", "--json", "--spool-dir", lost.directory, "--store", partial_uri)
+    executions = open_store(parse_store_uri(partial_uri)).get_executions()
+    assert {e.last_known_state for e in executions} == {mlmd_pb.Execution.COMPLETE}
+    [closed] = [e for e in executions if "ended_by_scheduler" in e.custom_properties]
+    assert closed.custom_properties["task_id"].string_value == "trainer"
 
 
 def test_a_bad_setting_gives_one_clear_error_and_tasks_still_succeed(airflow_env, sqlite_store_uri, tmp_path):

@@ -80,6 +80,37 @@ def test_the_scheduler_only_fills_gaps(store):
     assert states == ["skipped", "upstream_failed"]
 
 
+def test_the_scheduler_closes_a_try_whose_worker_died_before_recording_its_end(store):
+    start = make_record(state=RunState.RUNNING, start_time_ms=10_000, operator_class="my.Operator")
+    write(store, start)
+    # Airflow has the try as a success; its end record never came. The DAG run's end closes it.
+    closing = make_record(state=RunState.SUCCESS, end_time_ms=25_000, source="scheduler", operator_class="")
+    assert write(store, closing).changed
+    [execution] = store.get_executions()
+    props = execution.custom_properties
+    assert execution.last_known_state == mlmd_pb.Execution.COMPLETE
+    assert props["airflow_state"].string_value == "success"
+    assert props["ended_by_scheduler"].bool_value
+    assert props["duration_seconds"].double_value == 15.0
+    assert props["operator_class"].string_value == "my.Operator", "what the start recorded stays"
+
+    # The worker's end record, late after an outage, still writes what only it knows.
+    write(store, start.with_state(RunState.SUCCESS, end_time_ms=24_000, outputs=(examples(4),)))
+    [execution] = store.get_executions()
+    assert execution.custom_properties["end_epoch_seconds"].double_value == 24.0
+    assert len(store.get_artifacts()) == 1
+
+
+def test_the_scheduler_never_creates_or_changes_an_ended_try_from_a_final_state(store):
+    assert not write(store, make_record(task_id="never_recorded", source="scheduler")).changed
+    assert store.get_executions() == []
+    write(store, make_record(state=RunState.FAILED, error="boom"))
+    assert not write(store, make_record(state=RunState.SUCCESS, source="scheduler")).changed
+    [execution] = store.get_executions()
+    assert execution.last_known_state == mlmd_pb.Execution.FAILED
+    assert "ended_by_scheduler" not in execution.custom_properties
+
+
 def test_types_follow_tfx(store):
     write(store, ingest(1))
     write(store, make_record(component_kind="Trainer", outputs=(ArtifactRecord("model", "Model", "/m"),)))

@@ -120,12 +120,15 @@ def task_run_record(
     )
 
 
-# Task states the scheduler sets without running the task.
-_SCHEDULER_STATES = {"skipped": RunState.SKIPPED, "upstream_failed": RunState.UPSTREAM_FAILED}
+# Task states the scheduler sets without running the task, and the final states of tries that
+# ran: recorded so that a try whose worker died before recording its end is closed in MLMD.
+_SCHEDULER_STATES = {"skipped": RunState.SKIPPED, "upstream_failed": RunState.UPSTREAM_FAILED,
+                     "success": RunState.SUCCESS, "failed": RunState.FAILED}
 
 
 def scheduler_outcomes(dag_id: str, run_id: str, dag: Any = None) -> list[TaskRunRecord]:
-    """Records of a DAG run's task instances that ended skipped or upstream-failed.
+    """Records of a DAG run's task instances as the run ends: those skipped or upstream-failed
+    (no worker ran them) and the final state of those that ran (see ``Writer._close``).
 
     Reads Airflow's metadata database through a connection of its own, with plain column
     selects: the DAG-run listener runs inside the scheduler's session, which must not be touched

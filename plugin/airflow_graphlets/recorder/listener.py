@@ -76,7 +76,8 @@ class GraphletsListener:
             log.warning("airflow-graphlets: could not record %s of %s", state.value, _describe(ti), exc_info=True)
 
     def _record_scheduler_outcomes(self, dag_run: Any) -> None:
-        """Record tasks the scheduler skipped or failed upstream, which no worker ever ran."""
+        """Record tasks the scheduler skipped or failed upstream, which no worker ever ran, and
+        the final state of every try that ran (closing one whose worker died before recording it)."""
         dag_id = run_id = "?"
         try:
             recorder = self._get_recorder(in_scheduler=True)

@@ -157,8 +157,9 @@ class TaskRunRecord:
     inputs: tuple[InputRef, ...] = ()
     outputs: tuple[ArtifactRecord, ...] = ()
     properties: dict[str, PropertyValue] = field(default_factory=dict)
-    # "worker" for what the task's own process saw; "scheduler" for tasks the scheduler skipped
-    # or failed without running them, which only fill gaps and never overwrite a worker's record.
+    # "worker" for what the task's own process saw; "scheduler" for what the scheduler saw when
+    # the DAG run ended: tasks it skipped or failed without running them, which only fill gaps,
+    # and the final state of tries that ran, which only closes a try still RUNNING in MLMD.
     source: str = "worker"
 
     def __post_init__(self) -> None:

@@ -53,6 +53,8 @@ _TERMINAL = (
     mlmd_pb.Execution.CANCELED,
     mlmd_pb.Execution.CACHED,
 )
+# What a worker reports at a try's end: from the scheduler, these only close a RUNNING try.
+_WORKER_OUTCOMES = (RunState.SUCCESS, RunState.FAILED, RunState.UP_FOR_RETRY)
 _RACE_RETRIES = 3
 _RECENT_LIMIT = 4096
 UNRESOLVED_INPUTS = "unresolved_inputs"
@@ -140,6 +142,8 @@ class Writer:
                 if existing is not None
                 else set()
             )
+        if record.source == "scheduler" and record.state in _WORKER_OUTCOMES:
+            return self._close(existing, record)
         if existing is not None and (
             record.source == "scheduler" or (existing.last_known_state in _TERMINAL and not record.state.is_terminal)
             or (remembered is not None and not record.state.is_terminal)
@@ -201,6 +205,30 @@ class Writer:
         if batch_rows and RowBatch.supports(config):
             writer.rows = RowBatch(config, writer.types.declared_artifact_properties)
         return writer
+
+    def _close(self, existing: mlmd_pb.Execution | None, record: TaskRunRecord) -> WriteResult:
+        """Close a try the scheduler saw end while MLMD still has it RUNNING: its worker died
+        between reporting the outcome to Airflow and recording it (the end record never came).
+        Only the state, Airflow's state and the end time change (a field-masked update); no
+        execution is created and none that ended is touched, so a worker's end record that
+        arrives later still writes everything it knows."""
+        if existing is None or existing.last_known_state in _TERMINAL:
+            return WriteResult(existing.id if existing is not None else 0, changed=False)
+        props = schema.ExecutionProps
+        notes = mlmd_pb.Execution(id=existing.id, type_id=existing.type_id,
+                                  last_known_state=MLMD_STATE[record.state])
+        started = existing.custom_properties.get(props.START_EPOCH_SECONDS)
+        ended = _seconds(record.end_time_ms)
+        values = {props.AIRFLOW_STATE: record.state.value, props.END_EPOCH_SECONDS: ended,
+                  props.ENDED_BY_SCHEDULER: True,
+                  props.DURATION_SECONDS: ended - started.double_value if started is not None and ended else None}
+        values = {name: value for name, value in values.items() if value is not None}
+        for name, value in values.items():
+            set_value(notes.custom_properties[name], name, value)
+        self.store.put_executions([notes], field_mask_paths=[
+            "last_known_state", *(f"custom_properties.{name}" for name in values)])
+        self._written.pop(existing.external_id)
+        return WriteResult(existing.id, changed=True)
 
     @property
     def queued(self) -> int:

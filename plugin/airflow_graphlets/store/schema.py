@@ -196,6 +196,8 @@ class ExecutionProps:
     DAG_STRUCTURE_HASH = "dag_structure_hash"
     DAG_VERSION = "dag_version"
     ERROR = "error"
+    # Set when the scheduler closed a try whose end record never came (see the writer).
+    ENDED_BY_SCHEDULER = "ended_by_scheduler"
 
 
 class ContextProps:
