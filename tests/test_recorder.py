@@ -230,16 +230,27 @@ def test_a_backlog_writes_each_try_once_with_what_its_start_knew(sqlite_store_ur
     assert executions["c"].custom_properties["airflow_state"].string_value == "running"
 
 
-def test_replay_sets_an_unreadable_record_aside_and_goes_on(sqlite_store_uri, tmp_path):
+@pytest.mark.parametrize("damage, reason", [
+    (lambda text: '{"format": 1, "dag_id": ', "bad JSON"),
+    # A record an older version spooled with a string MLMD cannot store (not UTF-8): set aside
+    # by name instead of stopping the flusher on it.
+    (lambda text: text.replace('"corrupted"', '"corrupted\\udcff"'), "not valid UTF-8"),
+])
+def test_replay_sets_an_unreadable_record_aside_and_goes_on(sqlite_store_uri, tmp_path, damage, reason):
     spool = Spool(str(tmp_path / "spool"))
     spool.append(make_record(task_id="before"))
     bad = spool.append(make_record(task_id="corrupted"))
     spool.append(make_record(task_id="after"))
+    with open(bad.path) as handle:
+        text = handle.read()
     with open(bad.path, "w") as handle:
-        handle.write('{"format": 1, "dag_id": ')
+        handle.write(damage(text))
     report = replay_spool(spool, parse_store_uri(sqlite_store_uri))
     assert (report.written, report.quarantined, report.remaining) == (2, 1, 0)
     assert spool.status().quarantined == 1
+    [reason_file] = [f for f in os.listdir(os.path.join(spool.directory, "corrupt")) if f.endswith(".reason")]
+    with open(os.path.join(spool.directory, "corrupt", reason_file)) as handle:
+        assert reason in handle.read()
     tasks = {e.custom_properties["task_id"].string_value for e in open_store(parse_store_uri(sqlite_store_uri)).get_executions()}
     assert tasks == {"before", "after"}
 

@@ -52,6 +52,9 @@ def test_unicode_and_markup_in_ids_survive_the_round_trip():
         ({"properties": {"big": 2**64}}, "64-bit"),
         ({"properties": {"": 1}}, "property name"),
         ({"source": "elsewhere"}, "source"),
+        # A file name read as bytes and decoded with surrogateescape: MLMD stores UTF-8 only.
+        ({"run_id": "manual__\udcff"}, "run_id 'manual__\\\\udcff' is not valid UTF-8 text \\(character 8"),
+        ({"properties": {"file": "data-\udce9.csv"}}, "property 'file' of the execution .* not valid UTF-8"),
     ],
 )
 def test_invalid_records_are_refused_with_the_reason(changes, message):
@@ -89,6 +92,7 @@ def test_declared_properties_of_the_right_type_and_custom_ones_of_any_type_are_k
         ({"by": "artifact_id", "artifact_ids": (0,)}, "positive"),
         ({"by": "task_output", "task_id": "t"}, "needs dag_id, run_id, task_id and output_key"),
         ({"by": "uri"}, "give the uri"),
+        ({"by": "uri", "uri": "/in/\udcff"}, "uri of input 'examples' .* not valid UTF-8"),
         ({"by": "spans", "dag_id": "d", "type_name": "Examples", "span_min": 5, "span_max": 2}, "span_min ≤ span_max"),
     ],
 )
@@ -104,6 +108,14 @@ def test_invalid_inputs_are_refused_with_the_reason(fields, message):
 def test_files_that_are_not_records_are_refused(text, message):
     with pytest.raises(RecordError, match=message):
         TaskRunRecord.from_json(text)
+
+
+def test_an_error_message_that_is_not_utf8_is_kept_readable():
+    record = make_record(state=RunState.FAILED, error="FileNotFoundError: /data/caf\udce9.csv",
+                         hostname="h\udcff")
+    assert record.error == "FileNotFoundError: /data/caf\\udce9.csv"
+    assert record.hostname == "h\\udcff"
+    assert TaskRunRecord.from_json(record.to_json()) == record
 
 
 def test_terminal_states():

@@ -69,6 +69,7 @@ class ArtifactRecord:
         _check_name("artifact type", self.type_name)
         if not isinstance(self.uri, str):
             raise RecordError(f"The uri of the {self.type_name} artifact {self.key!r} must be a string.")
+        _check_utf8(f"uri of the {self.type_name} artifact {self.key!r}", self.uri)
         if not isinstance(self.index, int) or isinstance(self.index, bool) or self.index < 0:
             raise RecordError(f"The index of artifact {self.key!r} must be a whole number ≥ 0.")
         owner = f"the {self.type_name} artifact {self.key!r}"
@@ -119,6 +120,7 @@ class InputRef:
             raise RecordError(f"Input {self.key!r}: a task output needs dag_id, run_id, task_id and output_key.")
         if self.by == "uri" and not self.uri:
             raise RecordError(f"Input {self.key!r}: give the uri of the artifact read.")
+        _check_utf8(f"uri of input {self.key!r}", self.uri)
         if self.by == "spans":
             if not (self.dag_id and self.type_name):
                 raise RecordError(f"Input {self.key!r}: a span range needs the pipeline (dag_id) and type_name.")
@@ -175,6 +177,12 @@ class TaskRunRecord:
         object.__setattr__(self, "state", RunState(self.state))
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "outputs", tuple(self.outputs))
+        # Free text Airflow hands over (an exception's message may hold a file name that is not
+        # UTF-8): kept readable instead of refusing the record, which MLMD could not store.
+        for text in _FREE_TEXT:
+            value = getattr(self, text)
+            if isinstance(value, str):
+                object.__setattr__(self, text, value.encode("utf-8", "backslashreplace").decode("utf-8"))
         object.__setattr__(self, "error", self.error[:4000])
         object.__setattr__(self, "properties", check_properties(self.properties, "the execution"))
 
@@ -245,6 +253,8 @@ def check_properties(properties: Any, owner: str) -> dict[str, PropertyValue]:
             value = list(value) if isinstance(value, tuple) else value
         elif isinstance(value, (bool, int, float, str)):
             size = len(value) if isinstance(value, str) else 8
+            if isinstance(value, str):
+                _check_utf8(f"property {name!r} of {owner}", value)
             if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
                 raise RecordError(f"Property {name!r} of {owner} does not fit in a 64-bit integer.")
         else:
@@ -293,11 +303,29 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_FREE_TEXT = ("operator_class", "component_kind", "run_type", "pool", "queue", "executor", "hostname", "code_hash",
+              "parameters_hash", "dag_structure_hash", "dag_version", "error")
+
+
 def _check_name(what: str, value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise RecordError(f"The {what} must be a non-empty string, not {value!r}.")
     if len(value) > MAX_NAME_LENGTH:
         raise RecordError(f"The {what} {value[:40]!r}... is {len(value)} characters; at most {MAX_NAME_LENGTH}.")
+    _check_utf8(what, value)
+
+
+def _check_utf8(what: str, value: str) -> None:
+    """MLMD stores UTF-8 only: a string holding a lone surrogate (bytes decoded with
+    ``errors='surrogateescape'``, as ``os.listdir`` does for a file name that is not UTF-8) cannot
+    be stored, and must be refused here rather than stop a flusher later."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RecordError(
+            f"The {what} {value[:40]!r} is not valid UTF-8 text (character {err.start} is "
+            f"{value[err.start]!r}); decode the bytes with errors='replace' or 'backslashreplace'."
+        ) from None
 
 
 def _is_int(value: Any) -> bool:

@@ -189,6 +189,12 @@ class SpoolDrainer:
             self.spool.quarantine(entry, f"MLMD rejected the record: {err}")
             report.quarantined += 1
             return _QUARANTINED
+        except (ValueError, TypeError) as err:
+            # A record this version cannot turn into MLMD's protos: retrying would fail the same
+            # way and stop the flusher on it for ever. Kept aside with the reason.
+            self.spool.quarantine(entry, f"Could not be written: {type(err).__name__}: {err}")
+            report.quarantined += 1
+            return _QUARANTINED
         except (StoreUnavailableError, mlmd_errors.StatusError) as err:
             self._fail(entry, report, err)
             return _FAILED

@@ -302,6 +302,8 @@ class Writer:
                     self.write(record)
                 except mlmd_errors.InvalidArgumentError as err:
                     self._rejected.append((record, f"MLMD rejected the record: {err}"))
+                except (ValueError, TypeError) as err:
+                    self._rejected.append((record, f"Could not be written: {type(err).__name__}: {err}"))
         finally:
             self.rows = rows
 
