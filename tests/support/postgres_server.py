@@ -28,6 +28,9 @@ class PostgresServer:
 
     port: int = field(default_factory=free_port)
     directory: str = ""
+    # Server settings (``-c name=value``). Tests run without fsync: their servers hold nothing
+    # that must survive a crash of the machine.
+    settings: dict[str, str] = field(default_factory=lambda: {"fsync": "off"})
 
     def __post_init__(self) -> None:
         self.directory = tempfile.mkdtemp(prefix="graphlets-pg-")
@@ -44,7 +47,8 @@ class PostgresServer:
     def start(self) -> None:
         self._as_postgres(
             _bin("pg_ctl"), "-D", self.data, "-l", os.path.join(self.directory, "server.log"), "-w",
-            "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
+            "-o", " ".join([f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1",
+                            *(f"-c {name}={value}" for name, value in self.settings.items())]), "start",
         )
 
     def stop(self) -> None:
