@@ -55,6 +55,7 @@ def test_unicode_and_markup_in_ids_survive_the_round_trip():
         # A file name read as bytes and decoded with surrogateescape: MLMD stores UTF-8 only.
         ({"run_id": "manual__\udcff"}, "run_id 'manual__\\\\udcff' is not valid UTF-8 text \\(character 8"),
         ({"properties": {"file": "data-\udce9.csv"}}, "property 'file' of the execution .* not valid UTF-8"),
+        ({"properties": {"note": "a\x00b"}}, "holds a NUL character"),
     ],
 )
 def test_invalid_records_are_refused_with_the_reason(changes, message):
@@ -111,9 +112,9 @@ def test_files_that_are_not_records_are_refused(text, message):
 
 
 def test_an_error_message_that_is_not_utf8_is_kept_readable():
-    record = make_record(state=RunState.FAILED, error="FileNotFoundError: /data/caf\udce9.csv",
+    record = make_record(state=RunState.FAILED, error="FileNotFoundError: /data/caf\udce9.csv\x00",
                          hostname="h\udcff")
-    assert record.error == "FileNotFoundError: /data/caf\\udce9.csv"
+    assert record.error == "FileNotFoundError: /data/caf\\udce9.csv\\x00"
     assert record.hostname == "h\\udcff"
     assert TaskRunRecord.from_json(record.to_json()) == record
 

@@ -16,7 +16,7 @@ from airflow_graphlets.recorder.spool import Spool
 from airflow_graphlets.recorder.writer import PENDING_INPUTS, Writer
 from airflow_graphlets.store.artifacts import pipeline_spans
 from airflow_graphlets.store.connect import open_store
-from airflow_graphlets.store.row_batch import RowBatch
+from airflow_graphlets.store.row_batch import BatchRefused, RowBatch
 from airflow_graphlets.store.snapshot import store_snapshot
 from airflow_graphlets.store.uri import parse_store_uri
 from ml_metadata.metadata_store import metadata_store
@@ -288,6 +288,30 @@ def test_the_span_look_up_in_sql_finds_what_mlmds_filter_query_finds(pg_uris):
     assert [a.uri for a in pipeline_spans(store, "churn", "Examples", 0, 10,
                                           rows.span_artifact_ids("churn", "Examples", 0, 10))] == \
         ["/churn/1/0", "/churn/2/1", "/churn/9/0"]
+    rows.close()
+
+
+@pytest.mark.parametrize("value, refused", [
+    ("a\x00b", "NUL"),  # the driver cannot send it
+    (2**40, "out of range"),  # MLMD's int_value column is 32-bit on PostgreSQL
+])
+def test_a_batch_the_database_refuses_for_a_value_writes_nothing_and_the_next_one_goes_through(pg_uris, value, refused):
+    uri = pg_uris[0]
+    writer = Writer(open_store(parse_store_uri(uri)))
+    rows = RowBatch(parse_store_uri(uri), writer.types.declared_artifact_properties)
+    execution_type = writer.types.execution_type("t")
+    bad = mlmd_pb.Execution(type_id=execution_type, name="bad", external_id="bad")
+    if isinstance(value, str):
+        bad.custom_properties["note"].string_value = value
+    else:
+        bad.custom_properties["note"].int_value = value
+    rows.add(bad, [], [])
+    with pytest.raises(BatchRefused, match=refused):
+        rows.flush()
+    assert len(rows) == 0 and row_counts(uri)["Execution"] == 0
+    rows.add(mlmd_pb.Execution(type_id=execution_type, name="good", external_id="good"), [], [])
+    rows.flush()
+    assert [e.name for e in open_store(parse_store_uri(uri)).get_executions()] == ["good"]
     rows.close()
 
 

@@ -69,7 +69,7 @@ class ArtifactRecord:
         _check_name("artifact type", self.type_name)
         if not isinstance(self.uri, str):
             raise RecordError(f"The uri of the {self.type_name} artifact {self.key!r} must be a string.")
-        _check_utf8(f"uri of the {self.type_name} artifact {self.key!r}", self.uri)
+        _check_storable_text(f"uri of the {self.type_name} artifact {self.key!r}", self.uri)
         if not isinstance(self.index, int) or isinstance(self.index, bool) or self.index < 0:
             raise RecordError(f"The index of artifact {self.key!r} must be a whole number ≥ 0.")
         owner = f"the {self.type_name} artifact {self.key!r}"
@@ -120,7 +120,7 @@ class InputRef:
             raise RecordError(f"Input {self.key!r}: a task output needs dag_id, run_id, task_id and output_key.")
         if self.by == "uri" and not self.uri:
             raise RecordError(f"Input {self.key!r}: give the uri of the artifact read.")
-        _check_utf8(f"uri of input {self.key!r}", self.uri)
+        _check_storable_text(f"uri of input {self.key!r}", self.uri)
         if self.by == "spans":
             if not (self.dag_id and self.type_name):
                 raise RecordError(f"Input {self.key!r}: a span range needs the pipeline (dag_id) and type_name.")
@@ -182,7 +182,8 @@ class TaskRunRecord:
         for text in _FREE_TEXT:
             value = getattr(self, text)
             if isinstance(value, str):
-                object.__setattr__(self, text, value.encode("utf-8", "backslashreplace").decode("utf-8"))
+                value = value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+                object.__setattr__(self, text, value)
         object.__setattr__(self, "error", self.error[:4000])
         object.__setattr__(self, "properties", check_properties(self.properties, "the execution"))
 
@@ -254,7 +255,7 @@ def check_properties(properties: Any, owner: str) -> dict[str, PropertyValue]:
         elif isinstance(value, (bool, int, float, str)):
             size = len(value) if isinstance(value, str) else 8
             if isinstance(value, str):
-                _check_utf8(f"property {name!r} of {owner}", value)
+                _check_storable_text(f"property {name!r} of {owner}", value)
             if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
                 raise RecordError(f"Property {name!r} of {owner} does not fit in a 64-bit integer.")
         else:
@@ -312,13 +313,13 @@ def _check_name(what: str, value: Any) -> None:
         raise RecordError(f"The {what} must be a non-empty string, not {value!r}.")
     if len(value) > MAX_NAME_LENGTH:
         raise RecordError(f"The {what} {value[:40]!r}... is {len(value)} characters; at most {MAX_NAME_LENGTH}.")
-    _check_utf8(what, value)
+    _check_storable_text(what, value)
 
 
-def _check_utf8(what: str, value: str) -> None:
-    """MLMD stores UTF-8 only: a string holding a lone surrogate (bytes decoded with
-    ``errors='surrogateescape'``, as ``os.listdir`` does for a file name that is not UTF-8) cannot
-    be stored, and must be refused here rather than stop a flusher later."""
+def _check_storable_text(what: str, value: str) -> None:
+    """Text MLMD can store on every backend: UTF-8 (a string holding a lone surrogate, as bytes
+    decoded with ``errors='surrogateescape'`` give, cannot be encoded) without NUL characters
+    (PostgreSQL's text refuses them). Refused here, with the reason, rather than stop a flusher."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as err:
@@ -326,6 +327,9 @@ def _check_utf8(what: str, value: str) -> None:
             f"The {what} {value[:40]!r} is not valid UTF-8 text (character {err.start} is "
             f"{value[err.start]!r}); decode the bytes with errors='replace' or 'backslashreplace'."
         ) from None
+    if "\x00" in value:
+        raise RecordError(f"The {what} {value[:40]!r} holds a NUL character (\\x00), which PostgreSQL "
+                          "cannot store; remove it or escape it.")
 
 
 def _is_int(value: Any) -> bool:

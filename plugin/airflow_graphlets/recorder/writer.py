@@ -32,7 +32,7 @@ from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.contexts import ContextCache
 from airflow_graphlets.store.identity import artifact_external_id, execution_external_id
 from airflow_graphlets.store.properties import set_value
-from airflow_graphlets.store.row_batch import RowBatch, RowCollision
+from airflow_graphlets.store.row_batch import BatchRefused, RowBatch, RowCollision
 from airflow_graphlets.store.types import TypeRegistry
 from airflow_graphlets.store.uri import StoreConfig
 
@@ -256,9 +256,9 @@ class Writer:
         records, self._queued = self._queued, []
         try:
             self.rows.flush()
-        except RowCollision as err:
-            log.info("airflow-graphlets: %d records collided with stored rows (%s); writing them through MLMD's API",
-                     len(records), err)
+        except (RowCollision, BatchRefused) as err:
+            log.info("airflow-graphlets: the store refused a batch of %d records (%s); writing them through "
+                     "MLMD's API one by one", len(records), err)
             self._forget()
             self._write_through_api(records)
             return True

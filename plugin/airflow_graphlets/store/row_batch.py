@@ -39,6 +39,11 @@ class RowCollision(Exception):
     """Another writer stored a row of this batch first; nothing of the batch was written."""
 
 
+class BatchRefused(Exception):
+    """The database refused the batch for what it holds (a value out of range, say), not for
+    being down; nothing was written. Written record by record, the culprit can be set aside."""
+
+
 @dataclass
 class _ExecutionRows:
     row: tuple
@@ -157,9 +162,10 @@ class RowBatch:
         """Write everything queued in one transaction.
 
         Raises:
-          RowCollision: a unique key refused a row (written by someone else first); nothing
-            was written and the queue is empty.
-          StoreUnavailableError: the database failed; nothing was written, the queue is empty.
+          RowCollision: a unique key refused a row (written by someone else first).
+          BatchRefused: the database refused a value of the batch.
+          StoreUnavailableError: the database is down or failed (the batch may be tried again).
+          In every case nothing was written and the queue is empty.
         """
         pending, self._pending = self._pending, _Pending()
         if not pending.executions:
@@ -169,13 +175,20 @@ class RowBatch:
 
         cursor = self._conn.cursor()
         try:
-            cursor.execute(_statements(cursor, pending))
+            try:
+                statements = _statements(cursor, pending)
+            except (ValueError, TypeError) as err:  # the driver cannot send a value (a NUL character, say)
+                raise BatchRefused(f"{type(err).__name__}: {err}") from err
+            cursor.execute(statements)
         except pg_errors.UniqueViolation as err:
             self._rollback(cursor)
             raise RowCollision(first_line(err)) from err
-        except psycopg2.Error as err:
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as err:
             self._rollback(cursor)
             raise StoreUnavailableError(f"Writing to the MLMD store failed: {first_line(err)}") from err
+        except psycopg2.Error as err:  # data, integrity and the like: the same batch would fail again
+            self._rollback(cursor)
+            raise BatchRefused(first_line(err)) from err
         finally:
             cursor.close()
 
