@@ -4,7 +4,7 @@ lineage API and a mapped task. The tests assert exactly what it records."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import dag, task
 
