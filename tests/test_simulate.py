@@ -65,6 +65,38 @@ def test_a_postgresql_store_has_planner_statistics_after_the_load(tmp_path):
         drop_store(uri)
 
 
+def test_a_postgresql_store_keeps_mlmds_keys_and_indexes_after_a_load_that_dropped_them(tmp_path):
+    """The load drops MLMD's primary keys, unique constraints and indexes and builds them again
+    after: the store ends with exactly the ones MLMD made, under the same names, and they hold."""
+    import psycopg2
+    from support.databases import PG, create_store_uri, drop_store
+
+    def schema_of(uri: str) -> set:
+        with psycopg2.connect(dbname=uri.rsplit("/", 1)[1], **PG) as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = "
+                           "'public'::regnamespace")
+            constraints = set(cursor.fetchall())
+            cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
+            return constraints | set(cursor.fetchall())
+
+    fresh, loaded = create_store_uri("postgresql", str(tmp_path)), create_store_uri("postgresql", str(tmp_path))
+    try:
+        open_store(parse_store_uri(fresh))
+        simulate(parse_store_uri(loaded), pipelines=2, days=5, seed=1)
+        expected = schema_of(fresh)
+        assert schema_of(loaded) == expected and len(expected) > 20
+        store = open_store(parse_store_uri(loaded))
+        from ml_metadata import errors as mlmd_errors
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        taken = store.get_executions()[0]
+        with pytest.raises(mlmd_errors.AlreadyExistsError):  # the unique external id holds again
+            store.put_executions([pb.Execution(type_id=taken.type_id, external_id=taken.external_id)])
+    finally:
+        drop_store(fresh)
+        drop_store(loaded)
+
+
 def test_the_same_seed_gives_the_same_graphlets_and_another_seed_does_not(tmp_path):
     def graphlets(name: str, seed: int):
         config = parse_store_uri(f"sqlite:///{tmp_path / name}")
