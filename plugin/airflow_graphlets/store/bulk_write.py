@@ -54,9 +54,10 @@ class BulkWriter:
 
         Args:
           config: the store.
-          defer_indexes: drop the secondary (non-unique) indexes of the bulk tables now and
-            build them again on exit, each in one pass, which is much faster than updating them
-            row by row. Only for a store nothing else uses meanwhile.
+          defer_indexes: drop the secondary (non-unique) indexes of the bulk tables now, and on
+            PostgreSQL their primary keys and unique constraints too, and build them again on
+            exit, each in one pass, which is much faster than updating them row by row. Only for
+            a store nothing else uses meanwhile.
           single_transaction: PostgreSQL, bulk tables still empty: write everything in one
             transaction that begins by truncating them, so COPY can write rows already frozen
             (``FREEZE``). Without it, the first scan after the load (building the indexes) sets
