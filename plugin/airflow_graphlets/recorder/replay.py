@@ -11,7 +11,7 @@ from ml_metadata import errors as mlmd_errors
 from airflow_graphlets.errors import RecordError, StoreUnavailableError, first_line
 from airflow_graphlets.recorder.records import TaskRunRecord
 from airflow_graphlets.recorder.spool import Spool, SpoolEntry
-from airflow_graphlets.recorder.writer import Writer
+from airflow_graphlets.recorder.writer import REFUSALS, Writer, refusal_reason
 from airflow_graphlets.store.uri import StoreConfig
 
 log = logging.getLogger(__name__)
@@ -184,15 +184,9 @@ class SpoolDrainer:
         started = time.perf_counter()
         try:
             self._open_writer().write(record)
-        except mlmd_errors.InvalidArgumentError as err:
+        except REFUSALS as err:
             # The store will never take this record; keep it aside instead of blocking the rest.
-            self.spool.quarantine(entry, f"MLMD rejected the record: {err}")
-            report.quarantined += 1
-            return _QUARANTINED
-        except (ValueError, TypeError) as err:
-            # A record this version cannot turn into MLMD's protos: retrying would fail the same
-            # way and stop the flusher on it for ever. Kept aside with the reason.
-            self.spool.quarantine(entry, f"Could not be written: {type(err).__name__}: {err}")
+            self.spool.quarantine(entry, refusal_reason(err))
             report.quarantined += 1
             return _QUARANTINED
         except (StoreUnavailableError, mlmd_errors.StatusError) as err:

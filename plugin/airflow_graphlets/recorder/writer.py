@@ -53,6 +53,18 @@ _TERMINAL = (
     mlmd_pb.Execution.CANCELED,
     mlmd_pb.Execution.CACHED,
 )
+# Errors that say a record can never be written (MLMD refused it, or it cannot be turned into
+# MLMD's protos): retrying would fail the same way, so such a record is set aside with the reason.
+REFUSALS = (mlmd_errors.InvalidArgumentError, ValueError, TypeError)
+
+
+def refusal_reason(err: BaseException) -> str:
+    """Why a record was set aside, for the ``.reason`` file next to it."""
+    if isinstance(err, mlmd_errors.InvalidArgumentError):
+        return f"MLMD rejected the record: {err}"
+    return f"Could not be written: {type(err).__name__}: {err}"
+
+
 # What a worker reports at a try's end: from the scheduler, these only close a RUNNING try.
 _WORKER_OUTCOMES = (RunState.SUCCESS, RunState.FAILED, RunState.UP_FOR_RETRY)
 _RACE_RETRIES = 3
@@ -300,10 +312,8 @@ class Writer:
             for record in records:
                 try:
                     self.write(record)
-                except mlmd_errors.InvalidArgumentError as err:
-                    self._rejected.append((record, f"MLMD rejected the record: {err}"))
-                except (ValueError, TypeError) as err:
-                    self._rejected.append((record, f"Could not be written: {type(err).__name__}: {err}"))
+                except REFUSALS as err:
+                    self._rejected.append((record, refusal_reason(err)))
         finally:
             self.rows = rows
 

@@ -23,7 +23,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import psycopg2
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from psycopg2 import errors as pg_errors
 
 from airflow_graphlets.errors import StoreUnavailableError, first_line
 from airflow_graphlets.store import schema
@@ -75,8 +77,6 @@ class RowBatch:
     def __init__(self, config: StoreConfig, declared_properties: Callable[[int], Mapping[str, int] | None]) -> None:
         if config.backend != "postgresql":
             raise ValueError(f"RowBatch writes PostgreSQL stores only, not {config.backend}")
-        import psycopg2
-
         self._declared = declared_properties
         try:
             self._conn = psycopg2.connect(
@@ -170,9 +170,6 @@ class RowBatch:
         pending, self._pending = self._pending, _Pending()
         if not pending.executions:
             return
-        import psycopg2
-        from psycopg2 import errors as pg_errors
-
         cursor = self._conn.cursor()
         try:
             try:
@@ -200,8 +197,6 @@ class RowBatch:
         Raises:
           StoreUnavailableError: the query failed.
         """
-        import psycopg2
-
         try:
             with self._conn.cursor() as cursor:
                 cursor.execute(_SPAN_QUERY, {"pipeline": pipeline, "type_name": type_name, "lo": span_min,
@@ -229,8 +224,6 @@ class RowBatch:
             pass
 
     def _draw_ids(self, executions: int, artifacts: int, events: int) -> tuple[list[int], list[int], list[int]]:
-        import psycopg2
-
         try:
             with self._conn.cursor() as cursor:
                 cursor.execute(
