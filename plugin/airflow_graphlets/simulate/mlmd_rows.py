@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from airflow_graphlets.simulate.history import KIND_OF_TASK, TASKS, PipelineHistory
 from airflow_graphlets.store import schema
+from airflow_graphlets.store.bulk_write import encode_copy_text
 from airflow_graphlets.store.identity import artifact_external_id, execution_external_id
 
 _P = schema.ExecutionProps
@@ -23,7 +24,10 @@ INPUT, OUTPUT = 3, 4
 COMPLETE, FAILED, CANCELED = 3, 4, 6
 LIVE = 2
 _OPERATOR = "airflow.providers.standard.decorators.python._PythonDecoratedOperator"
-_GAP = 5.0  # seconds between one task's end and the next one's start
+_PROPERTY_TABLES = ("ContextProperty", "ExecutionProperty", "ArtifactProperty")
+_GAP = 5.0
+_RESOURCES = json.dumps({"pool": "default_pool", "pool_slots": 1, "queue": "default", "executor": "LocalExecutor",
+                         "hostname": "worker-1"})  # seconds between one task's end and the next one's start
 
 
 @dataclass
@@ -39,10 +43,21 @@ class RowBuilder:
     """Turns whole pipelines into rows for :class:`~airflow_graphlets.store.bulk_write.BulkWriter`,
     allocating ids from ``next_ids`` on (it must be the only writer of the store meanwhile)."""
 
-    def __init__(self, types: TypeIds, next_ids: dict[str, int]) -> None:
+    def __init__(self, types: TypeIds, next_ids: dict[str, int], copy_text: bool = False) -> None:
+        """Args:
+          types: the store's type ids.
+          next_ids: the first id to allocate in each table.
+          copy_text: build ``ExecutionProperty`` (half of all rows) as PostgreSQL COPY text
+            rather than tuples, see :meth:`take`.
+        """
         self.types = types
         self.ids = dict(next_ids)
+        self.copy_text = copy_text
+        # COPY text of an execution property after its owner's id, by (name, value); per pipeline.
+        self._tails: dict[tuple[str, object], str] = {}
         self.rows: dict[str, list[tuple]] = {}
+        # Property rows of the current batch, by table and then by property name (see take()).
+        self.properties: dict[str, dict[str, list[tuple]]] = {table: {} for table in _PROPERTY_TABLES}
         self.attributed: set[tuple[int, int]] = set()  # (context, artifact) pairs of this pipeline
 
     def _id(self, table: str) -> int:
@@ -53,15 +68,52 @@ class RowBuilder:
     def _add(self, table: str, row: tuple) -> None:
         self.rows.setdefault(table, []).append(row)
 
-    def take(self) -> dict[str, list[tuple]]:
-        """The rows added since the last call, by table; and the next ids to allocate."""
-        rows, self.rows = self.rows, {}
+    def _add_property(self, table: str, row: tuple) -> None:
+        """A property row (owner id, name, ...), kept with the batch's other rows of its name."""
+        self.properties[table].setdefault(row[1], []).append(row)
+
+    def _add_execution_properties(self, execution: int, properties: dict[str, object]) -> None:
+        """One execution's custom properties.
+
+        With ``copy_text``, each row is the execution id and cached CSV text: a run's tasks share
+        most values, so the csv module encodes each value once per pipeline instead of every row
+        (tuples and their encoding were over half the producer's time at paper scale)."""
+        by_name = self.properties["ExecutionProperty"]
+        if not self.copy_text:
+            for name, value in properties.items():
+                by_name.setdefault(name, []).append((execution, name, 1, *_typed(value)))
+            return
+        tails = self._tails
+        for name, value in properties.items():
+            if type(value) is float:  # a time or duration, new each row: not worth a cache entry
+                tail = f'"{name}",1,"",{value!r},""\n'  # what csv's QUOTE_NONNUMERIC writes
+            else:
+                tail = tails.get((name, value))
+                if tail is None:
+                    tail = tails[(name, value)] = encode_copy_text([(name, 1, *_typed(value))])
+            by_name.setdefault(name, []).append(f"{execution},{tail}")
+
+    def take(self) -> dict[str, list[tuple] | str]:
+        """The rows added since the last call, by table: tuples, or COPY text for
+        ``ExecutionProperty`` when building with ``copy_text``.
+
+        Property rows come grouped by property name (in name order), each group in id order:
+        MLMD's value indexes on them begin with the name, so PostgreSQL's index builds after the
+        load then sort long presorted runs (about 40 % less time on ``ExecutionProperty``'s)."""
+        rows: dict[str, list[tuple] | str] = dict(self.rows)
+        self.rows = {}
+        for table, by_name in self.properties.items():
+            if by_name:
+                grouped = [row for name in sorted(by_name) for row in by_name[name]]
+                rows[table] = "".join(grouped) if self.copy_text and table == "ExecutionProperty" else grouped
+        self.properties = {table: {} for table in _PROPERTY_TABLES}
         return rows
 
     def pipeline(self, history: PipelineHistory) -> None:
         """Add every row of one pipeline's history."""
         dag = history.name
         self.attributed = set()
+        self._tails = {}
         created = int(history.run_times[0] * 1000)
         pipeline_ctx = self._context(schema.PIPELINE_CONTEXT, dag, created)
         node_ctx = {task: self._context(schema.NODE_CONTEXT, f"{dag}.{task}", created) for task in TASKS}
@@ -75,7 +127,7 @@ class RowBuilder:
             for name, value in ((schema.ContextProps.DAG_ID, dag), (schema.ContextProps.RUN_ID, run_id),
                                 (schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS, float(t0)),
                                 (schema.ContextProps.RUN_TYPE, "scheduled")):
-                self._add("ContextProperty", (run_ctx, name, 1, *_typed(value)))
+                self._add_property("ContextProperty", (run_ctx, name, 1, *_typed(value)))
             tasks = [t for t in TASKS if (t != "transform" or history.transform[r])
                      and (t not in ("evaluator", "pusher") or history.evaluator)]
             structure = f"structure-{dag}-{int(history.transform[r])}"
@@ -149,10 +201,8 @@ class _Run:
         }
         if ran:
             props.update({_P.START_EPOCH_SECONDS: start, _P.END_EPOCH_SECONDS: end, _P.DURATION_SECONDS: duration,
-                          _P.RESOURCES: json.dumps({"pool": "default_pool", "pool_slots": 1, "queue": "default",
-                                                    "executor": "LocalExecutor", "hostname": "worker-1"})})
-        for name, value in props.items():
-            b._add("ExecutionProperty", (execution, name, 1, *_typed(value)))
+                          _P.RESOURCES: _RESOURCES})
+        b._add_execution_properties(execution, props)
         contexts = (*self.contexts, self.node_ctx[task])
         for context in contexts:
             b._add("Association", (b._id("Association"), context, execution))
@@ -170,7 +220,7 @@ class _Run:
                                 artifact_external_id(external, key, 0), end_ms, end_ms))
             declared = schema.ARTIFACT_TYPES[type_name].properties
             for name, value in properties.items():
-                b._add("ArtifactProperty", (artifact, name, 0 if name in declared else 1, *_typed(value)))
+                b._add_property("ArtifactProperty", (artifact, name, 0 if name in declared else 1, *_typed(value)))
             self._event(artifact, execution, OUTPUT, end_ms, key, 0)
             attributed.add(artifact)
             produced.append(artifact)

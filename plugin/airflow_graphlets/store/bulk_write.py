@@ -71,6 +71,7 @@ class BulkWriter:
         self.conn = self.engine.raw_connection()
         self.dialect = self.engine.dialect.name
         self._pending: dict[str, list[tuple]] = {table: [] for table in COLUMNS}
+        self._encoded: dict[str, list[str]] = {table: [] for table in COLUMNS}  # PostgreSQL: COPY text
         self._copier: ThreadPoolExecutor | None = None  # PostgreSQL: sends COPY data while we prepare more
         self._in_flight: Future | None = None
         if self.dialect == "sqlite":
@@ -201,9 +202,15 @@ class BulkWriter:
         cursor.close()
         return ids
 
-    def add(self, table: str, rows: Iterable[tuple]) -> None:
-        """Queue rows (tuples in :data:`COLUMNS` order) for ``table``."""
-        self._pending[table].extend(rows)
+    def add(self, table: str, rows: Iterable[tuple] | str) -> None:
+        """Queue rows for ``table``: tuples in :data:`COLUMNS` order, or what :func:`encode_rows`
+        made of them for this store (so a producer process can do that work)."""
+        if isinstance(rows, str):
+            if self.dialect != "postgresql":
+                raise TypeError(f"encoded rows are for PostgreSQL's COPY; a {self.dialect} store takes tuples")
+            self._encoded[table].append(rows)
+        else:
+            self._pending[table].extend(rows)
 
     def flush(self, wait: bool = True) -> None:
         """Insert everything queued, in one transaction, parents before children.
@@ -219,7 +226,12 @@ class BulkWriter:
         if self.dialect != "postgresql":
             self._commit_batch(batch)
             return
-        copies = [(table, columns, _copy_csv(rows)) for table, columns, rows in batch]
+        encoded, self._encoded = self._encoded, {table: [] for table in COLUMNS}
+        copies = []
+        for table, columns in COLUMNS.items():
+            text = "".join(encoded[table]) + (encode_rows(self.dialect, pending[table]) if pending[table] else "")
+            if text:
+                copies.append((table, columns, io.StringIO(text)))
         self._wait_for_copier()
         if self._copier is None:
             self._copier = ThreadPoolExecutor(max_workers=1)
@@ -269,6 +281,19 @@ class BulkWriter:
         cursor.execute("ANALYZE")
         self.conn.commit()
         cursor.close()
+
+
+def encode_rows(dialect: str, rows: list[tuple]) -> list[tuple] | str:
+    """Rows as the store loads them fastest: CSV text for PostgreSQL's COPY, tuples elsewhere.
+
+    Pure and cheap to call in another process: ``graphlets simulate``'s producer encodes each
+    batch itself, so the process talking to the database only passes the text on."""
+    return encode_copy_text(rows) if dialect == "postgresql" else rows
+
+
+def encode_copy_text(rows: list[tuple]) -> str:
+    """Rows as the CSV text :meth:`BulkWriter.add` takes for PostgreSQL's COPY."""
+    return _copy_csv(rows).getvalue()
 
 
 def _copy_csv(rows: list[tuple]) -> io.StringIO:
