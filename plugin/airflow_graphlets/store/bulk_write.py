@@ -14,6 +14,7 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -42,8 +43,20 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 # 2-core machine; smaller loads never use it all. The server must have it free, twice over.)
 _INDEX_BUILDERS = 2
 _INDEX_BUILD_MEMORY = "3GB"
+# SQLite's page cache for a bulk load, in KiB (a paper-scale store is about 14 GB).
+_SQLITE_CACHE_KIB = 2 * 1024 * 1024
 # Tables whose ids we allocate, and so whose PostgreSQL sequences must move past them.
 ID_TABLES = ("Context", "Execution", "Artifact", "Event", "Association", "Attribution")
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """An index dropped for the load: the statement that builds it again and, for the index of a
+    key, the one that makes it the constraint again."""
+
+    table: str  # lower case, as PostgreSQL's catalog names it
+    build: str
+    attach: str | None = None
 
 
 class BulkWriter:
@@ -75,10 +88,10 @@ class BulkWriter:
         self._copier: ThreadPoolExecutor | None = None  # PostgreSQL: sends COPY data while we prepare more
         self._in_flight: Future | None = None
         if self.dialect == "sqlite":
-            self.conn.execute("PRAGMA synchronous=OFF")
+            self._set_sqlite_bulk_connection(self.conn)
         elif self.dialect == "postgresql":
             self._set_bulk_session(self.conn)
-        self._deferred: list[str] = self._drop_secondary_indexes() if defer_indexes else []
+        self._deferred: list[_Deferred] = self._drop_secondary_indexes() if defer_indexes else []
         self._frozen: set[str] = self._truncate_empty_tables() if single_transaction and self.dialect == "postgresql" else set()
 
     def __enter__(self) -> BulkWriter:
@@ -114,26 +127,27 @@ class BulkWriter:
         cursor.close()
         return set(COLUMNS)
 
-    def _drop_secondary_indexes(self) -> list[str]:
-        """Drop the non-unique indexes of the tables we fill; returns the statements that rebuild them."""
+    def _drop_secondary_indexes(self) -> list[_Deferred]:
+        """Drop the non-unique indexes of the tables we fill; returns what rebuilds them."""
         tables = list(COLUMNS)
         cursor = self.conn.cursor()
         if self.dialect == "sqlite":
             names = ", ".join(f"'{t}'" for t in tables)
-            cursor.execute(f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+            cursor.execute(f"SELECT tbl_name, name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
                            f"AND sql NOT LIKE 'CREATE UNIQUE%' AND tbl_name IN ({names})")
         elif self.dialect == "postgresql":
             names = ", ".join(f"'{t.lower()}'" for t in tables)
-            cursor.execute("SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
-                           f"JOIN pg_class t ON t.oid = x.indrelid WHERE t.relname IN ({names}) "
-                           "AND NOT x.indisprimary AND NOT x.indisunique AND pg_table_is_visible(t.oid)")
+            cursor.execute("SELECT t.relname, i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+                           "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+                           f"WHERE t.relname IN ({names}) AND NOT x.indisprimary AND NOT x.indisunique "
+                           "AND pg_table_is_visible(t.oid)")
         else:
             cursor.close()
             return []  # MySQL: indexes are part of the table definitions; leave them
         indexes = cursor.fetchall()
-        for name, _ in indexes:
+        for _, name, _ in indexes:
             cursor.execute(f"DROP INDEX {name}")
-        rebuild = [definition for _, definition in indexes]
+        rebuild = [_Deferred(table.lower(), definition) for table, _, definition in indexes]
         if self.dialect == "postgresql":
             rebuild += self._drop_key_constraints(cursor, names)
         self.conn.commit()
@@ -141,17 +155,34 @@ class BulkWriter:
         return rebuild
 
     @staticmethod
-    def _drop_key_constraints(cursor, names: str) -> list[str]:
+    def _drop_key_constraints(cursor, names: str) -> list[_Deferred]:
         """PostgreSQL: drop the primary keys and unique constraints of the tables we fill too (ids
-        are ours, so nothing can collide); returns the statements that add them back with MLMD's
-        names and definitions. Each key is then built in one sort instead of row by row."""
-        cursor.execute("SELECT t.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
-                       f"JOIN pg_class t ON t.oid = c.conrelid WHERE c.contype IN ('p', 'u') AND t.relname IN ({names}) "
-                       "AND pg_table_is_visible(t.oid)")
+        are ours, so nothing can collide); returns what adds them back with MLMD's names and
+        definitions. Each key's index is then built in one sort instead of row by row, as a
+        plain ``CREATE UNIQUE INDEX`` (which, unlike ``ADD CONSTRAINT``, lets the table's other
+        index builds run beside it), and attached as the constraint after."""
+        cursor.execute("SELECT t.relname, c.conname, c.contype, i.relname, pg_get_indexdef(c.conindid) "
+                       "FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_class i ON i.oid = c.conindid "
+                       f"WHERE c.contype IN ('p', 'u') AND t.relname IN ({names}) AND pg_table_is_visible(t.oid)")
         constraints = cursor.fetchall()
-        for table, name, _ in constraints:
+        for table, name, *_ in constraints:
             cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-        return [f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}' for table, name, definition in constraints]
+        kinds = {"p": "PRIMARY KEY", "u": "UNIQUE"}
+        return [_Deferred(table, index_definition,
+                          f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {kinds[kind]} USING INDEX "{index}"')
+                for table, name, kind, index, index_definition in constraints]
+
+    @staticmethod
+    def _set_sqlite_bulk_connection(conn) -> None:
+        """SQLite settings for a bulk load: this connection only, nothing kept in the file.
+
+        No wait for the disk at each commit; a page cache large enough that the keys being
+        appended to stay in memory, and index builds sort there rather than in temporary files,
+        with a helper thread (SQLite's default cache is 2 MB and its sorts single-threaded)."""
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute(f"PRAGMA threads={_INDEX_BUILDERS}")
 
     @staticmethod
     def _set_bulk_session(conn) -> None:
@@ -167,15 +198,27 @@ class BulkWriter:
         conn.commit()
 
     def _rebuild_indexes(self) -> None:
-        if not self._deferred:
+        """Build the dropped indexes and keys again; on PostgreSQL, then fresh planner statistics."""
+        deferred, self._deferred = self._deferred, []
+        if self.dialect != "postgresql":
+            self._build_indexes([d.build for d in deferred], self.conn)
             return
-        if self.dialect == "postgresql":
-            # Sessions build indexes side by side, each taking the next one: a build is one core's sort.
-            with ThreadPoolExecutor(max_workers=_INDEX_BUILDERS) as pool:
-                list(pool.map(lambda statement: self._build_indexes([statement]), self._deferred))
-        else:
-            self._build_indexes(self._deferred, self.conn)
-        self._deferred = []
+        # Sessions build indexes side by side, each taking the next one (a build is one core's
+        # sort), largest tables first so that no long build starts last and runs alone.
+        cursor = self.conn.cursor()
+        cursor.execute("SELECT relname, pg_relation_size(oid) FROM pg_class WHERE relkind = 'r'")
+        sizes = dict(cursor.fetchall())
+        cursor.close()
+        deferred.sort(key=lambda d: -sizes.get(d.table, 0))
+        self._in_sessions([d.build for d in deferred])
+        self._build_indexes([d.attach for d in deferred if d.attach], self.conn)
+        # Statistics, so the planner knows the tables just grew by millions of rows.
+        self._in_sessions([f"ANALYZE {table}" for table in sorted(COLUMNS, key=lambda t: -sizes.get(t.lower(), 0))])
+
+    def _in_sessions(self, statements: list[str]) -> None:
+        """Run statements in :data:`_INDEX_BUILDERS` bulk sessions side by side, each committed."""
+        with ThreadPoolExecutor(max_workers=_INDEX_BUILDERS) as pool:
+            list(pool.map(lambda statement: self._build_indexes([statement]), statements))
 
     def _build_indexes(self, statements: list[str], conn=None) -> None:
         own = conn is None
@@ -276,9 +319,6 @@ class BulkWriter:
                 f"SELECT setval(pg_get_serial_sequence('{table.lower()}', 'id'), "
                 f"GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1))"
             )
-        # Fresh statistics, so the planner knows the tables just grew by millions of rows. In
-        # the transaction, and committed: closing the connection would roll them back.
-        cursor.execute("ANALYZE")
         self.conn.commit()
         cursor.close()
 
