@@ -138,7 +138,7 @@ def test_the_shipped_paper_profile_sets_every_field_and_bad_toml_is_named(tmp_pa
         Profile.from_toml(str(tmp_path / "missing.toml"))
 
 
-def _builders(copy_text: bool, pipelines: int = 3):
+def _builders(copy_text: bool, group_by_name: bool = True, pipelines: int = 3):
     from airflow_graphlets.simulate.history import TASKS
     from airflow_graphlets.simulate.mlmd_rows import RowBuilder, TypeIds
     from airflow_graphlets.store import schema
@@ -147,7 +147,8 @@ def _builders(copy_text: bool, pipelines: int = 3):
                                                      schema.NODE_CONTEXT)},
                     executions={task: 2 for task in TASKS}, artifacts={name: 3 for name in schema.ARTIFACT_TYPES})
     builder = RowBuilder(types, dict.fromkeys(("Context", "Execution", "Artifact", "Event", "Association",
-                                              "Attribution"), 1), copy_text=copy_text)
+                                              "Attribution"), 1), copy_text=copy_text,
+                         group_by_name=group_by_name)
     for history in generate(Profile.paper(), pipelines=pipelines, days=20, seed=2):
         builder.pipeline(history)
     return builder.take()
@@ -166,12 +167,14 @@ def test_copy_text_rows_are_exactly_the_csv_the_tuple_rows_encode_to():
             assert text[table] == tuples[table], table
 
 
-def test_property_rows_of_a_batch_come_grouped_by_name_each_group_in_id_order():
-    rows = _builders(copy_text=False)
+def test_property_rows_of_a_batch_come_grouped_by_name_each_group_in_id_order_when_asked():
+    grouped, as_added = _builders(copy_text=False), _builders(copy_text=False, group_by_name=False)
     for table in ("ContextProperty", "ExecutionProperty", "ArtifactProperty"):
-        keys = [(name, owner) for owner, name, *_ in rows[table]]
+        keys = [(name, owner) for owner, name, *_ in grouped[table]]
         assert keys == sorted(keys), table
         assert len({name for name, _ in keys}) > 1, table
+        owners = [owner for owner, *_ in as_added[table]]
+        assert owners == sorted(owners) and sorted(as_added[table]) == sorted(grouped[table]), table
 
 
 def test_postgresql_and_sqlite_stores_of_one_seed_hold_the_same_executions_and_artifacts(tmp_path):

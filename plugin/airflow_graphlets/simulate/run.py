@@ -64,7 +64,8 @@ def simulate(
             raise StoreConfigError(
                 f"The store {config} already holds executions; simulate into a new or empty store."
             )
-        builder = RowBuilder(_register_types(writer), ids, copy_text=writer.dialect == "postgresql")
+        postgresql = writer.dialect == "postgresql"
+        builder = RowBuilder(_register_types(writer), ids, copy_text=postgresql, group_by_name=postgresql)
         # One process draws the histories and builds rows while this one inserts them.
         context = multiprocessing.get_context("fork")
         batches = context.Queue(maxsize=2)
