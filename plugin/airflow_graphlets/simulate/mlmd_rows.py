@@ -28,9 +28,9 @@ _OPERATOR = "airflow.providers.standard.decorators.python._PythonDecoratedOperat
 # Tables built as COPY text with ``copy_text`` (the rest stay tuples, encoded in one go).
 TEXT_TABLES = ("ExecutionProperty", "Event", "EventPath", "Association", "Attribution")
 _PROPERTY_TABLES = ("ContextProperty", "ExecutionProperty", "ArtifactProperty")
-_GAP = 5.0
+_GAP = 5.0  # seconds between one task's end and the next one's start
 _RESOURCES = json.dumps({"pool": "default_pool", "pool_slots": 1, "queue": "default", "executor": "LocalExecutor",
-                         "hostname": "worker-1"})  # seconds between one task's end and the next one's start
+                         "hostname": "worker-1"})
 
 
 @dataclass
@@ -130,8 +130,8 @@ class RowBuilder:
         :data:`TEXT_TABLES` when building with ``copy_text``.
 
         With ``group_by_name``, property rows come grouped by property name (in name order),
-        each group in id order (else all in id order): MLMD's value indexes on them begin with the name, so PostgreSQL's index builds after the
-        load then sort long presorted runs (about 40 % less time on ``ExecutionProperty``'s)."""
+        each group in id order (else all in id order): MLMD's value indexes on them begin with
+        the name, so PostgreSQL's index builds after the load sort long presorted runs."""
         rows: dict[str, list[tuple] | str] = dict(self.rows)
         rows.update({table: "".join(lines) for table, lines in self.text.items() if lines})
         self.rows, self.text = {}, {table: [] for table in TEXT_TABLES}
