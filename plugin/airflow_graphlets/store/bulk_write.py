@@ -292,7 +292,7 @@ class BulkWriter:
     def _insert(self, cursor, table: str, columns: Sequence[str], rows: list[tuple] | io.StringIO) -> None:
         if self.dialect == "postgresql":
             names = ", ".join(columns)
-            data = rows if isinstance(rows, io.StringIO) else _copy_csv(rows)
+            data = rows  # flush() hands PostgreSQL its rows as COPY text
             freeze = ", FREEZE true" if table in self._frozen else ""
             cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv{freeze}, FORCE_NULL ({names}))", data)
             return
@@ -321,16 +321,10 @@ def encode_rows(dialect: str, rows: list[tuple]) -> list[tuple] | str:
 
 
 def encode_copy_text(rows: list[tuple]) -> str:
-    """Rows as the CSV text :meth:`BulkWriter.add` takes for PostgreSQL's COPY."""
-    return _copy_csv(rows).getvalue()
-
-
-def _copy_csv(rows: list[tuple]) -> io.StringIO:
-    """Rows as CSV for PostgreSQL's COPY, written by the csv module's C writer (no Python loop
-    per field). ``None`` is written as an empty field, read back as NULL through ``FORCE_NULL``,
-    so an empty string is stored as NULL too: MLMD has no use for empty names, URIs or keys.
-    PostgreSQL reads 1/0 as booleans."""
+    """Rows as CSV for PostgreSQL's COPY (what :meth:`BulkWriter.add` takes as text), written by
+    the csv module's C writer (no Python loop per field). ``None`` is written as an empty field,
+    read back as NULL through ``FORCE_NULL``, so an empty string is stored as NULL too: MLMD has
+    no use for empty names, URIs or keys. PostgreSQL reads 1/0 as booleans."""
     buffer = io.StringIO()
     csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
-    buffer.seek(0)
-    return buffer
+    return buffer.getvalue()
