@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ from airflow_graphlets.simulate.history import KIND_OF_TASK, TASKS, generate
 from airflow_graphlets.simulate.mlmd_rows import RowBuilder, TypeIds
 from airflow_graphlets.simulate.profile import Profile
 from airflow_graphlets.store import schema
-from airflow_graphlets.store.bulk_write import BulkWriter, encode_rows
+from airflow_graphlets.store.bulk_write import BulkWriter, encode_rows, stage_rows
 from airflow_graphlets.store.uri import StoreConfig
 
 _FLUSH_PIPELINES = 40
@@ -69,8 +71,10 @@ def simulate(
         # One process draws the histories and builds rows while this one inserts them.
         context = multiprocessing.get_context("fork")
         batches = context.Queue(maxsize=2)
-        producer = context.Process(target=_produce, args=(builder, profile, pipelines, days, seed, writer.dialect, batches),
-                                   daemon=True)
+        staging = _staging_directory(config) if writer.dialect == "sqlite" else None
+        producer = context.Process(target=_produce, daemon=True,
+                                   args=(builder, profile, pipelines, days, seed, writer.dialect,
+                                         staging and staging.name, batches))
         producer.start()
         try:
             done = runs = 0
@@ -80,14 +84,21 @@ def simulate(
                 if isinstance(batch, BaseException):
                     raise batch
                 rows, done, runs, last_ids = batch
-                for table, table_rows in rows.items():
-                    writer.add(table, table_rows)
-                writer.flush(wait=False)  # PostgreSQL copies this batch while we take the next
+                if isinstance(rows, str):
+                    writer.add_staged(rows)
+                    writer.flush()
+                    os.remove(rows)
+                else:
+                    for table, table_rows in rows.items():
+                        writer.add(table, table_rows)
+                    writer.flush(wait=False)  # PostgreSQL copies this batch while we take the next
                 if progress:
                     progress(done, pipelines)
         finally:
             producer.kill()
             producer.join()
+            if staging is not None:
+                staging.cleanup()
         first, last = ids, last_ids
     return SimulationReport(
         store=str(config),
@@ -100,19 +111,29 @@ def simulate(
     )
 
 
+def _staging_directory(config: StoreConfig) -> tempfile.TemporaryDirectory:
+    """Where the producer stages batches for a SQLite store: beside the store, on its disk."""
+    return tempfile.TemporaryDirectory(prefix=".graphlets-simulate-", dir=os.path.dirname(os.path.abspath(config.path)))
+
+
 def _produce(builder: RowBuilder, profile: Profile, pipelines: int, days: int, seed: int, dialect: str,
-             batches) -> None:
+             staging: str | None, batches) -> None:
     """The producer process: rows of each batch of pipelines, with progress counts, in order,
-    already encoded for the store (on PostgreSQL, COPY text: cheaper to pass between processes
-    than millions of tuples, and the inserting process is left only the sending)."""
+    already made ready for the store, so that the inserting process is left little but the
+    database's own work: on PostgreSQL, COPY text (cheaper to pass between processes than
+    millions of tuples); on SQLite, a staged database file to copy from (``stage_rows``)."""
     try:
         runs = 0
         for done, history in enumerate(generate(profile, pipelines, days, seed), start=1):
             builder.pipeline(history)
             runs += len(history.run_times)
             if done % _FLUSH_PIPELINES == 0 or done == pipelines:
-                rows = {table: table_rows if isinstance(table_rows, str) else encode_rows(dialect, table_rows)
-                        for table, table_rows in builder.take().items()}
+                if staging is not None:
+                    rows = os.path.join(staging, f"batch-{done}.sqlite")
+                    stage_rows(builder.take(), rows)
+                else:
+                    rows = {table: table_rows if isinstance(table_rows, str) else encode_rows(dialect, table_rows)
+                            for table, table_rows in builder.take().items()}
                 batches.put((rows, done, runs, dict(builder.ids)))
     except BaseException as err:  # noqa: BLE001 - handed to the parent, which raises it
         batches.put(err)
