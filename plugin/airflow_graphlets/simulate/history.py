@@ -52,11 +52,15 @@ class PipelineHistory:
     durations: np.ndarray  # float64 [run, task] seconds, in TASKS order
 
 
-def generate(profile: Profile, pipelines: int, days: int, seed: int) -> Iterator[PipelineHistory]:
-    """Histories of ``pipelines`` pipelines over ``days`` days, deterministic in ``seed``."""
+def generate(profile: Profile, pipelines: int, days: int, seed: int,
+             only: range | None = None) -> Iterator[PipelineHistory]:
+    """Histories of ``pipelines`` pipelines over ``days`` days, deterministic in ``seed``.
+
+    ``only``: just these pipelines (by number), each the same as in the whole history (every
+    pipeline draws from its own generator), so that processes can build parts side by side."""
     start = dt.datetime.fromisoformat(profile.start_date).replace(tzinfo=dt.UTC).timestamp()
     width = len(str(max(pipelines - 1, 1)))
-    for index in range(pipelines):
+    for index in range(pipelines) if only is None else only:
         yield _pipeline(profile, f"ct_pipeline_{index:0{width}d}", np.random.default_rng([seed, index]), start, days)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from airflow_graphlets.simulate.history import KIND_OF_TASK, TASKS, PipelineHistory
 from airflow_graphlets.store import schema
-from airflow_graphlets.store.bulk_write import encode_copy_text
+from airflow_graphlets.store.bulk_write import WideProperties, encode_copy_text
 from airflow_graphlets.store.identity import artifact_external_id, execution_external_id
 
 _P = schema.ExecutionProps
@@ -27,8 +27,14 @@ LIVE = 2
 _OPERATOR = "airflow.providers.standard.decorators.python._PythonDecoratedOperator"
 # Tables built as COPY text with ``copy_text`` (the rest stay tuples, encoded in one go).
 TEXT_TABLES = ("ExecutionProperty", "Event", "EventPath", "Association", "Attribution")
+_NOT_RAN = (None, None, None, None)  # a cancelled task's start, end, duration and resources
 _PROPERTY_TABLES = ("ContextProperty", "ExecutionProperty", "ArtifactProperty")
 _GAP = 5.0  # seconds between one task's end and the next one's start
+# The custom properties of a task's execution, in the order the recorder writes them (the last four
+# only for a task that ran).
+EXECUTION_PROPERTIES = (_P.DAG_ID, _P.TASK_ID, _P.RUN_ID, _P.TRY_NUMBER, _P.MAP_INDEX, _P.AIRFLOW_STATE,
+                        _P.OPERATOR_CLASS, _P.COMPONENT_KIND, _P.DAG_STRUCTURE_HASH, _P.CODE_HASH,
+                        _P.START_EPOCH_SECONDS, _P.END_EPOCH_SECONDS, _P.DURATION_SECONDS, _P.RESOURCES)
 _RESOURCES = json.dumps({"pool": "default_pool", "pool_slots": 1, "queue": "default", "executor": "LocalExecutor",
                          "hostname": "worker-1"})
 
@@ -47,7 +53,7 @@ class RowBuilder:
     allocating ids from ``next_ids`` on (it must be the only writer of the store meanwhile)."""
 
     def __init__(self, types: TypeIds, next_ids: dict[str, int], copy_text: bool = False,
-                 group_by_name: bool = False) -> None:
+                 group_by_name: bool = False, wide_properties: bool = False) -> None:
         """Args:
           types: the store's type ids.
           next_ids: the first id to allocate in each table.
@@ -56,11 +62,15 @@ class RowBuilder:
             than tuples, see :meth:`take`.
           group_by_name: hand over each batch's property rows grouped by name, see :meth:`take`
             (PostgreSQL; on SQLite it made the load slower by more than the index builds gained).
+          wide_properties: hand over execution properties one execution per row, see :meth:`take`
+            (for ``stage_rows``: a fourteenth of the rows to build and stage).
         """
         self.group_by_name = group_by_name
         self.types = types
         self.ids = dict(next_ids)
         self.copy_text = copy_text
+        self.wide_properties = wide_properties
+        self.wide: list[tuple] = []  # with wide_properties: (execution id, *values) per execution
         # COPY text of an execution property after its owner's id, by (name, value); per pipeline.
         self._tails: dict[tuple[str, object], str] = {}
         self.rows: dict[str, list[tuple]] = {}
@@ -105,18 +115,25 @@ class RowBuilder:
         else:
             self._add(table, (link, context, member))
 
-    def _add_execution_properties(self, execution: int, properties: dict[str, object]) -> None:
-        """One execution's custom properties.
+    def _add_execution_properties(self, execution: int, values: tuple) -> None:
+        """One execution's custom properties: values in :data:`EXECUTION_PROPERTIES` order, None
+        for a property not set.
 
         With ``copy_text``, each row is the execution id and cached CSV text: a run's tasks share
         most values, so the csv module encodes each value once per pipeline instead of every row
         (tuples and their encoding were over half the producer's time at paper scale)."""
+        if self.wide_properties:
+            self.wide.append((execution, *values))
+            return
         if not self.copy_text:
-            for name, value in properties.items():
-                self._property_rows("ExecutionProperty", name).append((execution, name, 1, *_typed(value)))
+            for name, value in zip(EXECUTION_PROPERTIES, values):
+                if value is not None:
+                    self._property_rows("ExecutionProperty", name).append((execution, name, 1, *_typed(value)))
             return
         tails = self._tails
-        for name, value in properties.items():
+        for name, value in zip(EXECUTION_PROPERTIES, values):
+            if value is None:
+                continue
             if type(value) is float:  # a time or duration, new each row: not worth a cache entry
                 tail = f'"{name}",1,"",{value!r},""\n'  # what csv's QUOTE_NONNUMERIC writes
             else:
@@ -125,9 +142,10 @@ class RowBuilder:
                     tail = tails[(name, value)] = encode_copy_text([(name, 1, *_typed(value))])
             self._property_rows("ExecutionProperty", name).append(f"{execution},{tail}")
 
-    def take(self) -> dict[str, list[tuple] | str]:
+    def take(self) -> dict[str, list[tuple] | str | WideProperties]:
         """The rows added since the last call, by table: tuples, or COPY text for
-        :data:`TEXT_TABLES` when building with ``copy_text``.
+        :data:`TEXT_TABLES` when building with ``copy_text``, and with ``wide_properties``
+        execution properties as :class:`WideProperties`.
 
         With ``group_by_name``, property rows come grouped by property name (in name order),
         each group in id order (else all in id order): MLMD's value indexes on them begin with
@@ -140,6 +158,9 @@ class RowBuilder:
                 grouped = [row for name in sorted(by_name) for row in by_name[name]]
                 rows[table] = "".join(grouped) if self.copy_text and table == "ExecutionProperty" else grouped
         self.properties = {table: {} for table in _PROPERTY_TABLES}
+        if self.wide:
+            rows["ExecutionProperty"] = WideProperties(EXECUTION_PROPERTIES, self.wide)
+            self.wide = []
         return rows
 
     def pipeline(self, history: PipelineHistory) -> None:
@@ -164,7 +185,7 @@ class RowBuilder:
             tasks = [t for t in TASKS if (t != "transform" or history.transform[r])
                      and (t not in ("evaluator", "pusher") or history.evaluator)]
             structure = f"structure-{dag}-{int(history.transform[r])}"
-            run = _Run(self, dag, run_id, (pipeline_ctx, run_ctx), node_ctx, t0, history.durations[r], structure,
+            run = _Run(self, dag, r, run_id, (pipeline_ctx, run_ctx), node_ctx, t0, history.durations[r], structure,
                        code_hashes[int(history.code_version[r])])
             examples = run.task("example_gen", [], [("examples", "Examples", {"span": r, "version": 0,
                                                                               "split_names": '["train", "eval"]'})])[0]
@@ -210,8 +231,10 @@ class RowBuilder:
 class _Run:
     """Rows of one DAG run, task by task in sequence."""
 
-    def __init__(self, builder: RowBuilder, dag, run_id, contexts, node_ctx, t0, durations, structure, code) -> None:
+    def __init__(self, builder: RowBuilder, dag, run_number, run_id, contexts, node_ctx, t0, durations, structure,
+                 code) -> None:
         self.b, self.dag, self.run_id, self.contexts, self.node_ctx = builder, dag, run_id, contexts, node_ctx
+        self.run_number = run_number
         self.clock, self.durations, self.structure, self.code = t0, durations, structure, code
 
     def task(self, task: str, inputs: list[tuple[str, list[int]]], outputs: list[tuple[str, str, dict]],
@@ -227,15 +250,9 @@ class _Run:
         b._add("Execution", (execution, b.types.executions[task], state, external, external,
                              int(start * 1000), int(end * 1000)))
         airflow_state = {COMPLETE: "success", FAILED: "failed", CANCELED: "upstream_failed"}[state]
-        props = {
-            _P.DAG_ID: self.dag, _P.TASK_ID: task, _P.RUN_ID: self.run_id, _P.TRY_NUMBER: 1, _P.MAP_INDEX: -1,
-            _P.AIRFLOW_STATE: airflow_state, _P.OPERATOR_CLASS: _OPERATOR, _P.COMPONENT_KIND: kind,
-            _P.DAG_STRUCTURE_HASH: self.structure, _P.CODE_HASH: self.code,
-        }
-        if ran:
-            props.update({_P.START_EPOCH_SECONDS: start, _P.END_EPOCH_SECONDS: end, _P.DURATION_SECONDS: duration,
-                          _P.RESOURCES: _RESOURCES})
-        b._add_execution_properties(execution, props)
+        b._add_execution_properties(execution, (  # EXECUTION_PROPERTIES
+            self.dag, task, self.run_id, 1, -1, airflow_state, _OPERATOR, kind, self.structure, self.code,
+            *((start, end, duration, _RESOURCES) if ran else _NOT_RAN)))
         contexts = (*self.contexts, self.node_ctx[task])
         for context in contexts:
             b._add_link("Association", context, execution)
@@ -248,7 +265,8 @@ class _Run:
         produced = []
         for index_in_task, (key, type_name, properties) in enumerate(outputs):
             artifact = b._id("Artifact")
-            uri = f"file:///simulated/{self.dag}/{task}/{key}/{execution}"
+            # No ids in it: a staged batch's ids are shifted when copied in (BulkWriter.copy_staged).
+            uri = f"file:///simulated/{self.dag}/{task}/{key}/{self.run_number}"
             b._add("Artifact", (artifact, b.types.artifacts[type_name], uri, LIVE, None,
                                 artifact_external_id(external, key, 0), end_ms, end_ms))
             declared = schema.ARTIFACT_TYPES[type_name].properties

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
 import os
 import tempfile
 import time
@@ -10,14 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from airflow_graphlets.errors import StoreConfigError
-from airflow_graphlets.simulate.history import KIND_OF_TASK, TASKS, generate
+from airflow_graphlets.simulate.history import KIND_OF_TASK, TASKS
 from airflow_graphlets.simulate.mlmd_rows import RowBuilder, TypeIds
+from airflow_graphlets.simulate.producers import Plan, Producers
 from airflow_graphlets.simulate.profile import Profile
 from airflow_graphlets.store import schema
-from airflow_graphlets.store.bulk_write import BulkWriter, encode_rows, stage_rows
+from airflow_graphlets.store.bulk_write import ID_TABLES, BulkWriter
 from airflow_graphlets.store.uri import StoreConfig
-
-_FLUSH_PIPELINES = 40
 
 
 @dataclass(frozen=True)
@@ -67,76 +66,50 @@ def simulate(
                 f"The store {config} already holds executions; simulate into a new or empty store."
             )
         postgresql = writer.dialect == "postgresql"
-        builder = RowBuilder(_register_types(writer), ids, copy_text=postgresql, group_by_name=postgresql)
-        # One process draws the histories and builds rows while this one inserts them.
-        context = multiprocessing.get_context("fork")
-        batches = context.Queue(maxsize=2)
-        staging = _staging_directory(config) if writer.dialect == "sqlite" else None
-        producer = context.Process(target=_produce, daemon=True,
-                                   args=(builder, profile, pipelines, days, seed, writer.dialect,
-                                         staging and staging.name, batches))
-        producer.start()
-        try:
-            done = runs = 0
-            last_ids = ids
-            while done < pipelines:
-                batch = batches.get()
-                if isinstance(batch, BaseException):
-                    raise batch
-                rows, done, runs, last_ids = batch
-                if isinstance(rows, str):
-                    writer.add_staged(rows)
-                    writer.flush()
-                    os.remove(rows)
+        staged = writer.dialect == "sqlite"
+        builder = RowBuilder(_register_types(writer), ids, copy_text=postgresql, group_by_name=postgresql,
+                             wide_properties=staged)
+        taken = dict.fromkeys(ID_TABLES, 0)
+        done = runs = 0
+        # Producer processes draw the histories and build rows while this one inserts them; on
+        # SQLite several, side by side (the copy of a staged batch is a small part of its cost).
+        with _staging_directory(config) if staged else contextlib.nullcontext() as staging, \
+                Producers(builder, Plan(profile, pipelines, days, seed, writer.dialect, staging),
+                          _producer_count() if staged else 1) as producers:
+            for batch in producers:
+                if isinstance(batch.rows, str):
+                    writer.copy_staged(batch.rows)
+                    os.remove(batch.rows)
                 else:
-                    for table, table_rows in rows.items():
+                    for table, table_rows in batch.rows.items():
                         writer.add(table, table_rows)
                     writer.flush(wait=False)  # PostgreSQL copies this batch while we take the next
+                done += batch.pipelines
+                runs += batch.runs
+                taken = {table: taken[table] + batch.ids[table] for table in ID_TABLES}
                 if progress:
                     progress(done, pipelines)
-        finally:
-            producer.kill()
-            producer.join()
-            if staging is not None:
-                staging.cleanup()
-        first, last = ids, last_ids
     return SimulationReport(
         store=str(config),
         pipelines=pipelines,
         runs=runs,
-        executions=last["Execution"] - first["Execution"],
-        artifacts=last["Artifact"] - first["Artifact"],
-        events=last["Event"] - first["Event"],
+        executions=taken["Execution"],
+        artifacts=taken["Artifact"],
+        events=taken["Event"],
         seconds=time.perf_counter() - began,
     )
 
 
+def _producer_count() -> int:
+    """Producers for a SQLite store: one per core this process may use, up to four (then the
+    copying process is the bottleneck: it does about a quarter of a batch's work)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
 def _staging_directory(config: StoreConfig) -> tempfile.TemporaryDirectory:
-    """Where the producer stages batches for a SQLite store: beside the store, on its disk."""
+    """Where the producers stage batches for a SQLite store: beside the store, on its disk."""
     return tempfile.TemporaryDirectory(prefix=".graphlets-simulate-", dir=os.path.dirname(os.path.abspath(config.path)))
-
-
-def _produce(builder: RowBuilder, profile: Profile, pipelines: int, days: int, seed: int, dialect: str,
-             staging: str | None, batches) -> None:
-    """The producer process: rows of each batch of pipelines, with progress counts, in order,
-    already made ready for the store, so that the inserting process is left little but the
-    database's own work: on PostgreSQL, COPY text (cheaper to pass between processes than
-    millions of tuples); on SQLite, a staged database file to copy from (``stage_rows``)."""
-    try:
-        runs = 0
-        for done, history in enumerate(generate(profile, pipelines, days, seed), start=1):
-            builder.pipeline(history)
-            runs += len(history.run_times)
-            if done % _FLUSH_PIPELINES == 0 or done == pipelines:
-                if staging is not None:
-                    rows = os.path.join(staging, f"batch-{done}.sqlite")
-                    stage_rows(builder.take(), rows)
-                else:
-                    rows = {table: table_rows if isinstance(table_rows, str) else encode_rows(dialect, table_rows)
-                            for table, table_rows in builder.take().items()}
-                batches.put((rows, done, runs, dict(builder.ids)))
-    except BaseException as err:  # noqa: BLE001 - handed to the parent, which raises it
-        batches.put(err)
 
 
 def _register_types(writer: BulkWriter) -> TypeIds:

@@ -39,6 +39,20 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "Association": ("id", "context_id", "execution_id"),
     "Attribution": ("id", "context_id", "artifact_id"),
 }
+# Which table's ids each id column holds: a staged batch numbers them from 1 (copy_staged).
+ID_COLUMNS: dict[str, dict[str, str]] = {
+    "Context": {"id": "Context"},
+    "ParentContext": {"context_id": "Context", "parent_context_id": "Context"},
+    "ContextProperty": {"context_id": "Context"},
+    "Execution": {"id": "Execution"},
+    "ExecutionProperty": {"execution_id": "Execution"},
+    "Artifact": {"id": "Artifact"},
+    "ArtifactProperty": {"artifact_id": "Artifact"},
+    "Event": {"id": "Event", "artifact_id": "Artifact", "execution_id": "Execution"},
+    "EventPath": {"event_id": "Event"},
+    "Association": {"id": "Association", "context_id": "Context", "execution_id": "Execution"},
+    "Attribution": {"id": "Attribution", "context_id": "Context", "artifact_id": "Artifact"},
+}
 # PostgreSQL index builds after a bulk load: sessions side by side, and the memory each sorts in
 # (3 GB: the 54 M-row property table's indexes sort in memory at paper scale, 918 -> 800 s on a
 # 2-core machine; smaller loads never use it all. The server must have it free, twice over.)
@@ -56,6 +70,17 @@ class _Deferred:
     table: str  # lower case, as PostgreSQL's catalog names it
     build: str
     attach: str | None = None
+
+
+@dataclass(frozen=True)
+class WideProperties:
+    """Rows of a property table, one owner per row: the owner's id, then its value of each of
+    ``names`` (``None``: not set). For :func:`stage_rows`, where binding one wide row costs a
+    fraction of binding a row per property; copied in as MLMD's rows, one per value set."""
+
+    names: tuple[str, ...]
+    rows: list[tuple]
+    is_custom_property: int = 1
 
 
 class BulkWriter:
@@ -84,7 +109,6 @@ class BulkWriter:
         self.dialect = self.engine.dialect.name
         self._pending: dict[str, list[tuple]] = {table: [] for table in COLUMNS}
         self._encoded: dict[str, list[str]] = {table: [] for table in COLUMNS}  # PostgreSQL: COPY text
-        self._staged: list[str] = []  # SQLite: files of rows written by stage_rows()
         self._copier: ThreadPoolExecutor | None = None  # PostgreSQL: sends COPY data while we prepare more
         self._in_flight: Future | None = None
         if self.dialect == "sqlite":
@@ -246,12 +270,39 @@ class BulkWriter:
         else:
             self._pending[table].extend(rows)
 
-    def add_staged(self, path: str) -> None:
-        """SQLite: queue the rows of a file :func:`stage_rows` wrote (the file is left in place)."""
+    def copy_staged(self, path: str) -> None:
+        """SQLite: copy in the rows of a file :func:`stage_rows` wrote, and commit them (the file
+        is left in place).
+
+        The staged rows number each table's ids from 1 (ids only they refer to, as a batch of
+        whole pipelines does); they are shifted to follow the store's largest ids (every id
+        column, by :data:`ID_COLUMNS`), so that batches can be staged side by side without
+        knowing each other's sizes. Rows queued with :meth:`add` are committed first."""
         if self.dialect != "sqlite":
             raise TypeError(f"staged files are SQLite databases for a SQLite store; a {self.dialect} store takes "
                             "tuples or encoded rows")
-        self._staged.append(path)
+        self.flush()
+        first = self.next_ids()
+        cursor = self.conn.cursor()
+        cursor.execute("ATTACH DATABASE ? AS staged", (path,))  # outside any transaction, as SQLite requires
+        try:
+            cursor.execute("SELECT name FROM staged.sqlite_master WHERE type = 'table'")
+            held = {row[0] for row in cursor.fetchall()}
+            for table, columns in COLUMNS.items():
+                shifted = ", ".join(f"{column} + {first[ID_COLUMNS[table][column]] - 1}"
+                                    if column in ID_COLUMNS[table] else column for column in columns)
+                if table in held:
+                    cursor.execute(f"INSERT INTO main.{table} ({', '.join(columns)}) "
+                                   f"SELECT {shifted} FROM staged.{table} ORDER BY rowid")
+                elif _wide_table(table) in held:
+                    cursor.execute(self._unpivot(cursor, table, shifted))
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        finally:
+            cursor.execute("DETACH DATABASE staged")
+            cursor.close()
 
     def flush(self, wait: bool = True) -> None:
         """Insert everything queued, in one transaction, parents before children.
@@ -264,10 +315,6 @@ class BulkWriter:
         """
         pending, self._pending = self._pending, {table: [] for table in COLUMNS}
         batch = [(table, COLUMNS[table], rows) for table, rows in pending.items() if rows]
-        if self.dialect == "sqlite" and self._staged:
-            staged, self._staged = self._staged, []
-            self._commit_staged(batch, staged)
-            return
         if self.dialect != "postgresql":
             self._commit_batch(batch)
             return
@@ -302,30 +349,21 @@ class BulkWriter:
         finally:
             cursor.close()
 
-    def _commit_staged(self, batch: list[tuple], staged: list[str]) -> None:
-        """SQLite: insert ``batch`` and copy in the staged files' rows, in one transaction."""
-        cursor = self.conn.cursor()
-        schemas = [f"staged{n}" for n in range(len(staged))]
-        for path, name in zip(staged, schemas):
-            cursor.execute(f"ATTACH DATABASE ? AS {name}", (path,))  # not allowed inside a transaction
-        try:
-            for table, columns, rows in batch:
-                self._insert(cursor, table, columns, rows)
-            for name in schemas:
-                cursor.execute(f"SELECT name FROM {name}.sqlite_master WHERE type = 'table'")
-                held = {row[0] for row in cursor.fetchall()}
-                for table, columns in COLUMNS.items():
-                    if table in held:
-                        names = ", ".join(columns)
-                        cursor.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} FROM {name}.{table}")
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
-        finally:
-            for name in schemas:
-                cursor.execute(f"DETACH DATABASE {name}")
-            cursor.close()
+    @staticmethod
+    def _unpivot(cursor, table: str, shifted: str) -> str:
+        """The statement that copies a staged wide property table in as MLMD's rows: each owner
+        (outer loop, CROSS JOIN keeps it so) with each name set, in name order, each value in
+        the column of its SQLite type."""
+        wide, names = _wide_table(table), _wide_names_table(table)
+        cursor.execute(f"SELECT COUNT(*) FROM staged.{names}")
+        slots = " ".join(f"WHEN {n} THEN w.v{n}" for n in range(cursor.fetchone()[0]))
+        owner = COLUMNS[table][0]
+        return (f"INSERT INTO main.{table} ({', '.join(COLUMNS[table])}) SELECT {shifted} FROM ("
+                f"SELECT {owner}, name, is_custom_property, CASE typeof(value) WHEN 'integer' THEN value END AS int_value, "
+                "CASE typeof(value) WHEN 'real' THEN value END AS double_value, "
+                "CASE typeof(value) WHEN 'text' THEN value END AS string_value FROM ("
+                f"SELECT w.{owner}, n.name, n.is_custom_property, CASE n.slot {slots} END AS value "
+                f"FROM staged.{wide} AS w CROSS JOIN staged.{names} AS n) WHERE value IS NOT NULL)")
 
     def _insert(self, cursor, table: str, columns: Sequence[str], rows: list[tuple] | io.StringIO) -> None:
         if self.dialect == "postgresql":
@@ -358,26 +396,51 @@ def encode_rows(dialect: str, rows: list[tuple]) -> list[tuple] | str:
     return encode_copy_text(rows) if dialect == "postgresql" else rows
 
 
-def stage_rows(rows: dict[str, list[tuple]], path: str) -> None:
-    """Write rows by table (tuples in :data:`COLUMNS` order) into a new SQLite file at ``path``,
-    for :meth:`BulkWriter.add_staged`.
+def stage_rows(rows: dict[str, list[tuple] | WideProperties], path: str) -> None:
+    """Write rows by table (tuples in :data:`COLUMNS` order, ids numbered from 1 in each table)
+    into a new SQLite file at ``path``, for :meth:`BulkWriter.copy_staged`.
 
-    Plain tables, no keys, no journal: Python's per-row cost of ``executemany`` is paid here, in
-    whichever process calls this (``graphlets simulate``'s producer), and the process writing
-    the store copies the rows with SQLite's own ``INSERT ... SELECT``, about a quarter of the
-    cost per row of inserting them from Python."""
+    Plain tables, no keys but the rowid, no journal: Python's per-row cost of ``executemany`` is
+    paid here, in whichever process calls this (``graphlets simulate``'s producers, several side
+    by side), and the process writing the store copies the rows with SQLite's own
+    ``INSERT ... SELECT``, about a quarter of the cost per row of inserting them from Python."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = OFF")
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("BEGIN")
         for table, table_rows in rows.items():
+            if isinstance(table_rows, WideProperties):
+                _stage_wide(conn, table, table_rows)
+                continue
             columns = COLUMNS[table]
-            conn.execute(f"CREATE TABLE {table} ({', '.join(columns)})")
+            # An id column is the rowid: the copy reads rows in id order.
+            declared = ", ".join(f"{c} INTEGER PRIMARY KEY" if c == "id" else c for c in columns)
+            conn.execute(f"CREATE TABLE {table} ({declared})")
             conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(columns))})", table_rows)
         conn.execute("COMMIT")
     finally:
         conn.close()
+
+
+def _stage_wide(conn: sqlite3.Connection, table: str, wide: WideProperties) -> None:
+    """A property table as two staged tables: the names (by slot) and one row per owner; value
+    columns without a declared type keep each value's own SQLite type, which picks its column."""
+    names = _wide_names_table(table)
+    conn.execute(f"CREATE TABLE {names} (slot INTEGER PRIMARY KEY, name, is_custom_property)")
+    conn.executemany(f"INSERT INTO {names} VALUES (?, ?, ?)",
+                     [(slot, name, wide.is_custom_property) for slot, name in enumerate(wide.names)])
+    values = [f"v{n}" for n in range(len(wide.names))]
+    conn.execute(f"CREATE TABLE {_wide_table(table)} ({COLUMNS[table][0]}, {', '.join(values)})")
+    conn.executemany(f"INSERT INTO {_wide_table(table)} VALUES ({', '.join('?' * (len(values) + 1))})", wide.rows)
+
+
+def _wide_table(table: str) -> str:
+    return f"{table}_wide"
+
+
+def _wide_names_table(table: str) -> str:
+    return f"{table}_wide_names"
 
 
 def encode_copy_text(rows: list[tuple]) -> str:
