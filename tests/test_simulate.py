@@ -202,3 +202,82 @@ def test_postgresql_and_sqlite_stores_of_one_seed_hold_the_same_executions_and_a
         assert contents(postgresql) == contents(create_store_uri("sqlite", str(tmp_path)))
     finally:
         drop_store(postgresql)
+
+
+def _sqlite_tables(path) -> dict[str, list[tuple]]:
+    """Every row of MLMD's tables that simulate fills (and SQLite's id counters), in stored order."""
+    import sqlite3
+
+    from airflow_graphlets.store.bulk_write import COLUMNS
+
+    with sqlite3.connect(path) as conn:
+        tables = {table: conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall() for table in COLUMNS}
+        tables["sqlite_sequence"] = conn.execute("SELECT * FROM sqlite_sequence ORDER BY name").fetchall()
+    return tables
+
+
+def test_a_sqlite_store_staged_by_several_producers_holds_exactly_the_rows_inserted_one_by_one(tmp_path):
+    """On SQLite, producers stage batches with ids numbered from 1 and execution properties one
+    execution per row; the copy shifts the ids and spreads the properties out again. The store
+    must not tell: row for row it is what inserting the builder's plain rows makes."""
+    from airflow_graphlets.simulate.mlmd_rows import RowBuilder
+    from airflow_graphlets.simulate.run import register_types
+    from airflow_graphlets.store.bulk_write import BulkWriter
+
+    pipelines, days, seed = 90, 3, 4  # three batches of up to 40 pipelines
+    staged = tmp_path / "staged.sqlite"
+    report = simulate(parse_store_uri(f"sqlite:///{staged}"), pipelines=pipelines, days=days, seed=seed, producers=2)
+    plain = tmp_path / "plain.sqlite"
+    with BulkWriter(parse_store_uri(f"sqlite:///{plain}")) as writer:
+        builder = RowBuilder(register_types(writer), writer.next_ids())
+        for history in generate(Profile.paper(), pipelines=pipelines, days=days, seed=seed):
+            builder.pipeline(history)
+        for table, rows in builder.take().items():
+            writer.add(table, rows)
+    expected, written = _sqlite_tables(plain), _sqlite_tables(staged)
+    assert len(expected["Execution"]) == report.executions > 0
+    assert {table for table, rows in expected.items() if not rows} == set()  # every table has rows to compare
+    for table in expected:
+        assert written[table] == expected[table], table
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".graphlets-simulate-")]  # staging removed
+
+
+def test_the_number_of_producers_does_not_change_the_store(tmp_path):
+    def tables(producers: int):
+        path = tmp_path / f"{producers}.sqlite"
+        simulate(parse_store_uri(f"sqlite:///{path}"), pipelines=85, days=2, seed=9, producers=producers)
+        return _sqlite_tables(path)
+
+    assert tables(1) == tables(3)
+
+
+def test_a_producer_that_dies_is_reported_instead_of_waited_for(tmp_path):
+    import os
+    import signal
+
+    from airflow_graphlets.simulate.mlmd_rows import RowBuilder
+    from airflow_graphlets.simulate.producers import Plan, Producers
+    from airflow_graphlets.simulate.run import register_types
+    from airflow_graphlets.store.bulk_write import BulkWriter
+
+    with BulkWriter(parse_store_uri(f"sqlite:///{tmp_path / 'store.sqlite'}")) as writer:
+        builder = RowBuilder(register_types(writer), writer.next_ids(), wide_properties=True)
+    plan = Plan(Profile.paper(), pipelines=800, days=30, seed=1, dialect="sqlite", staging=str(tmp_path))
+    with pytest.raises(RuntimeError, match="producer process ended without its batches"):
+        with Producers(builder, plan, count=2) as producers:
+            os.kill(producers.pids[1], signal.SIGKILL)  # as the kernel's out-of-memory killer would
+            for _ in producers:
+                pass
+
+
+def test_staged_files_are_for_sqlite_stores_only(tmp_path):
+    from support.databases import create_store_uri, drop_store
+
+    from airflow_graphlets.store.bulk_write import BulkWriter
+
+    uri = create_store_uri("postgresql", str(tmp_path))
+    try:
+        with BulkWriter(parse_store_uri(uri)) as writer, pytest.raises(TypeError, match="SQLite store"):
+            writer.copy_staged(str(tmp_path / "batch.sqlite"))
+    finally:
+        drop_store(uri)

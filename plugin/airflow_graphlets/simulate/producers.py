@@ -73,6 +73,11 @@ class Producers:
             process.kill()
             process.join()
 
+    @property
+    def pids(self) -> list[int]:
+        """The producer processes' ids, in producer order (for monitoring)."""
+        return [process.pid for process in self._processes]
+
     def __iter__(self) -> Iterator[Batch]:
         for number in range(_batch_count(self.plan.pipelines)):
             yield self._next(number % self.count)

@@ -43,6 +43,7 @@ def simulate(
     seed: int = 0,
     profile: Profile | None = None,
     progress: Callable[[int, int], None] | None = None,
+    producers: int | None = None,
 ) -> SimulationReport:
     """Write ``pipelines`` simulated pipelines over ``days`` days into a new or empty store.
 
@@ -51,12 +52,16 @@ def simulate(
       pipelines, days, seed: the size of the history, and the seed that fixes it.
       profile: the distributions (:class:`Profile` defaults when ``None``).
       progress: called with (pipelines written, pipelines in all) after each batch.
+      producers: SQLite only: processes building batches side by side (default: one per core
+        this process may use, up to four). The store is the same for any number.
 
     Raises:
       StoreConfigError: bad sizes, or the store already holds executions.
     """
     if pipelines < 1 or days < 1:
         raise StoreConfigError(f"--pipelines and --days must be at least 1 (got {pipelines} and {days}).")
+    if producers is not None and producers < 1:
+        raise StoreConfigError(f"producers must be at least 1 (got {producers}).")
     profile = profile or Profile.paper()
     began = time.perf_counter()
     with BulkWriter(config, defer_indexes=True, single_transaction=True) as writer:
@@ -67,7 +72,7 @@ def simulate(
             )
         postgresql = writer.dialect == "postgresql"
         staged = writer.dialect == "sqlite"
-        builder = RowBuilder(_register_types(writer), ids, copy_text=postgresql, group_by_name=postgresql,
+        builder = RowBuilder(register_types(writer), ids, copy_text=postgresql, group_by_name=postgresql,
                              wide_properties=staged)
         taken = dict.fromkeys(ID_TABLES, 0)
         done = runs = 0
@@ -75,8 +80,8 @@ def simulate(
         # SQLite several, side by side (the copy of a staged batch is a small part of its cost).
         with _staging_directory(config) if staged else contextlib.nullcontext() as staging, \
                 Producers(builder, Plan(profile, pipelines, days, seed, writer.dialect, staging),
-                          _producer_count() if staged else 1) as producers:
-            for batch in producers:
+                          (producers or _producer_count()) if staged else 1) as batches:
+            for batch in batches:
                 if isinstance(batch.rows, str):
                     writer.copy_staged(batch.rows)
                     os.remove(batch.rows)
@@ -112,7 +117,9 @@ def _staging_directory(config: StoreConfig) -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix=".graphlets-simulate-", dir=os.path.dirname(os.path.abspath(config.path)))
 
 
-def _register_types(writer: BulkWriter) -> TypeIds:
+def register_types(writer: BulkWriter) -> TypeIds:
+    """Register the simulated pipelines' types in the writer's store (MLMD's API; existing types
+    are reused); returns their ids."""
     types = writer.types
     return TypeIds(
         contexts={name: types.context_type(name)
