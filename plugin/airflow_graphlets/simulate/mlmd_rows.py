@@ -26,7 +26,7 @@ COMPLETE, FAILED, CANCELED = 3, 4, 6
 LIVE = 2
 _OPERATOR = "airflow.providers.standard.decorators.python._PythonDecoratedOperator"
 # Tables built as COPY text with ``copy_text`` (the rest stay tuples, encoded in one go).
-TEXT_TABLES = ("ExecutionProperty", "Event", "EventPath", "Association", "Attribution")
+TEXT_TABLES = ("Execution", "ExecutionProperty", "Artifact", "Event", "EventPath", "Association", "Attribution")
 _NOT_RAN = (None, None, None, None)  # a cancelled task's start, end, duration and resources
 _PROPERTY_TABLES = ("ContextProperty", "ExecutionProperty", "ArtifactProperty")
 _GAP = 5.0  # seconds between one task's end and the next one's start
@@ -57,9 +57,8 @@ class RowBuilder:
         """Args:
           types: the store's type ids.
           next_ids: the first id to allocate in each table.
-          copy_text: build the largest tables (``ExecutionProperty``, ``Event``, ``EventPath``,
-            ``Association``, ``Attribution``: nine rows in ten) as PostgreSQL COPY text rather
-            than tuples, see :meth:`take`.
+          copy_text: build :data:`TEXT_TABLES` (executions, artifacts and the largest tables:
+            over nine rows in ten) as PostgreSQL COPY text rather than tuples, see :meth:`take`.
           group_by_name: hand over each batch's property rows grouped by name, see :meth:`take`
             (PostgreSQL; on SQLite it made the load slower by more than the index builds gained).
           wide_properties: hand over execution properties one execution per row, see :meth:`take`
@@ -95,6 +94,23 @@ class RowBuilder:
     def _add_property(self, table: str, row: tuple) -> None:
         """A property row (owner id, name, ...)."""
         self._property_rows(table, row[1]).append(row)
+
+    def _add_execution(self, execution: int, type_id: int, state: int, external: str, start_ms: int,
+                       end_ms: int) -> None:
+        """An ``Execution`` row; its name is its external id, as the recorder writes it."""
+        if self.copy_text:
+            field = _text_field(external)
+            self.text["Execution"].append(f"{execution},{type_id},{state},{field},{field},{start_ms},{end_ms}\n")
+        else:
+            self._add("Execution", (execution, type_id, state, external, external, start_ms, end_ms))
+
+    def _add_artifact(self, artifact: int, type_id: int, uri: str, external: str, ms: int) -> None:
+        """A live, unnamed ``Artifact`` row, created and last updated at ``ms``."""
+        if self.copy_text:
+            self.text["Artifact"].append(f'{artifact},{type_id},{_text_field(uri)},{LIVE},"",{_text_field(external)},'
+                                         f'{ms},{ms}\n')
+        else:
+            self._add("Artifact", (artifact, type_id, uri, LIVE, None, external, ms, ms))
 
     def _add_event(self, event: int, artifact: int, execution: int, event_type: int, ms: int, key: str,
                    index: int) -> None:
@@ -247,8 +263,8 @@ class _Run:
         self.clock = end + _GAP
         external = execution_external_id(self.dag, self.run_id, task, -1, 1)
         execution = b._id("Execution")
-        b._add("Execution", (execution, b.types.executions[task], state, external, external,
-                             int(start * 1000), int(end * 1000)))
+        start_ms, end_ms = int(start * 1000), int(end * 1000)
+        b._add_execution(execution, b.types.executions[task], state, external, start_ms, end_ms)
         airflow_state = {COMPLETE: "success", FAILED: "failed", CANCELED: "upstream_failed"}[state]
         b._add_execution_properties(execution, (  # EXECUTION_PROPERTIES
             self.dag, task, self.run_id, 1, -1, airflow_state, _OPERATOR, kind, self.structure, self.code,
@@ -257,7 +273,6 @@ class _Run:
         for context in contexts:
             b._add_link("Association", context, execution)
         attributed = set()
-        start_ms, end_ms = int(start * 1000), int(end * 1000)
         for key, artifact_ids in inputs:
             for index, artifact in enumerate(artifact_ids):
                 self._event(artifact, execution, INPUT, start_ms, key, index)
@@ -267,8 +282,7 @@ class _Run:
             artifact = b._id("Artifact")
             # No ids in it: a staged batch's ids are shifted when copied in (BulkWriter.copy_staged).
             uri = f"file:///simulated/{self.dag}/{task}/{key}/{self.run_number}"
-            b._add("Artifact", (artifact, b.types.artifacts[type_name], uri, LIVE, None,
-                                artifact_external_id(external, key, 0), end_ms, end_ms))
+            b._add_artifact(artifact, b.types.artifacts[type_name], uri, artifact_external_id(external, key, 0), end_ms)
             declared = schema.ARTIFACT_TYPES[type_name].properties
             for name, value in properties.items():
                 b._add_property("ArtifactProperty", (artifact, name, 0 if name in declared else 1, *_typed(value)))
@@ -284,6 +298,12 @@ class _Run:
 
     def _event(self, artifact: int, execution: int, event_type: int, ms: int, key: str, index: int) -> None:
         self.b._add_event(self.b._id("Event"), artifact, execution, event_type, ms, key, index)
+
+
+def _text_field(text: str) -> str:
+    """``text`` as one CSV field of COPY text: in quotes, as the csv module writes it (ids and
+    URIs built here hold no quote to double; one that did would go through the csv module)."""
+    return f'"{text}"' if '"' not in text else encode_copy_text([(text,)])[:-1]
 
 
 @functools.cache

@@ -8,6 +8,7 @@ their event-path key and index.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from urllib.parse import quote
 
@@ -19,7 +20,14 @@ _MAX_LENGTH = 255  # MLMD's external_id is VARCHAR(255)
 def execution_external_id(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
     """External id of one task try: ``airflow:<dag>/<run>/<task>/<map_index>/<try>``."""
     parts = (dag_id, run_id, task_id, str(map_index), str(try_number))
-    return _bounded(_PREFIX + "/".join(quote(part, safe=":+-_.~") for part in parts))
+    return _bounded(_PREFIX + "/".join(map(_quoted_part, parts)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted_part(part: str) -> str:
+    """One part of an execution's external id, percent-encoded (cached: a run's tasks share
+    their DAG and run ids, and ``graphlets simulate`` makes millions of these)."""
+    return quote(part, safe=":+-_.~")
 
 
 def artifact_external_id(execution_external: str, key: str, index: int) -> str:
