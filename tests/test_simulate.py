@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from airflow_graphlets.cli import main
-from airflow_graphlets.errors import StoreConfigError
+from airflow_graphlets.errors import SimulationError, StoreConfigError
 from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.simulate.history import generate
@@ -263,7 +263,7 @@ def test_a_producer_that_dies_is_reported_instead_of_waited_for(tmp_path):
     with BulkWriter(parse_store_uri(f"sqlite:///{tmp_path / 'store.sqlite'}")) as writer:
         builder = RowBuilder(register_types(writer), writer.next_ids(), wide_properties=True)
     plan = Plan(Profile.paper(), pipelines=800, days=30, seed=1, dialect="sqlite", staging=str(tmp_path))
-    with pytest.raises(RuntimeError, match="producer process ended without its batches"):
+    with pytest.raises(SimulationError, match="producer process ended without its batches"):
         with Producers(builder, plan, count=2) as producers:
             os.kill(producers.pids[1], signal.SIGKILL)  # as the kernel's out-of-memory killer would
             for _ in producers:
@@ -281,3 +281,11 @@ def test_staged_files_are_for_sqlite_stores_only(tmp_path):
             writer.copy_staged(str(tmp_path / "batch.sqlite"))
     finally:
         drop_store(uri)
+
+
+def test_the_cli_takes_a_number_of_producers_and_refuses_zero(tmp_path, capsys):
+    store = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    assert main(["simulate", "--store", store, "--pipelines", "3", "--days", "2", "--producers", "0", "--quiet"]) == 2
+    assert "producers must be at least 1" in capsys.readouterr().err
+    assert main(["simulate", "--store", store, "--pipelines", "3", "--days", "2", "--producers", "2", "--quiet"]) == 0
+    assert "wrote 3 pipelines" in capsys.readouterr().out

@@ -149,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--days", type=int, default=120, help="days of history (default 120)")
     simulate.add_argument("--seed", type=int, default=0, help="random seed: same seed, same store")
     simulate.add_argument("--profile", help="TOML file overriding the default distributions (docs/simulate.md)")
+    simulate.add_argument("--producers", type=int,
+                          help="SQLite: processes building batches side by side (default: one per core, up to 4)")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
     simulate.set_defaults(run=_simulate)
     return parser
@@ -356,7 +358,7 @@ def _simulate(args: argparse.Namespace) -> int:
               f"~{eta:.0f} s left", end="", file=sys.stderr, flush=True)
 
     report = simulate(parse_store_uri(args.store), args.pipelines, args.days, args.seed, profile,
-                      None if args.quiet else progress)
+                      None if args.quiet else progress, producers=args.producers)
     if not args.quiet:
         print(file=sys.stderr)
     print(f"wrote {report.pipelines} pipelines, {report.runs:,} runs, {report.executions:,} executions, "

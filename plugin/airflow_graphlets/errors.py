@@ -41,5 +41,9 @@ class UnsupportedSchemaError(GraphletsError):
     """The store's MLMD schema version is one this release cannot read."""
 
 
+class SimulationError(GraphletsError):
+    """``graphlets simulate`` could not finish (a producer process died, for instance)."""
+
+
 class NoGraphletsError(GraphletsError):
     """The store holds no trainer execution, so it has no model graphlet to analyse."""

@@ -9,6 +9,7 @@ import queue
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from airflow_graphlets.errors import SimulationError
 from airflow_graphlets.simulate.history import generate
 from airflow_graphlets.simulate.mlmd_rows import RowBuilder
 from airflow_graphlets.simulate.profile import Profile
@@ -93,9 +94,9 @@ class Producers:
                 try:  # what it put just before it ended may still be on its way
                     batch = batches.get(timeout=1)
                 except queue.Empty:
-                    raise RuntimeError(f"a graphlets simulate producer process ended without its batches (exit code "
-                                       f"{process.exitcode}); if it was killed for memory, free some and run again"
-                                       ) from None
+                    raise SimulationError(f"a graphlets simulate producer process ended without its batches (exit "
+                                          f"code {process.exitcode}); if it was killed for memory, free some or ask for "
+                                          "fewer producers (--producers), and simulate again into a new store") from None
             if isinstance(batch, BaseException):
                 raise batch
             return batch
