@@ -106,8 +106,8 @@ def simulate(
 
 
 def _producer_count() -> int:
-    """Producers for a SQLite store: one per core this process may use, up to four (then the
-    copying process is the bottleneck: it does about a quarter of a batch's work)."""
+    """Producers for a SQLite store: one per core this process may use, up to four (beyond that
+    the copying process would be the bottleneck: it does about a third of a batch's work)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(4, cores))
 

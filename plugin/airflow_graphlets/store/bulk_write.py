@@ -2,7 +2,8 @@
 
 MLMD's API writes an execution in several round trips and statements per property; a paper-scale
 history (millions of executions) would take hours that way. This writer inserts rows with ids
-it allocates itself, in large transactions (SQLite ``executemany``, PostgreSQL ``COPY``, MySQL
+its callers allocate, in large transactions (SQLite ``executemany``, or ``INSERT ... SELECT``
+from files that :func:`stage_rows` wrote in other processes; PostgreSQL ``COPY``; MySQL
 multi-row ``INSERT``), then moves PostgreSQL's id sequences past them so MLMD's own later writes
 never collide. Types are still registered through MLMD's API, and the schema is MLMD's, so the
 store passes MLMD's checks and reads back through its API exactly.
