@@ -195,9 +195,9 @@ class SpoolDrainer:
         report.write_seconds.append(time.perf_counter() - started)
         if not self._uncommitted:
             self._batch_opened = time.monotonic()
-        self._uncommitted.append((entry, record))
-        if start is not None:
+        if start is not None:  # leaves the spool before its end: a task waiting on the end then finds both gone
             self._uncommitted.append((start, record))
+        self._uncommitted.append((entry, record))
         return _WRITTEN
 
     def _commit(self, report: ReplayReport, *, flush: bool = False) -> bool:
