@@ -11,7 +11,6 @@ read or wrote, as MLMD's ``put_execution`` makes them.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 from dataclasses import dataclass
 
@@ -117,7 +116,7 @@ class RowBuilder:
         """An event and its path (``key``, then ``index``: TFX's two steps)."""
         if self.copy_text:  # the lines the csv module writes for the tuples below
             self.text["Event"].append(f"{event},{artifact},{execution},{event_type},{ms}\n")
-            self.text["EventPath"].append(f'{event},0,"",{_csv_field(key)}\n{event},1,{index},""\n')
+            self.text["EventPath"].append(f'{event},0,"",{_text_field(key)}\n{event},1,{index},""\n')
             return
         self._add("Event", (event, artifact, execution, event_type, ms))
         self._add("EventPath", (event, 0, None, key))
@@ -301,15 +300,10 @@ class _Run:
 
 
 def _text_field(text: str) -> str:
-    """``text`` as one CSV field of COPY text: in quotes, as the csv module writes it (ids and
-    URIs built here hold no quote to double; one that did would go through the csv module)."""
+    """``text`` as one CSV field of COPY text: in quotes, as the csv module writes it (ids, URIs
+    and event keys built here hold no quote to double; one that did would go through the csv
+    module)."""
     return f'"{text}"' if '"' not in text else encode_copy_text([(text,)])[:-1]
-
-
-@functools.cache
-def _csv_field(text: str) -> str:
-    """``text`` as one CSV field of COPY text (event keys: a handful of names, encoded once each)."""
-    return encode_copy_text([(text,)])[:-1]
 
 
 def _typed(value) -> tuple:

@@ -369,9 +369,9 @@ class BulkWriter:
     def _insert(self, cursor, table: str, columns: Sequence[str], rows: list[tuple] | io.StringIO) -> None:
         if self.dialect == "postgresql":
             names = ", ".join(columns)
-            data = rows  # flush() hands PostgreSQL its rows as COPY text
             freeze = ", FREEZE true" if table in self._frozen else ""
-            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv{freeze}, FORCE_NULL ({names}))", data)
+            # flush() hands PostgreSQL its rows as COPY text
+            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv{freeze}, FORCE_NULL ({names}))", rows)
             return
         marks = ", ".join(["?" if self.dialect == "sqlite" else "%s"] * len(columns))
         cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
