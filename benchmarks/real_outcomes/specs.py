@@ -25,7 +25,7 @@ DRIFTS = ("none", "gradual", "abrupt", "recurring", "noisy", "incremental")
 MODELS = ("logistic_regression", "sgd", "random_forest", "gradient_boosting", "decision_tree", "naive_bayes")
 CADENCES = (1, 1, 1, 1, 2, 3, 7)  # days between runs: daily is the most common
 MARGINS = (0.0, 0.0, 0.005, 0.01, 0.02)
-MAX_WINDOW_ROWS = 8000  # a trainer reads at most this many rows (keeps the benchmark within minutes)
+MAX_WINDOW_ROWS = 12000  # a trainer reads at most this many rows (keeps the benchmark within minutes)
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,8 @@ def draw_pipeline(seed: int, index: int, days: int = DAYS) -> PipelineSpec:
                         float(rng.uniform(0.2, 0.6)))
     window = int(rng.integers(1, 15))
     window = max(1, min(window, 28 // cadence))  # at most four weeks of data
-    span_rows = int(np.exp(rng.uniform(np.log(240), np.log(1800))))
-    span_rows = max(120, min(span_rows, MAX_WINDOW_ROWS // window))
+    span_rows = int(np.exp(rng.uniform(np.log(500), np.log(4000))))
+    span_rows = max(240, min(span_rows, MAX_WINDOW_ROWS // window))
     active = list(range(start, stop, cadence))
     return PipelineSpec(
         name=f"ct-{seed}-{index:03d}",

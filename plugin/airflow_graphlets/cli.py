@@ -229,13 +229,12 @@ def _replay(args: argparse.Namespace) -> int:
     import json
 
     from airflow_graphlets.graphlets.bulk_reader import read_graphlets
-    from airflow_graphlets.prune.evaluate import PolicySettings, evaluate
+    from airflow_graphlets.prune.evaluate import Inputs, PolicySettings, evaluate
     from airflow_graphlets.prune.report import to_text, write_html, write_png
-    from airflow_graphlets.prune.signals import span_drift
 
     settings = PolicySettings.from_toml(args.policy) if args.policy else PolicySettings()
     store = _store(args.store)
-    evaluation = evaluate(read_graphlets(store), span_drift(store), settings)
+    evaluation = evaluate(read_graphlets(store), Inputs.read(store), settings)
     print(json.dumps(evaluation.to_json_document(), indent=1) if args.json else to_text(evaluation), end="\n" if args.json else "")
     for path in ([write_html(evaluation, args.html)] if args.html else []) + ([write_png(evaluation, args.png)] if args.png else []):
         print(f"wrote {path}", file=sys.stderr)
@@ -294,21 +293,21 @@ def _override(args: argparse.Namespace) -> int:
 
 def _train_predictor(args: argparse.Namespace) -> int:
     from airflow_graphlets.graphlets.bulk_reader import read_graphlets
-    from airflow_graphlets.prune.evaluate import PolicySettings, train_predictor
-    from airflow_graphlets.prune.signals import span_drift
+    from airflow_graphlets.prune.evaluate import Inputs, PolicySettings, train_predictor
 
     settings = PolicySettings.from_toml(args.policy) if args.policy else PolicySettings()
     store = _store(args.store)
     out = args.out or _settings().predictor_path
-    predictor = train_predictor(read_graphlets(store), span_drift(store), settings, seed=args.seed)
+    predictor = train_predictor(read_graphlets(store), Inputs.read(store), settings, seed=args.seed)
     try:
         if not args.out:
             os.makedirs(os.path.dirname(out), exist_ok=True)  # the default lives under AIRFLOW_HOME
         predictor.save(out)
     except OSError as err:
         raise GraphletsError(f"Cannot write the predictor to {out}: {err.strerror}. Pick a writable path.") from None
-    print(f"wrote {out}: trained on {predictor.trained_rows:,} runs ({predictor.push_rate:.1%} pushed); "
-          f"threshold {predictor.threshold:.3f} keeps {settings.target_pushes_kept:.0%} of their pushes")
+    print(f"wrote {out}: {predictor.version}, trained on {predictor.trained_rows:,} runs ({predictor.push_rate:.1%} "
+          f"pushed); threshold {predictor.threshold:.3f}, chosen by time-ordered cross-validation to keep "
+          f"{settings.target_pushes_kept:.0%} of pushes")
     return 0
 
 

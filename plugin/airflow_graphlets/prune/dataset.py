@@ -9,12 +9,15 @@ starts, so no row ever sees its own future (:mod:`airflow_graphlets.prune.featur
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from airflow_graphlets.graphlets.model import OUTCOME_WASTED, STATUS_INDEX, Extraction
 from airflow_graphlets.prune.features import NAMES, Candidate, Outcome, PipelineHistory, features
+from airflow_graphlets.prune.features.history import NO_SIGNALS
+from airflow_graphlets.prune.span_statistics import SpanStatisticsIndex
 
 # What a gate placed before the training branch saves when it skips: Transform, the trainer and
 # what follows it. Ingestion and data analysis run anyway (later runs read their spans).
@@ -34,16 +37,30 @@ class TrainingRuns:
     cost: np.ndarray  # float64 seconds a skip saves
     waste_start: np.ndarray  # float64: start of each execution whose compute served no pushed model
     waste_seconds: np.ndarray  # float64: its duration (wasted compute, each execution counted once)
+    waste_pipeline: np.ndarray  # int32: its pipeline (index into pipelines)
     candidates: list[Candidate]
     outcomes: list[Outcome]
+    statistics: dict[str, SpanStatisticsIndex] = field(default_factory=dict)  # by pipeline, where readable
 
     def __len__(self) -> int:
         return len(self.trainer_id)
 
+    def new_history(self, pipeline: int) -> PipelineHistory:
+        """An empty history of pipeline ``pipeline`` (an index), with its span statistics."""
+        return PipelineHistory(statistics=self.statistics.get(self.pipelines[pipeline]))
 
-def training_runs(extraction: Extraction, drift: dict[tuple[str, int], float] | None = None) -> TrainingRuns:
-    """Every finished graphlet of ``extraction`` as a candidate (what the gate knew) and an outcome."""
-    g, table, drift = extraction.graphlets, extraction.executions, drift or {}
+
+def training_runs(extraction: Extraction, drift: dict[tuple[str, int], float] | None = None,
+                  signals: Mapping[tuple[str, str], Mapping[str, float]] | None = None,
+                  statistics: Mapping[str, SpanStatisticsIndex] | None = None) -> TrainingRuns:
+    """Every finished graphlet of ``extraction`` as a candidate (what the gate knew) and an outcome.
+
+    Args:
+      drift: ``(pipeline, span) -> drift`` its validator reported (:func:`..signals.span_drift`).
+      signals: ``(pipeline, run name) -> {signal: value}`` its gate was handed (:func:`..signals.run_signals`).
+      statistics: each pipeline's span statistics (:func:`..signals.span_statistics`).
+    """
+    g, table, drift, signals = extraction.graphlets, extraction.executions, drift or {}, signals or {}
     wasted = (table.outcome == OUTCOME_WASTED) & (table.pipeline >= 0)
     finished = np.isin(g.status, [STATUS_INDEX["pushed"], STATUS_INDEX["not_pushed"], STATUS_INDEX["failed"]])
     finished &= g.pipeline >= 0
@@ -56,21 +73,30 @@ def training_runs(extraction: Extraction, drift: dict[tuple[str, int], float] | 
         pipeline = g.pipelines[g.pipeline[r]]
         spans = frozenset(int(s) for s in g.lists["spans"].row(r))
         newest = drift.get((pipeline, max(spans))) if spans else None
-        candidates.append(Candidate(float(g.trainer_start[r]), spans, g.structure_hash[r], g.code_hash[r], newest))
+        handed = signals.get((pipeline, g.run[r]), NO_SIGNALS) if g.run[r] is not None else NO_SIGNALS
+        candidates.append(Candidate(float(g.trainer_start[r]), spans, g.structure_hash[r], g.code_hash[r], newest,
+                                    handed))
         pushed = bool(g.status[r] == STATUS_INDEX["pushed"])
         outcomes.append(Outcome(
             start=float(g.trainer_start[r]), end=float(max(g.end[r], g.trainer_end[r])), spans=spans,
             structure_hash=g.structure_hash[r], code_hash=g.code_hash[r],
             blessed=None if g.blessed[r] < 0 else bool(g.blessed[r]), pushed=pushed,
-            pushed_at=float(g.pushed_at[r]) if pushed else None, cost=float(cost[r]), drift=newest,
+            pushed_at=float(g.pushed_at[r]) if pushed else None, cost=float(cost[r]), drift=newest, signals=handed,
         ))
     pushed = g.status[rows] == STATUS_INDEX["pushed"]
     return TrainingRuns(
         pipeline=g.pipeline[rows].astype(np.int32), pipelines=g.pipelines, trainer_id=g.trainer_id[rows],
         start=g.trainer_start[rows].astype(np.float64), pushed=pushed, pushed_at=g.pushed_at[rows],
         cost=cost[rows], waste_start=table.start[wasted], waste_seconds=table.duration[wasted],
-        candidates=candidates, outcomes=outcomes,
+        waste_pipeline=_graphlet_pipeline_index(extraction)[table.pipeline[wasted]],
+        candidates=candidates, outcomes=outcomes, statistics=dict(statistics or {}),
     )
+
+
+def _graphlet_pipeline_index(extraction: Extraction) -> np.ndarray:
+    """Execution-table pipeline indexes (into ``extraction.pipelines``) as graphlet-table ones."""
+    position = {name: i for i, name in enumerate(extraction.graphlets.pipelines)}
+    return np.asarray([position.get(name, -1) for name in extraction.pipelines] + [-1], dtype=np.int32)
 
 
 def feature_matrix(runs: TrainingRuns) -> np.ndarray:
@@ -79,7 +105,7 @@ def feature_matrix(runs: TrainingRuns) -> np.ndarray:
     history, pending, current = PipelineHistory(), [], -1
     for i in range(len(runs)):
         if runs.pipeline[i] != current:
-            history, pending, current = PipelineHistory(), [], runs.pipeline[i]
+            history, pending, current = runs.new_history(runs.pipeline[i]), [], runs.pipeline[i]
         candidate = runs.candidates[i]
         while pending and pending[0][0] <= candidate.start:
             history.add(heapq.heappop(pending)[2])

@@ -152,7 +152,7 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
     x = np.asarray(features(history, candidate))
     probability = float(predictor.push_probability(x)[0])
     threshold = predictor.threshold if settings.threshold is None else settings.threshold
-    run, reason = PredictedPush(threshold, predictor.staleness_hours).propose(x, probability)
+    run, reason = PredictedPush(threshold, predictor.scoring).propose(x, probability)
     if not run:
         hours = (candidate.start - last_trained) / HOUR if last_trained is not None else 0.0
         draw = float(np.random.default_rng().random()) if draw is None else draw

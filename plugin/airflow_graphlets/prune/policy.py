@@ -34,7 +34,9 @@ class Guardrails:
 
     min_history: int = 10  # never skip a pipeline with fewer known graphlets
     max_consecutive_skips: int = 3
-    max_hours_without_training: float = 72.0
+    # No deployed model goes two weeks without a trained candidate. (72 h, the first default, made
+    # every pipeline that runs every three days or less often unskippable.)
+    max_hours_without_training: float = 336.0
     exploration: float = 0.05  # share of would-be skips that run anyway
 
     def check(self, features: np.ndarray, skips_in_a_row: int, hours_since_trained: float, draw: float) -> str | None:
@@ -78,48 +80,73 @@ class SkipAfterNotPushed:
         return True, f"{streak} runs without a push (< {self.k})"
 
 
-class PredictedPush:
-    """Skip when the predicted push probability, weighted by how stale the deployed model is, is
-    below ``threshold``.
+@dataclass(frozen=True)
+class Scoring:
+    """How a predicted push probability becomes the score the threshold is compared with.
 
-    What a skipped would-be push costs in freshness is the deployed model's age for as long as
-    the next push takes: little right after a push, a lot when the deployed model is old. So the
-    probability is weighted by ``1 + hours_since_push / staleness_hours`` before it is compared:
-    a run is skipped readily while the deployed model is fresh, and hardly ever once it is stale.
-    ``staleness_hours=None`` compares the bare probability.
+    - ``cost_reference``: weigh what a skip saves against what it risks. Skipping a run saves its
+      cost when it would not have pushed and loses a push when it would have, so, to save the
+      most compute for the pushes it may lose, a policy skips the runs with the lowest
+      ``p / (1 - p) x cost_reference / expected cost`` (the odds of a push per unit of compute
+      saved; ``expected_cost`` is a feature, ``cost_reference`` the training runs' median).
+      Without it the score is ``p``.
+    - ``staleness_hours``: what a skipped would-be push costs in freshness is the deployed
+      model's age for as long as the next push takes: little right after a push, a lot when the
+      deployed model is old. So the score is also weighted by ``1 + hours_since_push /
+      staleness_hours``: a run is skipped readily while the deployed model is fresh, and hardly
+      ever once it is stale.
     """
 
-    def __init__(self, threshold: float, staleness_hours: float | None = None) -> None:
+    staleness_hours: float | None = None
+    cost_reference: float | None = None
+
+    def scores(self, probabilities: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Scores of rows of ``features`` with these push probabilities."""
+        import numpy as np
+
+        p = np.asarray(probabilities, dtype=np.float64)
+        x = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        if self.cost_reference:
+            cost = x[:, _I["expected_cost"]]
+            ratio = np.where(cost > 0, self.cost_reference / np.where(cost > 0, cost, 1.0), 1.0)
+            p = p / np.maximum(1.0 - p, 1e-6) * ratio
+        if self.staleness_hours:
+            p = p * (1.0 + x[:, _I["hours_since_push"]] / self.staleness_hours)
+        return p
+
+    def describe(self) -> str:
+        said = ", as push odds per unit of expected compute" if self.cost_reference else ""
+        if self.staleness_hours:
+            said += f", weighted by 1 + hours since push / {self.staleness_hours:g}"
+        return said
+
+
+class PredictedPush:
+    """Skip when the predicted push probability, as a :class:`Scoring` scores it, is below
+    ``threshold``."""
+
+    needs_probability = True
+
+    def __init__(self, threshold: float, scoring: Scoring | None = None) -> None:
         self.threshold = threshold
-        self.staleness_hours = staleness_hours
-        weighted = f", weighted by 1 + hours since push / {staleness_hours:g}" if staleness_hours else ""
-        self.name = f"predictor (skip below p={threshold:.2f}{weighted})"
+        self.scoring = scoring or Scoring()
+        self.name = f"predictor (skip below {threshold:.3g}{self.scoring.describe()})"
 
     def score(self, features: np.ndarray, probability: float) -> float:
         """The probability as the threshold sees it."""
-        import numpy as np
-
-        return float(push_scores(np.asarray([probability]), np.atleast_2d(features), self.staleness_hours)[0])
+        return float(self.scoring.scores([probability], features)[0])
 
     def propose(self, features: np.ndarray, probability: float | None) -> tuple[bool, str]:
         assert probability is not None
         score = self.score(features, probability)
         said = f"predicted push probability {probability:.2f}"
-        if self.staleness_hours:
-            said += (f", weighted by the deployed model's age ({features[_I['hours_since_push']]:.0f} h since the "
-                     f"last push): {score:.2f}")
+        weighed = ([f"expected compute {features[_I['expected_cost']]:.0f} s"] if self.scoring.cost_reference else []) + (
+            [f"{features[_I['hours_since_push']]:.0f} h since the last push"] if self.scoring.staleness_hours else [])
+        if weighed:
+            said += f", scored {score:.3g} ({', '.join(weighed)})"
         if score < self.threshold:
-            return False, f"{said} < {self.threshold:.2f}"
-        return True, f"{said} >= {self.threshold:.2f}"
-
-
-def push_scores(probabilities: np.ndarray, features: np.ndarray, staleness_hours: float | None) -> np.ndarray:
-    """Push probabilities weighted by ``1 + hours_since_push / staleness_hours`` (rows of features)."""
-    import numpy as np
-
-    if not staleness_hours:
-        return np.asarray(probabilities, dtype=np.float64)
-    return probabilities * (1.0 + np.asarray(features)[:, _I["hours_since_push"]] / staleness_hours)
+            return False, f"{said} < {self.threshold:.3g}"
+        return True, f"{said} >= {self.threshold:.3g}"
 
 
 def threshold_for_pushes_kept(probabilities: np.ndarray, pushed: np.ndarray, target: float) -> float:

@@ -9,16 +9,18 @@ so a gate decides without paying scikit-learn's import.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from airflow_graphlets.errors import GraphletsError
 from airflow_graphlets.prune.features import NAMES
+from airflow_graphlets.prune.policy import Scoring
 from airflow_graphlets.prune.trees import TreeEnsemble
 
-FORMAT = "airflow-graphlets/push-predictor/2"
+FORMAT = "airflow-graphlets/push-predictor/3"
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,21 @@ class PushPredictor:
     feature_names: tuple[str, ...]
     trained_rows: int
     push_rate: float  # in the training rows
-    threshold: float = 0.35  # the operating point it was trained for: skip below this (weighted) probability
-    staleness_hours: float | None = None  # the weighting it was trained for (policy.PredictedPush)
+    threshold: float = 0.35  # the operating point it was trained for: skip below this score
+    scoring: Scoring = Scoring()  # how its probability becomes that score (policy.Scoring)
+    trained_until: float | None = None  # the newest run it learned from (epoch seconds, logical clock)
+    target_pushes_kept: float | None = None  # what its threshold was chosen to keep
+
+    @property
+    def version(self) -> str:
+        """A name for this exact predictor (its trees, threshold and weighting), logged with
+        every decision it makes: ``push-predictor-<12 hex digits>``."""
+        digest = hashlib.sha1(json.dumps([self.threshold, self.scoring.staleness_hours, self.scoring.cost_reference,
+                                          self.trained_rows]).encode())
+        for name, array in sorted(self.trees.to_arrays().items()):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return f"push-predictor-{digest.hexdigest()[:12]}"
 
     @classmethod
     def fit(cls, features: np.ndarray, pushed: np.ndarray, seed: int = 0) -> PushPredictor:
@@ -48,6 +63,11 @@ class PushPredictor:
             )
         model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.08, max_leaf_nodes=31,
                                                l2_regularization=1.0, random_state=seed)
+        features = np.array(features, dtype=np.float64)
+        # A feature the store never holds (no signals, no readable statistics) is all NaN, which
+        # the trees cannot bin: as a constant column it is never split on, and NaN at decision
+        # time then goes nowhere special.
+        features[:, ~np.isfinite(features).any(axis=0)] = 0.0
         model.fit(features, pushed.astype(np.int8))
         return cls(TreeEnsemble.from_sklearn(model), NAMES, len(pushed), float(pushed.mean()))
 
@@ -58,7 +78,9 @@ class PushPredictor:
     def save(self, path: str) -> None:
         """Write the predictor to ``path`` as NumPy arrays (``.npz`` data, no pickled code)."""
         meta = {"format": FORMAT, "feature_names": list(self.feature_names), "trained_rows": self.trained_rows,
-                "push_rate": self.push_rate, "threshold": self.threshold, "staleness_hours": self.staleness_hours}
+                "push_rate": self.push_rate, "threshold": self.threshold,
+                "staleness_hours": self.scoring.staleness_hours, "cost_reference": self.scoring.cost_reference,
+                "trained_until": self.trained_until, "target_pushes_kept": self.target_pushes_kept}
         with open(path, "wb") as handle:  # a handle, so NumPy does not append ".npz" to the name
             np.savez(handle, meta=np.asarray(json.dumps(meta)), **self.trees.to_arrays())
 
@@ -86,6 +108,15 @@ class PushPredictor:
             trees = TreeEnsemble.from_arrays(arrays)
         except ValueError as err:
             raise GraphletsError(f"{path} is damaged: {err}. Train the predictor again.") from err
-        hours = meta.get("staleness_hours")
+        hours, reference = meta.get("staleness_hours"), meta.get("cost_reference")
+        until, target = meta.get("trained_until"), meta.get("target_pushes_kept")
         return cls(trees, NAMES, int(meta.get("trained_rows", 0)), float(meta.get("push_rate", 0.0)),
-                   float(meta.get("threshold", 0.35)), float(hours) if hours else None)
+                   float(meta.get("threshold", 0.35)),
+                   Scoring(float(hours) if hours else None, float(reference) if reference else None),
+                   float(until) if until is not None else None, float(target) if target is not None else None)
+
+    def with_operating_point(self, threshold: float, scoring: Scoring, trained_until: float | None,
+                             target_pushes_kept: float | None) -> PushPredictor:
+        """The same trees, operating at ``threshold`` on the score ``scoring`` makes."""
+        return replace(self, threshold=threshold, scoring=scoring, trained_until=trained_until,
+                       target_pushes_kept=target_pushes_kept)

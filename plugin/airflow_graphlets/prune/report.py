@@ -8,7 +8,7 @@ import html
 import io
 import os
 
-from airflow_graphlets.prune.evaluate import CURVE, Evaluation
+from airflow_graphlets.prune.evaluate import Evaluation
 
 _COLUMNS = ("policy", "skipped", "compute saved", "pushes kept", "model age", "age +", "skipped pushes",
             "forced runs")
@@ -17,20 +17,42 @@ _COLUMNS = ("policy", "skipped", "compute saved", "pushes kept", "model age", "a
 def to_text(evaluation: Evaluation) -> str:
     """Policies side by side, then the curve."""
     since = dt.datetime.fromtimestamp(evaluation.evaluate_from, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    point = evaluation.operating_point
+    how = (f"chosen by time-ordered cross-validation over {point.folds} slices of the training period, where it kept "
+           f"{point.cross_validated_pushes_kept:.1%} of pushes" if point.cross_validated_pushes_kept is not None
+           else "chosen on the training period itself: too little history to cross-validate")
+    learned = evaluation.policies[0]
     lines = [
-        f"Replay of {evaluation.store}",
+        f"Replay of {evaluation.store} ({evaluation.source} outcomes)",
         (f"  {evaluation.runs} training runs; predictor trained on the {evaluation.train_runs} before {since} UTC, "
-         f"{evaluation.evaluated_runs} replayed after; operating threshold p = {evaluation.threshold:.3f} "
-         f"(keeps {evaluation.settings.target_pushes_kept:.0%} of the training period's pushes)"),
-        "",
+         f"{evaluation.evaluated_runs} replayed after"),
+        (f"  operating threshold {evaluation.threshold:.3f}, {how}; target {point.target:.0%} of pushes kept, "
+         f"achieved {learned.pushes_kept_share:.1%} on the replayed period"),
+        f"  span statistics: {evaluation.statistics}",
     ]
+    if evaluation.features_lacking:
+        lines.append(f"  this store holds nothing for: {', '.join(evaluation.features_lacking)} (unknown to the "
+                     "predictor, which decides without them)")
+    lines.append("")
     lines += _table([_row(r) for r in evaluation.policies])
+    lines += ["", "Against each baseline, at the baseline's share of pushes kept (learned: on its trade-off curve)"]
+    lines += [f"  {c.baseline}: keeps {c.pushes_kept_share:.1%}, saves {c.baseline_saved:.1%}; learned saves "
+              + (f"{c.learned_saved:.1%} ({'ahead' if c.ahead else 'BEHIND'})" if c.learned_saved is not None
+                 else "n/a (outside the learned curve)") for c in evaluation.comparisons]
+    held = evaluation.held_out_pipelines
+    if held and "policies" in held:
+        lines += ["", f"Held-out pipelines ({len(held['pipelines'])} the predictor never saw), replayed period"]
+        lines += _table([_row_dict(r) for r in held["policies"]])
     lines += ["", "Trade-off over thresholds (learned policy)"]
-    lines += _table([{"threshold": f"{t:.2f}", **_row(r)} for t, r in zip(CURVE, evaluation.curve)],
+    lines += _table([{"threshold": f"{t:.3f}", **_row(r)} for t, r in evaluation.curve],
                     ("threshold", *_COLUMNS[1:]))
     lines += ["", ("compute saved: of the wasted compute of the replayed period; age +: the deployed model's "
                    "time-averaged age over never skipping.")]
     return "\n".join(lines) + "\n"
+
+
+def _row_dict(values: dict) -> dict:
+    return _row(type("Result", (), values))
 
 
 def _row(r) -> dict:
@@ -86,21 +108,24 @@ def _figure(evaluation: Evaluation):
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6))
-    saved = [100 * r.compute_saved_share for r in evaluation.curve]
-    left.plot([100 * r.age_increase for r in evaluation.curve], saved, "o-", label="learned policy (thresholds)")
+    curve = [r for _, r in evaluation.curve]
+    left.plot([100 * r.pushes_kept_share for r in curve], [100 * r.compute_saved_share for r in curve], "o-",
+              label="learned policy (thresholds)")
     for r in evaluation.policies[1:]:
-        left.plot(100 * r.age_increase, 100 * r.compute_saved_share, "s", label=r.policy)
-    left.plot(100 * evaluation.policies[0].age_increase, 100 * evaluation.policies[0].compute_saved_share, "*",
+        left.plot(100 * r.pushes_kept_share, 100 * r.compute_saved_share, "s", label=r.policy)
+    left.plot(100 * evaluation.policies[0].pushes_kept_share, 100 * evaluation.policies[0].compute_saved_share, "*",
               markersize=14, label="operating point")
-    left.set_xlabel("deployed model's average age, increase over never skipping (%)")
+    left.set_xlabel("pushes kept (%)")
     left.set_ylabel("wasted compute avoided (%)")
     left.legend(fontsize=8)
-    right.plot(CURVE, saved, label="wasted compute avoided")
-    right.plot(CURVE, [100 * r.pushes_kept_share for r in evaluation.curve], label="pushes kept")
-    right.plot(CURVE, [100 * r.age_increase for r in evaluation.curve], label="model age increase")
-    right.axvline(evaluation.threshold, color="grey", linestyle=":")
-    right.set_xlabel("skip below the (age-weighted) predicted push probability")
-    right.set_ylabel("%")
+    right.plot([100 * r.age_increase for r in curve], [100 * r.compute_saved_share for r in curve], "o-",
+               label="learned policy (thresholds)")
+    for r in evaluation.policies[1:]:
+        right.plot(100 * r.age_increase, 100 * r.compute_saved_share, "s", label=r.policy)
+    right.plot(100 * evaluation.policies[0].age_increase, 100 * evaluation.policies[0].compute_saved_share, "*",
+               markersize=14, label="operating point")
+    right.set_xlabel("deployed model's average age, increase over never skipping (%)")
+    right.set_ylabel("wasted compute avoided (%)")
     right.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,20 +1,34 @@
-"""Signals the bulk graphlet reader does not carry: the drift each span's ExampleValidator
-reported (the ``feature_drift`` property of ``ExampleAnomalies``, written by the example DAGs
-and by ``graphlets simulate``), per pipeline and span. One read-only query over MLMD's tables."""
+"""What the gate learns from besides graphlets, read from the store (read-only):
+
+- :func:`span_drift`: the drift each span's ExampleValidator reported (the ``feature_drift``
+  property of ``ExampleAnomalies``, written by the example DAGs and by ``graphlets simulate``);
+- :func:`run_signals`: what each run's DAG handed its gate before training (the gate's
+  ``graphlets_signals`` property, :mod:`.features.signals`);
+- :func:`span_statistics`: each span's statistics, from the files its ExampleStatistics
+  artifact points at (TFDV's format, :mod:`.span_statistics`), and how many were readable.
+
+Each is one query over MLMD's tables, for one pipeline (and some of its runs) or all.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from airflow_graphlets.graphlets import rules
 from airflow_graphlets.graphlets.bulk_queries import ints
+from airflow_graphlets.prune.span_statistics import SpanStatistics, SpanStatisticsIndex, read_statistics
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
 
 DRIFT_PROPERTY = "feature_drift"
+SIGNALS_PROPERTY = "graphlets_signals"  # on the gate's execution: JSON {name: value}
 
 _DRIFT_SQL = (
     "SELECT c.name, s.int_value, COALESCE(d.double_value, d.int_value) "
@@ -48,3 +62,112 @@ def span_drift(config: StoreConfig, pipeline: str | None = None, runs: Sequence[
     named = (lambda _: pipeline) if runs is not None else str
     return {(named(name), int(span)): float(drift) for name, span, drift in rows
             if span is not None and drift is not None}
+
+
+# The runs' signals: properties of executions in a run context, with the run's pipeline.
+_SIGNALS_SQL = (
+    "SELECT pc.name, rc.name, p.string_value FROM ExecutionProperty p "
+    "JOIN Association a ON a.execution_id = p.execution_id "
+    "JOIN Context rc ON rc.id = a.context_id "
+    "JOIN Type rt ON rt.id = rc.type_id "
+    "JOIN ParentContext par ON par.context_id = rc.id "
+    "JOIN Context pc ON pc.id = par.parent_context_id "
+    "JOIN Type pt ON pt.id = pc.type_id AND pt.name = :pipeline "
+    "WHERE p.name = :signals AND rt.name IN ({run_types})"
+)
+# Each span's statistics artifacts, with the pipeline (or run) they are attributed to.
+_STATISTICS_SQL = (
+    "SELECT c.name, s.int_value, a.uri FROM Artifact a "
+    "JOIN Type t ON t.id = a.type_id AND t.name = :statistics "
+    "JOIN ArtifactProperty s ON s.artifact_id = a.id AND s.name = 'span' "
+    "JOIN Attribution b ON b.artifact_id = a.id "
+    "JOIN Context c ON c.id = b.context_id "
+)
+
+
+def run_signals(config: StoreConfig, pipeline: str | None = None, runs: Sequence[int] | None = None,
+                engine: Engine | None = None) -> dict[tuple[str, str], dict[str, float]]:
+    """``(pipeline, run context name) -> {signal: value}``: what each run's DAG handed its gate
+    before training. Runs without a gate, or whose gate was handed nothing, are absent.
+
+    Args:
+      pipeline: one pipeline's runs only.
+      runs: with ``pipeline``, only these ``pipeline_run`` context ids.
+      engine: an open read-only engine to use.
+    """
+    query = _SIGNALS_SQL.format(run_types=", ".join(f"'{t}'" for t in rules.RUN_CONTEXT_TYPES))
+    params = {"pipeline": schema.PIPELINE_CONTEXT, "signals": SIGNALS_PROPERTY}
+    if pipeline is not None:
+        query += " AND pc.name = :name"
+        params["name"] = pipeline
+    if runs is not None:
+        query += f" AND rc.id IN ({ints(runs)})"
+    with reading(config, engine, point_reads=runs is not None) as engine, engine.connect() as conn:
+        rows = conn.execute(sa.text(query + " ORDER BY p.execution_id"), params).all()
+    found: dict[tuple[str, str], dict[str, float]] = {}
+    for pipeline_name, run_name, text in rows:
+        found.setdefault((str(pipeline_name), str(run_name)), {}).update(_parse_signals(text))
+    return found
+
+
+def _parse_signals(text: str | None) -> dict[str, float]:
+    """Numeric values of a signals document; anything else in it is ignored."""
+    try:
+        document = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    parsed = {}
+    for name, value in document.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            parsed[str(name)] = float(value)
+    return parsed
+
+
+@dataclass
+class StatisticsFound:
+    """Span statistics by pipeline, and what could not be read."""
+
+    by_pipeline: dict[str, SpanStatisticsIndex] = field(default_factory=dict)
+    artifacts: int = 0  # ExampleStatistics artifacts with a span
+    readable: int = 0
+    first_problem: str | None = None  # why the first unreadable one was not read
+
+    def describe(self) -> str:
+        """One line for reports: how many spans' statistics the drift features could read."""
+        if self.artifacts == 0:
+            return "no ExampleStatistics artifact with a span: statistics_drift is unknown"
+        said = f"{self.readable} of {self.artifacts} ExampleStatistics artifacts readable"
+        return said if self.first_problem is None else f"{said} (first unreadable: {self.first_problem})"
+
+
+def span_statistics(config: StoreConfig, pipeline: str | None = None, runs: Sequence[int] | None = None,
+                    engine: Engine | None = None, split: str = "train") -> StatisticsFound:
+    """Each span's statistics (the newest artifact of a span wins), read from the files its
+    ExampleStatistics artifact points at; arguments as :func:`run_signals`."""
+    if runs is None:
+        query = _STATISTICS_SQL + "JOIN Type ct ON ct.id = c.type_id AND ct.name = :pipeline"
+        query += "" if pipeline is None else " WHERE c.name = :name"
+    elif pipeline is None:
+        raise ValueError("statistics of some runs are read for one named pipeline: pass pipeline too")
+    else:
+        query = _STATISTICS_SQL + f"WHERE c.id IN ({ints(runs)})"
+    with reading(config, engine, point_reads=runs is not None) as engine, engine.connect() as conn:
+        rows = conn.execute(sa.text(query + " ORDER BY a.id"), {
+            "statistics": schema.EXAMPLE_STATISTICS, "pipeline": schema.PIPELINE_CONTEXT, "name": pipeline}).all()
+    uris: dict[tuple[str, int], str] = {}
+    for name, span, uri in rows:
+        if span is not None and uri:
+            uris[(pipeline if runs is not None else str(name), int(span))] = str(uri)
+    found, by_pipeline = StatisticsFound(artifacts=len(uris)), {}
+    for (name, span), uri in uris.items():
+        try:
+            statistics: SpanStatistics = read_statistics(uri, split)
+        except (OSError, ValueError) as err:
+            found.first_problem = found.first_problem or f"{uri}: {err}"
+            continue
+        found.readable += 1
+        by_pipeline.setdefault(name, {})[span] = statistics
+    found.by_pipeline = {name: SpanStatisticsIndex(spans) for name, spans in by_pipeline.items()}
+    return found

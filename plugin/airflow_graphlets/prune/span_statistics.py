@@ -48,6 +48,32 @@ class SpanStatistics:
     categorical: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+class SpanStatisticsIndex:
+    """One pipeline's span statistics by span number, and the drift between span sets, each
+    merge and drift computed once (a replay asks for the same pairs many times)."""
+
+    def __init__(self, by_span: Mapping[int, SpanStatistics]) -> None:
+        self.by_span = dict(by_span)
+        self._merged: dict[frozenset[int], SpanStatistics] = {}
+        self._drift: dict[tuple[frozenset[int], frozenset[int]], float | None] = {}
+
+    def drift(self, current: frozenset[int], reference: frozenset[int]) -> float | None:
+        """Drift of the spans ``current`` from the spans ``reference``; None when a span's
+        statistics are missing."""
+        key = (current, reference)
+        if key not in self._drift:
+            if not current or not reference or any(span not in self.by_span for span in current | reference):
+                self._drift[key] = None
+            else:
+                self._drift[key] = drift(self._merge(current), self._merge(reference))
+        return self._drift[key]
+
+    def _merge(self, spans: frozenset[int]) -> SpanStatistics:
+        if spans not in self._merged:
+            self._merged[spans] = merge([self.by_span[span] for span in sorted(spans)])
+        return self._merged[spans]
+
+
 def statistics_path(uri: str, split: str = DEFAULT_SPLIT) -> str:
     """Where TFX's StatisticsGen keeps a split's statistics under an ExampleStatistics uri."""
     return os.path.join(_local(uri), f"Split-{split}", STATS_FILE)

@@ -8,13 +8,20 @@ one, or on data that has not drifted, rarely beats it.
 - ``drift``: the drift the candidate's ExampleValidator reported for the newest span (-1 unknown).
 - ``drift_since_push``: the largest drift reported by a graphlet since the last push, the
   candidate's included (-1 unknown).
+- ``statistics_drift``: the drift between the statistics of the spans the candidate reads that
+  the deployed model did not (its newest span when there are none) and the statistics of the
+  deployed model's spans, measured as TFDV's drift comparator does (largest Jensen-Shannon
+  divergence or L-infinity distance of any feature, :mod:`..span_statistics`); NaN (unknown)
+  before any push or where a span's statistics file is not readable.
 """
 
 from __future__ import annotations
 
+import math
+
 from airflow_graphlets.prune.features.history import Candidate, PipelineHistory
 
-NAMES = ("new_spans", "span_overlap", "drift", "drift_since_push")
+NAMES = ("new_spans", "span_overlap", "drift", "drift_since_push", "statistics_drift")
 UNKNOWN = -1.0
 
 
@@ -30,4 +37,13 @@ def compute(history: PipelineHistory, candidate: Candidate) -> tuple[float, ...]
     seen = [o.drift for o in history.since_last_push() if o.drift is not None]
     if candidate.drift is not None:
         seen.append(candidate.drift)
-    return new_spans, overlap, drift, max(seen) if seen else UNKNOWN
+    return new_spans, overlap, drift, max(seen) if seen else UNKNOWN, _statistics_drift(history, candidate)
+
+
+def _statistics_drift(history: PipelineHistory, candidate: Candidate) -> float:
+    deployed = history.last_pushed
+    if history.statistics is None or deployed is None or not candidate.spans or not deployed.spans:
+        return math.nan
+    new = candidate.spans - deployed.spans or frozenset({max(candidate.spans)})
+    measured = history.statistics.drift(new, deployed.spans)
+    return math.nan if measured is None else measured

@@ -8,7 +8,15 @@ replay feeds outcomes in as their time comes, and the gate reads the store as it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_graphlets.prune.span_statistics import SpanStatisticsIndex
+
+NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -20,6 +28,9 @@ class Candidate:
     structure_hash: str | None
     code_hash: str | None
     drift: float | None  # drift its ExampleValidator reported for the newest span, None when unknown
+    # What the DAG measured before training and handed the gate (SIGNALS), e.g. the deployed
+    # model's score on the new span; a signal not given is unknown.
+    signals: Mapping[str, float] = field(default_factory=lambda: NO_SIGNALS)
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class Outcome:
     pushed_at: float | None
     cost: float  # seconds a gate before the training branch saves: Transform, trainer and what follows
     drift: float | None
+    signals: Mapping[str, float] = field(default_factory=lambda: NO_SIGNALS)  # what its gate was handed
 
 
 @dataclass
@@ -45,6 +57,7 @@ class PipelineHistory:
     outcomes: list[Outcome] = field(default_factory=list)
     last_pushed: Outcome | None = None
     first_start: float | None = None  # when the pipeline's first graphlet started
+    statistics: SpanStatisticsIndex | None = None  # the pipeline's span statistics, where readable
 
     def add(self, outcome: Outcome) -> None:
         """Record an outcome that has become known (call in the order they become known)."""
@@ -59,3 +72,10 @@ class PipelineHistory:
         if self.last_pushed is None:
             return self.outcomes
         return [o for o in self.outcomes if o.start > self.last_pushed.start]
+
+    def first_after_push(self) -> Outcome | None:
+        """The first outcome whose run started after the deployed model was pushed: what its
+        signals measured was the deployed model on the first data it had not seen."""
+        if self.last_pushed is None or self.last_pushed.pushed_at is None:
+            return None
+        return next((o for o in self.outcomes if o.start >= self.last_pushed.pushed_at), None)

@@ -11,6 +11,11 @@ last runs tends not to push in the next.
 - ``history_length``: known graphlets, counted up to ``LONG_HISTORY`` (20): past that a history
   is long, and a count that grows forever would only tell the predictor a pipeline's age, which
   the gate could then not read from a window of recent runs.
+- ``pipeline_push_rate``: the pipeline's own push rate over its last ``LONG_RATE`` (50) known
+  graphlets, (pushes + 1) / (graphlets + 2): how the cross-pipeline predictor is calibrated to
+  one pipeline, whose push rate may be anywhere from 3 % to 100 %. With little history it
+  stays near one half and the predictor leans on the other features, as it does for every
+  pipeline; with more it is the pipeline's own.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from __future__ import annotations
 from airflow_graphlets.prune.features.history import Candidate, PipelineHistory
 
 NAMES = ("hours_since_push", "runs_since_push", "consecutive_not_pushed", "recent_push_rate",
-         "recent_blessed_rate", "history_length")
+         "recent_blessed_rate", "history_length", "pipeline_push_rate")
 RECENT = 10
+LONG_RATE = 50
 LONG_HISTORY = 20
 HOUR = 3600.0
 
@@ -41,4 +47,7 @@ def compute(history: PipelineHistory, candidate: Candidate) -> tuple[float, ...]
     judged = [o for o in history.outcomes[-RECENT:] if o.blessed is not None]
     blessed_rate = sum(bool(o.blessed) for o in judged) / len(judged) if judged else -1.0
     length = min(len(history.outcomes), LONG_HISTORY)
-    return max(since, 0.0) / HOUR, float(runs_since), float(streak), push_rate, blessed_rate, float(length)
+    longer = history.outcomes[-LONG_RATE:]
+    own_rate = (sum(o.pushed for o in longer) + 1.0) / (len(longer) + 2.0)
+    return (max(since, 0.0) / HOUR, float(runs_since), float(streak), push_rate, blessed_rate, float(length),
+            own_rate)
