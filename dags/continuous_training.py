@@ -7,9 +7,10 @@ span of a drifting stream and retrains::
         -> [transform] -> trainer -> evaluator -> pusher
 
 - ExampleGen writes span k (one day of a river stream with real concept drift).
-- StatisticsGen, SchemaGen and ExampleValidator summarise it, infer a schema and measure drift
-  against the previous span.
-- The graphlet gate predicts, from the pipeline's graphlet history in MLMD, whether this run's
+- StatisticsGen, SchemaGen and ExampleValidator summarise it (also in TFDV's format), infer a
+  schema and measure drift against the previous span.
+- The graphlet gate predicts, from the pipeline's graphlet history in MLMD, the span statistics
+  and the deployed model's accuracy on the new span (which it is handed), whether this run's
   model would be pushed, and skips the training branch when it would not (within guardrails;
   every decision is in the skip log, ``graphlets decisions``). Until a predictor exists
   (``graphlets train-predictor`` writes ``[graphlets] predictor_path``) it runs every training.
@@ -34,6 +35,7 @@ from airflow.sdk import dag, task
 from airflow_graphlets import lineage
 from airflow_graphlets.assets import mlmd_asset
 from airflow_graphlets.gate_operator import graphlet_gate
+from airflow_graphlets.prune.evaluator_bar import tfx_eval_config
 from ct_pipelines import components
 from ct_pipelines.pipelines import PIPELINES, Pipeline, Release, data_dir, span_of, today
 from ct_pipelines.trainers import TRAINERS
@@ -75,9 +77,12 @@ def continuous_training(pipeline: Pipeline, release: Release):
         @task(inlets=[examples], outlets=[statistics])
         @lineage.component("StatisticsGen")
         def statistics_gen(span: int, *, outlet_events, **_) -> str:
+            span_path = os.path.join(root, "examples", f"span-{span}.npz")
             path = os.path.join(root, "statistics", f"span-{span}.json")
-            components.write_json(path, components.compute_statistics(os.path.join(root, "examples", f"span-{span}.npz")))
-            outlet_events[statistics].extra.update(span=span, split_names=["train", "eval"], mlmd_uri=path)
+            components.write_json(path, components.compute_statistics(span_path))
+            uri = os.path.join(root, "statistics", f"span-{span}")  # TFDV's files, as TFX's StatisticsGen
+            components.write_feature_statistics(span_path, uri)
+            outlet_events[statistics].extra.update(span=span, split_names=["train", "eval"], mlmd_uri=uri)
             return path
 
         @task(inlets=[statistics], outlets=[schema])
@@ -117,9 +122,13 @@ def continuous_training(pipeline: Pipeline, release: Release):
 
         @graphlet_gate(task_id="graphlet_gate", trainer_task_id="trainer")
         def gate(span: int, report: dict) -> dict:
-            """What the trainer will read (the rolling window) and the drift the validator saw."""
+            """What the trainer will read (the rolling window), the drift the validator saw, and
+            how the deployed and the latest model do on the new span (scoring costs far less
+            than training)."""
             return {"spans": list(range(max(0, span - pipeline.window + 1), span + 1)),
-                    "drift": report["feature_drift"]}
+                    "drift": report["feature_drift"],
+                    "signals": components.model_scores(os.path.join(root, "serving"), os.path.join(root, "models"),
+                                                       os.path.join(root, "examples", f"span-{span}.npz"))}
 
         trainer = task(task_id="trainer")(TRAINERS[release.trainer])
 
@@ -136,6 +145,8 @@ def continuous_training(pipeline: Pipeline, release: Release):
             verdict = components.evaluate(components.load_model(model_path), baseline,
                                           os.path.join(root, "examples", f"span-{span}.npz"),
                                           threshold=pipeline.threshold, margin=pipeline.margin)
+            # The bar, as TFX's Evaluator keeps its EvalConfig: the gate learns how high it is.
+            run.set_properties(eval_config=tfx_eval_config("BinaryAccuracy", pipeline.threshold, pipeline.margin))
             print(f"Evaluator: {verdict.reason}")
             path = os.path.join(root, "evaluations", f"{_file_name(context['run_id'])}.json")
             components.write_json(path, verdict.to_json())

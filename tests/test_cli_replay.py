@@ -31,19 +31,29 @@ def test_the_json_document_compares_the_policy_with_every_baseline(store):
     document = json.loads(graphlets("replay", "--store", store, "--json").stdout)
     assert (document["schema"], document["version"]) == ("airflow-graphlets/replay", 1)
     names = [p["policy"] for p in document["policies"]]
-    assert names[0].startswith("predictor (skip below p=") and names[0].endswith(
-        ", weighted by 1 + hours since push / 24)")
-    assert names[1] == "never skip" and names[2].startswith("predictor (skip below p=") and "weighted" not in names[2]
-    assert names[3:] == ["skip when no new data", "skip after 2 not pushed", "skip after 3 not pushed"]
+    assert names[0].startswith("predictor (skip below ") and names[0].endswith(
+        ", as push odds per unit of expected compute, weighted by 1 + hours since push / 24)")
+    assert names[1] == "never skip" and names[2].startswith("predictor (skip below ") and "weighted" not in names[2]
+    assert names[3:] == ["skip when no new data", *(f"skip after {k} not pushed" for k in (1, 2, 3, 4))]
     never = document["policies"][1]
     assert (never["skipped"], never["compute_saved_share"], never["pushes_kept_share"]) == (0, 0.0, 1.0)
     assert document["train_runs"] + document["evaluated_runs"] == document["runs"]
     curve = document["curve"]
-    assert [round(c["threshold"], 2) for c in curve] == [round(0.05 * k, 2) for k in range(1, 20)]
-    skipped = [c["skipped"] for c in curve]
-    assert skipped == sorted(skipped)  # a higher threshold never skips less
+    thresholds = [c["threshold"] for c in curve]
+    assert thresholds == sorted(thresholds) and document["threshold"] in thresholds
+    assert curve[0]["pushes_kept_share"] > 0.98  # from nearly never skipping ...
+    lowest_baseline = min(p["pushes_kept_share"] for p in document["policies"])
+    assert curve[-1]["pushes_kept_share"] < lowest_baseline or curve[-1]["threshold"] > 100  # ... past every baseline
     learned = document["policies"][0]
     assert learned["compute_saved_share"] > 0 and learned["pushes_kept_share"] < 1
+    # Every baseline but never skipping is compared with the curve at its own share of pushes kept.
+    assert [c["baseline"] for c in document["comparisons"]] == names[2:]
+    point = document["operating_point"]
+    assert point["folds"] == 4 and point["target"] == 0.93 and 0.9 <= point["cross_validated_pushes_kept"] <= 1
+    assert set(document["features_missing"]) >= {"statistics_drift", "deployed_score", "evaluator_margin"}
+    assert {"deployed_score", "statistics_drift"} <= set(document["features_lacking"])  # a simulated store has neither
+    held = document["held_out_pipelines"]
+    assert len(held["pipelines"]) == 30 // 4 + 1 and held["policies"][0]["decided"] > 0
 
 
 def test_the_table_and_the_figures(store, tmp_path):
@@ -51,6 +61,8 @@ def test_the_table_and_the_figures(store, tmp_path):
                      "--html", str(tmp_path / "curve.html"))
     assert "Trade-off over thresholds (learned policy)" in done.stdout
     assert "skip after 3 not pushed" in done.stdout
+    assert "chosen by time-ordered cross-validation over 4 slices of the training period" in done.stdout
+    assert "this store holds nothing for: " in done.stdout and "Held-out pipelines (8 the predictor never saw)" in done.stdout
     with open(tmp_path / "curve.png", "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     page = (tmp_path / "curve.html").read_text()

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from airflow_graphlets.errors import GraphletsError
 from airflow_graphlets.prune.features import NAMES
-from airflow_graphlets.prune.predictor import PushPredictor
+from airflow_graphlets.prune.policy import Scoring
+from airflow_graphlets.prune.predictor import FORMAT, PushPredictor
 from airflow_graphlets.prune.trees import TreeEnsemble
 from airflow_graphlets.simulate.run import simulate
 from airflow_graphlets.store.uri import parse_store_uri
@@ -43,15 +44,35 @@ def test_the_numpy_trees_give_scikit_learns_probabilities(rows):
     np.testing.assert_allclose(trees.probability(fresh), model.predict_proba(fresh)[:, 1], rtol=1e-9, atol=1e-12)
 
 
-def test_a_saved_predictor_loads_with_its_threshold_and_the_same_answers(rows, tmp_path):
+def test_a_saved_predictor_loads_with_its_operating_point_and_the_same_answers(rows, tmp_path):
     x, pushed = rows
-    predictor = PushPredictor.fit(x, pushed)
+    predictor = PushPredictor.fit(x, pushed).with_operating_point(0.27, Scoring(24.0, 1800.0), 1.7e9, 0.93)
     path = str(tmp_path / "push.npz")
-    replace(predictor, threshold=0.27).save(path)
+    predictor.save(path)
     loaded = PushPredictor.load(path)
     assert (loaded.threshold, loaded.trained_rows, loaded.feature_names) == (0.27, len(x), NAMES)
+    assert (loaded.scoring, loaded.trained_until, loaded.target_pushes_kept) == (Scoring(24.0, 1800.0), 1.7e9, 0.93)
     assert loaded.push_rate == pytest.approx(pushed.mean())
+    assert loaded.version == predictor.version
     np.testing.assert_array_equal(loaded.push_probability(x[:50]), predictor.push_probability(x[:50]))
+
+
+def test_a_predictors_version_names_its_trees_and_operating_point(rows):
+    x, pushed = rows
+    predictor = PushPredictor.fit(x, pushed)
+    assert predictor.version.startswith("push-predictor-") and len(predictor.version) == len("push-predictor-") + 12
+    assert replace(predictor, threshold=0.5).version != predictor.version
+    assert PushPredictor.fit(x[:2000], pushed[:2000]).version != predictor.version
+    assert PushPredictor.fit(x, pushed).version == predictor.version  # the same training, the same name
+
+
+def test_a_feature_no_row_knows_is_learned_around(rows):
+    x, pushed = rows
+    blank = x.copy()
+    blank[:, 4] = np.nan  # a store without span statistics, say
+    predictor = PushPredictor.fit(blank, pushed)
+    assert np.all(np.isfinite(predictor.push_probability(blank[:100])))
+    assert np.all(np.isfinite(predictor.push_probability(x[:100])))  # known later: still a probability
 
 
 def test_a_pickle_is_never_loaded(tmp_path):
@@ -70,7 +91,7 @@ def test_a_predictor_for_other_features_or_with_broken_trees_is_refused(rows, tm
     x, pushed = rows
     arrays = PushPredictor.fit(x, pushed).trees.to_arrays()
     other = tmp_path / "other.npz"
-    meta = {"format": "airflow-graphlets/push-predictor/2", "feature_names": ["a", "b"]}
+    meta = {"format": FORMAT, "feature_names": ["a", "b"]}
     np.savez(other, meta=np.asarray(json.dumps(meta)), **arrays)
     with pytest.raises(GraphletsError, match="trained on other features"):
         PushPredictor.load(str(other))
@@ -96,9 +117,12 @@ def test_train_predictor_writes_a_file_the_gate_reads(tmp_path):
     done = graphlets("train-predictor", "--store", store, "--out", out, "--policy", str(policy))
     assert done.returncode == 0, done.stderr
     predictor = PushPredictor.load(out)
-    assert done.stdout.startswith(f"wrote {out}: trained on {predictor.trained_rows:,} runs")
-    assert "keeps 90% of their pushes" in done.stdout
-    assert predictor.threshold > 0.0 and predictor.staleness_hours == 24.0  # the weighting it was tuned with
+    assert done.stdout.startswith(f"wrote {out}: {predictor.version}, trained on {predictor.trained_rows:,} runs")
+    assert "chosen by time-ordered cross-validation to keep 90% of pushes" in done.stdout
+    assert predictor.threshold > 0.0 and predictor.scoring.staleness_hours == 24.0  # the weighting it was tuned with
+    assert predictor.scoring.cost_reference > 0 and predictor.target_pushes_kept == 0.9
+    again = graphlets("train-predictor", "--store", store, "--out", out, "--policy", str(policy), "--seed", "5")
+    assert again.returncode == 0 and f"replaces {predictor.version}" in again.stdout
 
 
 def test_train_predictor_names_what_is_wrong(tmp_path):

@@ -9,9 +9,10 @@ from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.prune.dataset import TrainingRuns, feature_matrix, training_runs
 from airflow_graphlets.prune.features import NAMES, Candidate, Outcome, PipelineHistory, features
-from airflow_graphlets.prune.policy import Guardrails, NeverSkip, PredictedPush, threshold_for_pushes_kept
+from airflow_graphlets.prune.operating_point import memoized
+from airflow_graphlets.prune.policy import Guardrails, NeverSkip, PredictedPush, Scoring, threshold_for_pushes_kept
 from airflow_graphlets.prune.predictor import PushPredictor
-from airflow_graphlets.prune.replay import mean_model_age, replay
+from airflow_graphlets.prune.replay import Played, mean_model_age, play, replay
 from airflow_graphlets.prune.signals import span_drift
 from airflow_graphlets.simulate.run import simulate
 from airflow_graphlets.store.uri import parse_store_uri
@@ -43,7 +44,7 @@ def test_features_use_only_outcomes_known_before_the_run_started(runs):
         history = PipelineHistory()
         for o in known:
             history.add(o)
-        assert tuple(matrix[i]) == pytest.approx(features(history, runs.candidates[i]))
+        assert tuple(matrix[i]) == pytest.approx(features(history, runs.candidates[i]), nan_ok=True)
 
 
 def test_the_predictor_learns_the_causes_and_ranks_future_runs(runs):
@@ -73,7 +74,7 @@ def test_guardrails_bound_a_policy_that_would_skip_everything(runs):
     split = float(np.quantile(runs.start, 0.5))
     rails = Guardrails(min_history=5, max_consecutive_skips=2, max_hours_without_training=1e9, exploration=0.0)
     result = replay(runs, PredictedPush(threshold=2.0), evaluate_from=split,
-                    probabilities=np.zeros(len(runs)), guardrails=rails)
+                    probability=lambda i, x: 0.0, guardrails=rails)
     # Every third run of a pipeline runs: at most two skips in a row.
     assert result.skipped <= 2 * result.decided / 3 + 2 * len(np.unique(runs.pipeline))
     assert result.forced_by_guardrails > 0 and result.pushes_kept_share < 1
@@ -108,7 +109,7 @@ def one_pipeline(pushes: list[tuple[float, float]], last_start: float) -> Traini
     return TrainingRuns(
         pipeline=np.zeros(len(starts), dtype=np.int32), pipelines=("p",), trainer_id=np.arange(len(starts)),
         start=np.asarray(starts) * HOUR, pushed=pushed, pushed_at=pushed_at, cost=np.full(len(starts), 10.0),
-        waste_start=np.zeros(0), waste_seconds=np.zeros(0),
+        waste_start=np.zeros(0), waste_seconds=np.zeros(0), waste_pipeline=np.zeros(0, dtype=np.int32),
         candidates=[Candidate(s * HOUR, frozenset({k}), None, None, None) for k, s in enumerate(starts)],
         outcomes=outcomes,
     )
@@ -117,22 +118,68 @@ def one_pipeline(pushes: list[tuple[float, float]], last_start: float) -> Traini
 def test_the_deployed_models_age_is_averaged_over_time():
     # Trained at 0 and pushed at 2; trained at 10 and pushed at 12; the period ends at 20.
     runs = one_pipeline([(0, 2), (10, 12)], last_start=20)
-    everything = np.ones(3, dtype=bool)
+
+    def played(pushed):
+        pushed = np.asarray(pushed)
+        return Played(np.ones(3, dtype=bool), pushed, pushed, np.where(pushed, runs.pushed_at, np.nan), 0)
+
     # From 2 to 12 the age grows 2 -> 12 (mean 7); from 12 to 20 it grows 2 -> 10 (mean 6).
-    assert mean_model_age(runs, everything, evaluate_from=0) / HOUR == pytest.approx((10 * 7 + 8 * 6) / 18)
+    assert mean_model_age(runs, played([True, True, False]), evaluate_from=0) / HOUR == pytest.approx((10 * 7 + 8 * 6) / 18)
     # Skipping the second push: the first model ages from 2 to 20 (mean 11).
-    assert mean_model_age(runs, np.asarray([True, False, True]), evaluate_from=0) / HOUR == pytest.approx(11)
+    assert mean_model_age(runs, played([True, False, False]), evaluate_from=0) / HOUR == pytest.approx(11)
 
 
 def test_the_same_probability_skips_while_the_deployed_model_is_fresh_and_runs_once_it_is_stale():
-    policy = PredictedPush(threshold=0.6, staleness_hours=24)
+    policy = PredictedPush(threshold=0.6, scoring=Scoring(staleness_hours=24))
     x = np.zeros(len(NAMES))
     x[NAMES.index("hours_since_push")] = 2
     run, reason = policy.propose(x, 0.5)
     assert not run
-    assert reason == ("predicted push probability 0.50, weighted by the deployed model's age (2 h since the last "
-                      "push): 0.54 < 0.60")
+    assert reason == "predicted push probability 0.50, scored 0.542 (2 h since the last push) < 0.6"
     x[NAMES.index("hours_since_push")] = 48
-    assert policy.propose(x, 0.5) == (True, "predicted push probability 0.50, weighted by the deployed model's age "
-                                            "(48 h since the last push): 1.50 >= 0.60")
+    assert policy.propose(x, 0.5) == (True, "predicted push probability 0.50, scored 1.5 (48 h since the last push) "
+                                            ">= 0.6")
     assert PredictedPush(threshold=0.6).propose(x, 0.5)[0] is False  # unweighted, age does not matter
+
+
+def test_cost_aware_scoring_skips_the_expensive_run_of_two_equally_likely_ones():
+    scoring = Scoring(cost_reference=1000.0)
+    x = np.zeros((2, len(NAMES)))
+    x[:, NAMES.index("expected_cost")] = (500.0, 4000.0)
+    cheap, dear = scoring.scores([0.2, 0.2], x)
+    assert cheap == pytest.approx(0.25 * 2) and dear == pytest.approx(0.25 / 4)  # push odds per unit of compute
+    policy = PredictedPush(0.3, scoring)
+    assert policy.propose(x[0], 0.2)[0] and not policy.propose(x[1], 0.2)[0]
+    unknown = np.zeros(len(NAMES))
+    unknown[NAMES.index("expected_cost")] = -1.0  # no history: scored at the reference cost
+    assert scoring.scores([0.2], unknown)[0] == pytest.approx(0.25)
+
+
+def test_the_replay_asks_the_predictor_on_the_features_the_replay_computed(runs):
+    """A skipped run's outcome is unknown to the runs after it, so their features (and the
+    probability asked of the predictor) are the replay's, not the recorded history's."""
+    split = float(np.quantile(runs.start, 0.5))
+    seen: dict[int, np.ndarray] = {}
+
+    def probability(i, x):
+        seen[i] = x.copy()
+        return 0.0
+
+    rails = Guardrails(min_history=0, max_consecutive_skips=1, max_hours_without_training=1e9, exploration=0.0)
+    played = play(runs, PredictedPush(0.5), evaluate_from=split, probability=probability, guardrails=rails)
+    matrix = feature_matrix(runs)
+    skipped_then_asked = [i for i in seen if i > 0 and not played.ran[i - 1] and runs.pipeline[i] == runs.pipeline[i - 1]]
+    assert skipped_then_asked
+    length = NAMES.index("history_length")
+    assert any(seen[i][length] < matrix[i][length] for i in skipped_then_asked)  # the skipped run is not known
+
+
+def test_a_memoized_predictor_is_asked_once_per_distinct_feature_vector(runs):
+    matrix = feature_matrix(runs)
+    predictor = PushPredictor.fit(matrix[:1500], runs.pushed[:1500])
+    probability = memoized(predictor)
+    calls = []
+    original = predictor.trees.probability
+    object.__setattr__(predictor.trees, "probability", lambda rows: calls.append(1) or original(rows))
+    first = probability(0, matrix[3])
+    assert probability(7, matrix[3].copy()) == first and len(calls) == 1

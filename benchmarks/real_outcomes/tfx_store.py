@@ -15,8 +15,8 @@ StatisticsGen's outputs are real files: each span's statistics in TFDV's format 
 
 With ``gate=True`` each run also has the graphlet gate as a custom component between the
 validator and the training branch, as a deployment of airflow-graphlets in its learning phase
-leaves it: it ran every training (no predictor yet) and logged the signal its DAG handed it,
-the deployed model's accuracy on the new span (``graphlets_signals``).
+leaves it: it ran every training (no predictor yet) and logged the signals its DAG handed it,
+the deployed and the latest trained model's accuracy on the new span (``graphlets_signals``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from airflow_graphlets.prune.evaluator_bar import EVAL_CONFIG_PROPERTY, tfx_eval_config
+from airflow_graphlets.prune.features.signals import DEPLOYED_SCORE, LATEST_SCORE
 from airflow_graphlets.prune.span_statistics import write_statistics
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.bulk_write import BulkWriter
@@ -43,7 +45,7 @@ COMPLETE, LIVE = 3, 2
 TFX_VERSION = "1.16.0"
 GATE_TYPE = "airflow_graphlets.gate_operator.GraphletGateOperator"
 GATE_NODE = "graphlet_gate"
-SIGNALS_PROPERTY = "graphlets_signals"
+SIGNALS_PROPERTY = schema.GATE_SIGNALS_PROPERTY
 _CLASS = {
     "ExampleGen": ("tfx.components.example_gen.csv_example_gen.component.CsvExampleGen", None, "CsvExampleGen"),
     "StatisticsGen": ("tfx.components.statistics_gen.component.StatisticsGen", schema.BASE_PROCESS, "StatisticsGen"),
@@ -211,15 +213,21 @@ def _pipeline_rows(record: PipelineRecord, rows: _Rows, types: dict, artifact_ro
                                           {"stats_dashboard_link": ""})]}, {}, durations["StatisticsGen"])
         statistics, statistics_uri = out["statistics"][0]
         data = record.spans[span]
-        write_statistics(statistics_uri, {"train": data.train()[0], "eval": data.eval()[0]}, record.feature_names)
+        # TFDV treats the label as a feature too.
+        write_statistics(statistics_uri, {split: np.column_stack(rows) for split, rows in
+                                          (("train", data.train()), ("eval", data.eval()))},
+                         [*record.feature_names, "label"])
         out = execute("SchemaGen", {"statistics": [statistics]}, {"schema": [("Schema", {}, {})]},
                          {"infer_feature_shape": 1}, durations["SchemaGen"])
         schema_id = out["schema"][0][0]
         execute("ExampleValidator", {"statistics": [statistics], "schema": [schema_id]},
                 {"anomalies": [("ExampleAnomalies", {"span": span, "split_names": splits}, {})]}, {},
                 durations["ExampleValidator"])
-        signal = happened.deployed_accuracy[r]
-        signals = {} if np.isnan(signal) else {"deployed_score": round(float(signal), 6)}
+        signals = {}
+        for name, value in ((DEPLOYED_SCORE, happened.deployed_accuracy[r]),
+                            (LATEST_SCORE, record.acc_train[r - 1, r] if r > 0 else np.nan)):
+            if not np.isnan(value):
+                signals[name] = round(float(value), 6)
         execute("Gate", {}, {}, {"graphlets_decision": "run", "graphlets_probability": -1.0,
                                      "graphlets_reason": "fail open: no push predictor yet (train one with "
                                                          "`graphlets train-predictor`)",
@@ -245,11 +253,10 @@ def _pipeline_rows(record: PipelineRecord, rows: _Rows, types: dict, artifact_ro
         if deployed_model is not None:
             evaluator_inputs["baseline_model"] = [deployed_model[0]]
             custom.update(baseline_model=deployed_model[1], baseline_model_id=deployed_model[0])
-        eval_config = {"thresholds": {"accuracy": {"lower_bound": round(spec.threshold, 4),
-                                                   "change_absolute": round(spec.margin, 4)}}}
         out = execute("Evaluator", evaluator_inputs,
                          {"evaluation": [("ModelEvaluation", {}, {})], "blessing": [("ModelBlessing", {}, custom)]},
-                         {"eval_config": json.dumps(eval_config)}, durations["Evaluator"])
+                         {EVAL_CONFIG_PROPERTY: tfx_eval_config("BinaryAccuracy", round(spec.threshold, 4), spec.margin)},
+                         durations["Evaluator"])
         blessing = out["blessing"][0][0]
         pushed = ({"pushed": 1, "pushed_destination": f"/serving/{spec.name}/{int(start)}",
                    "pushed_version": str(int(clock[0]))} if blessed else {"pushed": 0})

@@ -12,6 +12,7 @@ Files of one pipeline, under its data directory::
 
     examples/span-<k>.npz        features, labels, feature names, eval-split mask
     statistics/span-<k>.json     per-feature count, mean, std, min, max; label shares
+    statistics/span-<k>/Split-<split>/FeatureStats.pb   the same span in TFDV's format (the gate's drift)
     schema/<run>.json            feature names and value ranges
     anomalies/<run>.json         out-of-range features, drift against the previous span
     transform/<run>.pkl          the fitted preprocessing
@@ -92,6 +93,19 @@ def compute_statistics(span_path: str) -> dict:
         },
         "label_shares": {str(int(c)): float(n / len(labels)) for c, n in zip(classes, counts)},
     }
+
+
+def write_feature_statistics(span_path: str, uri: str) -> None:
+    """The span's statistics per split in TFDV's format under ``uri``, as TFX's StatisticsGen
+    writes them (``Split-<split>/FeatureStats.pb``); the label is a feature, as for TFDV."""
+    from airflow_graphlets.prune.span_statistics import write_statistics
+
+    names = span_feature_names(span_path) + ["label"]
+    splits = {}
+    for split in ("train", "eval"):
+        features, labels = read_span(span_path, split)
+        splits[split] = np.column_stack([features, labels])
+    write_statistics(uri, splits, names)
 
 
 # -- SchemaGen -------------------------------------------------------------------------------
@@ -224,6 +238,22 @@ def evaluate(candidate: TrainedModel, baseline: TrainedModel | None, eval_path: 
         blessed, reason = False, (f"accuracy {accuracy:.3f} does not beat the deployed model's "
                                   f"{baseline_accuracy:.3f} by {margin}")
     return Evaluation(accuracy, baseline_accuracy, len(labels), threshold, margin, blessed, reason)
+
+
+def model_scores(serving_dir: str, models_dir: str, span_path: str) -> dict[str, float]:
+    """What the gate is handed before training: the accuracy, on the new span's training rows,
+    of the deployed model (``deployed_score``) and of the model trained most recently, pushed or
+    not (``latest_score``); a model that does not exist yet is left out. Scoring costs a
+    fraction of training."""
+    features, labels = read_span(span_path, "train")
+    scores = {}
+    current = deployed(serving_dir)
+    newest = max((os.path.join(models_dir, f) for f in os.listdir(models_dir) if f.endswith(".pkl")),
+                 key=os.path.getmtime, default=None) if os.path.isdir(models_dir) else None
+    for name, path in (("deployed_score", current["served_path"] if current else None), ("latest_score", newest)):
+        if path is not None:
+            scores[name] = round(float((load_model(path).predict(features) == labels).mean()), 6)
+    return scores
 
 
 # -- Pusher ----------------------------------------------------------------------------------

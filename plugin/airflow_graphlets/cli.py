@@ -292,22 +292,18 @@ def _override(args: argparse.Namespace) -> int:
 
 
 def _train_predictor(args: argparse.Namespace) -> int:
-    from airflow_graphlets.graphlets.bulk_reader import read_graphlets
-    from airflow_graphlets.prune.evaluate import Inputs, PolicySettings, train_predictor
+    from airflow_graphlets.prune.evaluate import PolicySettings
+    from airflow_graphlets.prune.retrain import retrain
 
     settings = PolicySettings.from_toml(args.policy) if args.policy else PolicySettings()
-    store = _store(args.store)
-    out = args.out or _settings().predictor_path
-    predictor = train_predictor(read_graphlets(store), Inputs.read(store), settings, seed=args.seed)
-    try:
-        if not args.out:
-            os.makedirs(os.path.dirname(out), exist_ok=True)  # the default lives under AIRFLOW_HOME
-        predictor.save(out)
-    except OSError as err:
-        raise GraphletsError(f"Cannot write the predictor to {out}: {err.strerror}. Pick a writable path.") from None
-    print(f"wrote {out}: {predictor.version}, trained on {predictor.trained_rows:,} runs ({predictor.push_rate:.1%} "
-          f"pushed); threshold {predictor.threshold:.3f}, chosen by time-ordered cross-validation to keep "
-          f"{settings.target_pushes_kept:.0%} of pushes")
+    # The default path lives under AIRFLOW_HOME and is made when missing; an --out is taken as given.
+    done = retrain(_store(args.store), args.out or _settings().predictor_path, settings, seed=args.seed,
+                   make_directory=not args.out)
+    predictor = done.predictor
+    print(f"wrote {done.path}: {predictor.version}, trained on {predictor.trained_rows:,} runs "
+          f"({predictor.push_rate:.1%} pushed); threshold {predictor.threshold:.3g}, chosen by time-ordered "
+          f"cross-validation to keep {settings.target_pushes_kept:.0%} of pushes"
+          + (f"; replaces {done.replaced}" if done.replaced else ""))
     return 0
 
 

@@ -47,3 +47,7 @@ class SimulationError(GraphletsError):
 
 class NoGraphletsError(GraphletsError):
     """The store holds no trainer execution, so it has no model graphlet to analyse."""
+
+
+class NotEnoughHistoryError(GraphletsError):
+    """Too little finished history to learn the push predictor from (the message says how much)."""

@@ -11,16 +11,22 @@ which the recorder writes into MLMD: the skip log. Anything going wrong runs the
     validator >> gate >> transform >> trainer
 
 The TaskFlow form, ``@graphlet_gate`` (also ``@task.graphlet_gate``), wraps a function that returns
-what the gate needs to know of the run, ``{"spans": [...], "drift": 0.4}``:
+what the gate needs to know of the run, ``{"spans": [...], "drift": 0.4, "signals": {...}}``:
 
     @graphlet_gate(predictor_path="/models/push-predictor.npz")
     def gate(window: dict, anomalies: dict) -> dict:
-        return {"spans": window["spans"], "drift": anomalies["drift"]}
+        return {"spans": window["spans"], "drift": anomalies["drift"],
+                "signals": {"deployed_score": score_deployed_model_on(window["newest"])}}
+
+``signals`` are what the DAG measured before training (``deployed_score``: the deployed model's
+score on the new span, the strongest cheap signal); every gate logs them as
+``graphlets_signals``, with or without a predictor, so the predictor can learn from them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,12 +36,14 @@ from airflow.sdk.bases.decorator import DecoratedOperator, determine_kwargs, tas
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_graphlets import lineage
+from airflow_graphlets.store import schema
 
 if TYPE_CHECKING:  # the gate's machinery (NumPy, SQLAlchemy) loads when a gate runs, not when a DAG parses
     from airflow_graphlets.prune.gate import GateOutcome
     from airflow_graphlets.prune.policy import Guardrails
 
 DECISION = "graphlets_decision"
+SIGNALS = schema.GATE_SIGNALS_PROPERTY  # what the DAG handed the gate (prune/signals.py reads it back)
 
 
 class GraphletGateOperator(BaseOperator):
@@ -44,6 +52,8 @@ class GraphletGateOperator(BaseOperator):
     Args:
       spans: the span numbers the trainer will read (templated).
       drift: the drift the validator reported for the newest span, or None (templated).
+      signals: what the DAG measured before training, ``{name: number}`` (templated), e.g.
+        ``{"deployed_score": 0.91}``: the deployed model's score on the new span.
       trainer_task_id: the trainer task, whose code hash is a feature.
       predictor_path: a file written by ``graphlets train-predictor`` (templated); default
         ``[graphlets] predictor_path``.
@@ -53,16 +63,17 @@ class GraphletGateOperator(BaseOperator):
       budget_seconds: with no decision by then, the training runs.
     """
 
-    template_fields = ("spans", "drift", "predictor_path")
+    template_fields = ("spans", "drift", "signals", "predictor_path")
     graphlets_component = None
     _input_error: str | None = None  # set by @graphlet_gate when its function failed: training runs
 
-    def __init__(self, *, spans: Any = None, drift: Any = None, trainer_task_id: str = "trainer",
+    def __init__(self, *, spans: Any = None, drift: Any = None, signals: Any = None, trainer_task_id: str = "trainer",
                  predictor_path: str | None = None, threshold: float | None = None, never_skip: bool = False,
                  guardrails: Guardrails | None = None, budget_seconds: float = 5.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.spans = spans
         self.drift = drift
+        self.signals = signals
         self.trainer_task_id = trainer_task_id
         self.predictor_path = predictor_path
         self.threshold = threshold
@@ -71,9 +82,11 @@ class GraphletGateOperator(BaseOperator):
         self.budget_seconds = budget_seconds
 
     def execute(self, context: Any) -> dict:
-        outcome = self._decide(context)
+        signals = self._signals()
+        outcome = self._decide(context, signals)
         decision = outcome.decision
         lineage.of(context).set_properties(**{
+            SIGNALS: json.dumps(signals, sort_keys=True),
             DECISION: "run" if decision.run else "skip",
             "graphlets_probability": -1.0 if decision.probability is None else decision.probability,
             "graphlets_reason": decision.reason,
@@ -87,7 +100,24 @@ class GraphletGateOperator(BaseOperator):
         self.log.info("airflow-graphlets gate: training runs: %s", decision.reason)
         return {"run": True, "probability": decision.probability, "reason": decision.reason}
 
-    def _decide(self, context: Any) -> GateOutcome:
+    def _signals(self) -> dict[str, float]:
+        """The finite numbers among ``signals``; anything else is named in the log and left out."""
+        if self.signals is None:
+            return {}
+        if not isinstance(self.signals, Mapping):
+            self.log.warning("airflow-graphlets gate: signals must be a dict of name to number, not %s; ignored",
+                             type(self.signals).__name__)
+            return {}
+        kept = {}
+        for name, value in self.signals.items():
+            number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            if number is None or not math.isfinite(number):
+                self.log.warning("airflow-graphlets gate: signal %r = %r is not a finite number; ignored", name, value)
+                continue
+            kept[str(name)] = float(number)
+        return kept
+
+    def _decide(self, context: Any, signals: dict[str, float]) -> GateOutcome:
         from airflow_graphlets.prune.features import Candidate
         from airflow_graphlets.prune.gate import GateOutcome, GateSettings, decide
         from airflow_graphlets.prune.policy import Decision, Guardrails
@@ -96,7 +126,7 @@ class GraphletGateOperator(BaseOperator):
             return GateOutcome(Decision(True, None, f"fail open: {self._input_error}"), {},
                                GateSettings().policy_version, None, 0.0)
         config, predictor_path = None, self.predictor_path
-        candidate = Candidate(time.time(), frozenset(), None, None, None)
+        candidate = Candidate(time.time(), frozenset(), None, None, None, signals)
         try:
             from airflow_graphlets.airflow_config import load_settings, resolve_store
             from airflow_graphlets.recorder.capture import code_hash, dag_structure_hash
@@ -112,6 +142,7 @@ class GraphletGateOperator(BaseOperator):
                 structure_hash=dag_structure_hash(dag),
                 code_hash=code_hash(trainer) if trainer is not None else None,
                 drift=None if self.drift is None else float(self.drift),
+                signals=signals,
             )
         except Exception as err:  # noqa: BLE001 - decide() fails open on a missing store
             self.log.warning("airflow-graphlets gate: could not read the run's context: %s", err)
@@ -151,8 +182,8 @@ class _GraphletGateDecoratedOperator(DecoratedOperator, GraphletGateOperator):
             inputs = self.python_callable(*self.op_args, **kwargs)
             if not isinstance(inputs, Mapping) or "spans" not in inputs:
                 raise TypeError(f"a @graphlet_gate function must return a dict with 'spans' (and optionally "
-                                f"'drift'), not {type(inputs).__name__}")
-            self.spans, self.drift = inputs["spans"], inputs.get("drift")
+                                f"'drift' and 'signals'), not {type(inputs).__name__}")
+            self.spans, self.drift, self.signals = inputs["spans"], inputs.get("drift"), inputs.get("signals")
         except Exception as err:  # noqa: BLE001 - the user's function failing must not block training
             self.log.warning("airflow-graphlets gate: the gate function failed, so training runs: %s", err)
             self._input_error = f"the gate function failed: {type(err).__name__}: {err}"
@@ -161,6 +192,7 @@ class _GraphletGateDecoratedOperator(DecoratedOperator, GraphletGateOperator):
 
 def graphlet_gate(python_callable: Callable | None = None, **kwargs: Any):
     """TaskFlow form of :class:`GraphletGateOperator`: decorate a function returning
-    ``{"spans": [...], "drift": float | None}``; keyword arguments go to the gate."""
+    ``{"spans": [...], "drift": float | None, "signals": {name: number}}``; keyword arguments go to
+    the gate."""
     return task_decorator_factory(python_callable=python_callable, multiple_outputs=False,
                                   decorated_operator_class=_GraphletGateDecoratedOperator, **kwargs)

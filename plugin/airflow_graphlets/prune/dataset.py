@@ -17,6 +17,7 @@ import numpy as np
 from airflow_graphlets.graphlets.model import OUTCOME_WASTED, STATUS_INDEX, Extraction
 from airflow_graphlets.prune.features import NAMES, Candidate, Outcome, PipelineHistory, features
 from airflow_graphlets.prune.features.history import NO_SIGNALS
+from airflow_graphlets.prune.evaluator_bar import EvaluatorBar
 from airflow_graphlets.prune.span_statistics import SpanStatisticsIndex
 
 # What a gate placed before the training branch saves when it skips: Transform, the trainer and
@@ -52,15 +53,17 @@ class TrainingRuns:
 
 def training_runs(extraction: Extraction, drift: dict[tuple[str, int], float] | None = None,
                   signals: Mapping[tuple[str, str], Mapping[str, float]] | None = None,
-                  statistics: Mapping[str, SpanStatisticsIndex] | None = None) -> TrainingRuns:
+                  statistics: Mapping[str, SpanStatisticsIndex] | None = None,
+                  bars: Mapping[tuple[str, str], EvaluatorBar] | None = None) -> TrainingRuns:
     """Every finished graphlet of ``extraction`` as a candidate (what the gate knew) and an outcome.
 
     Args:
       drift: ``(pipeline, span) -> drift`` its validator reported (:func:`..signals.span_drift`).
       signals: ``(pipeline, run name) -> {signal: value}`` its gate was handed (:func:`..signals.run_signals`).
       statistics: each pipeline's span statistics (:func:`..signals.span_statistics`).
+      bars: ``(pipeline, run name) -> EvaluatorBar`` its evaluator set (:func:`..signals.evaluator_bars`).
     """
-    g, table, drift, signals = extraction.graphlets, extraction.executions, drift or {}, signals or {}
+    g, table, drift, signals, bars = extraction.graphlets, extraction.executions, drift or {}, signals or {}, bars or {}
     wasted = (table.outcome == OUTCOME_WASTED) & (table.pipeline >= 0)
     finished = np.isin(g.status, [STATUS_INDEX["pushed"], STATUS_INDEX["not_pushed"], STATUS_INDEX["failed"]])
     finished &= g.pipeline >= 0
@@ -82,6 +85,7 @@ def training_runs(extraction: Extraction, drift: dict[tuple[str, int], float] | 
             structure_hash=g.structure_hash[r], code_hash=g.code_hash[r],
             blessed=None if g.blessed[r] < 0 else bool(g.blessed[r]), pushed=pushed,
             pushed_at=float(g.pushed_at[r]) if pushed else None, cost=float(cost[r]), drift=newest, signals=handed,
+            evaluator_bar=bars.get((pipeline, g.run[r])) if g.run[r] is not None else None,
         ))
     pushed = g.status[rows] == STATUS_INDEX["pushed"]
     return TrainingRuns(

@@ -15,10 +15,11 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from airflow_graphlets.errors import GraphletsError
+from airflow_graphlets.errors import GraphletsError, NotEnoughHistoryError
 from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.graphlets.model import Extraction
 from airflow_graphlets.prune.dataset import TrainingRuns, feature_matrix, training_runs
+from airflow_graphlets.prune.evaluator_bar import EvaluatorBar
 from airflow_graphlets.prune.features import NAMES
 from airflow_graphlets.prune.operating_point import OperatingPoint, choose, memoized
 from airflow_graphlets.prune.policy import (
@@ -34,7 +35,7 @@ from airflow_graphlets.prune.replay import OutcomeSource, ReplayResult, replay
 from airflow_graphlets.prune.signals import StatisticsFound
 
 JSON_SCHEMA = "airflow-graphlets/replay"
-JSON_VERSION = 2
+JSON_VERSION = 1  # additive changes keep the version: new keys only
 SKIP_AFTER = (1, 2, 3, 4)
 _HELD_OUT_EVERY = 4  # one pipeline in four is held out
 
@@ -87,16 +88,17 @@ class Inputs:
     drift: dict[tuple[str, int], float] = field(default_factory=dict)  # validators' reported drift
     signals: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # what gates were handed
     statistics: StatisticsFound = field(default_factory=StatisticsFound)  # span statistics files
+    bars: dict[tuple[str, str], EvaluatorBar] = field(default_factory=dict)  # evaluators' thresholds
 
     @classmethod
     def read(cls, config) -> Inputs:
         """Read them from the store ``config`` (read-only)."""
-        from airflow_graphlets.prune.signals import run_signals, span_drift, span_statistics
+        from airflow_graphlets.prune.signals import evaluator_bars, run_signals, span_drift, span_statistics
         from airflow_graphlets.store.inspect import reading
 
         with reading(config) as engine:
             return cls(span_drift(config, engine=engine), run_signals(config, engine=engine),
-                       span_statistics(config, engine=engine))
+                       span_statistics(config, engine=engine), evaluator_bars(config, engine=engine))
 
 
 @dataclass
@@ -315,7 +317,7 @@ def _scoring(settings: PolicySettings, matrix: np.ndarray) -> Scoring:
 def _rows(extraction: Extraction, inputs: Inputs) -> tuple[TrainingRuns, np.ndarray]:
     """The store's finished runs and their features; raises GraphletsError when there are none."""
     runs = training_runs(on_clock(extraction, "logical"), inputs.drift, inputs.signals,
-                         inputs.statistics.by_pipeline)
+                         inputs.statistics.by_pipeline, inputs.bars)
     if len(runs) == 0:
-        raise GraphletsError(f"{extraction.store} holds no finished training runs to learn from.")
+        raise NotEnoughHistoryError(f"{extraction.store} holds no finished training runs to learn from.")
     return runs, feature_matrix(runs)

@@ -36,7 +36,7 @@ class GateSettings:
     guardrails: Guardrails = field(default_factory=Guardrails)
     budget_seconds: float = 5.0  # decisions slower than this run the training
     never_skip: bool = False  # the DAG author's standing override (operators use `graphlets override`)
-    policy_version: str = "predictor-v1"
+    policy_version: str = "no-predictor"  # what a decision made without a predictor names (a predictor names itself)
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class GateOutcome:
     """A decision with what it was made from: what the skip log keeps."""
 
     decision: Decision
-    features: dict[str, float]
+    features: dict[str, float | None]  # None: unknown to this store (NaN to the predictor)
     policy_version: str
     override: str | None
     seconds: float
@@ -148,9 +148,12 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
     if not settings.predictor_path:
         raise RuntimeError("no predictor is configured (predictor_path)")
     predictor = PushPredictor.load(settings.predictor_path)
-    history, last_trained = pipeline_history(config, pipeline, candidate.start, engine=engine)
+    history, last_trained = pipeline_history(config, pipeline, candidate.start, engine=engine,
+                                             candidate_spans=candidate.spans)
     x = np.asarray(features(history, candidate))
     probability = float(predictor.push_probability(x)[0])
+    if not np.isfinite(probability):
+        raise ValueError(f"the predictor {predictor.version} gave no probability ({probability}); train it again")
     threshold = predictor.threshold if settings.threshold is None else settings.threshold
     run, reason = PredictedPush(threshold, predictor.scoring).propose(x, probability)
     if not run:
@@ -159,5 +162,5 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
         forced = settings.guardrails.check(x, state.skips_in_a_row, hours, draw)
         if forced is not None:
             run, reason = True, f"guardrail: {forced} (the predictor said: {reason})"
-    return GateOutcome(Decision(run, probability, reason), dict(zip(NAMES, x.tolist())), settings.policy_version,
-                       None, 0.0)
+    known = {name: (value if np.isfinite(value) else None) for name, value in zip(NAMES, x.tolist())}
+    return GateOutcome(Decision(run, probability, reason), known, predictor.version, None, 0.0)

@@ -20,7 +20,7 @@ from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.prune.dataset import training_runs
 from airflow_graphlets.prune.features import PipelineHistory
 from airflow_graphlets.prune.features.recency import LONG_HISTORY
-from airflow_graphlets.prune.signals import span_drift
+from airflow_graphlets.prune.signals import evaluator_bars, run_signals, span_drift, span_statistics
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
@@ -38,9 +38,11 @@ _LATEST_RUNS_SQL = sa.text(
 
 
 def pipeline_history(config: StoreConfig, pipeline: str, now: float, first_window: int = FIRST_WINDOW,
-                     engine: Engine | None = None) -> tuple[PipelineHistory, float | None]:
-    """The pipeline's outcomes known at ``now`` (in the order they became known), and when its
-    latest trainer started (None before any), on the logical clock.
+                     engine: Engine | None = None, candidate_spans: frozenset[int] = frozenset()
+                     ) -> tuple[PipelineHistory, float | None]:
+    """The pipeline's outcomes known at ``now`` (in the order they became known), with the span
+    statistics that compare the candidate's spans with the deployed model's, and when its latest
+    trainer started (None before any), on the logical clock.
 
     Args:
       config: the store (read-only).
@@ -48,6 +50,7 @@ def pipeline_history(config: StoreConfig, pipeline: str, now: float, first_windo
       now: the decision's time on the logical clock.
       first_window: runs read at first.
       engine: an open read-only engine to read through (a new one when None).
+      candidate_spans: the spans the run about to train reads (their statistics are read too).
 
     Raises:
       StoreNotFoundError, StoreUnavailableError, NotAnMlmdStoreError: the store cannot be read.
@@ -61,8 +64,12 @@ def pipeline_history(config: StoreConfig, pipeline: str, now: float, first_windo
             chosen = None if len(latest) <= window else sorted(latest[:window])
             history, last_trained = _read_window(config, pipeline, now, chosen, engine)
             if chosen is None or (history.last_pushed is not None and len(history.outcomes) >= LONG_HISTORY):
-                return history, last_trained
+                break
             window *= _WIDEN
+        if history.last_pushed is not None:
+            needed = sorted(history.last_pushed.spans | candidate_spans)
+            history.statistics = span_statistics(config, pipeline, needed, engine).by_pipeline.get(pipeline)
+        return history, last_trained
 
 
 def _read_window(config: StoreConfig, pipeline: str, now: float, runs: list[int] | None,
@@ -72,7 +79,8 @@ def _read_window(config: StoreConfig, pipeline: str, now: float, runs: list[int]
         extraction = on_clock(read_graphlets(config, [pipeline], workers=1, runs=runs, engine=engine), "logical")
     except NoGraphletsError:
         return PipelineHistory(), None  # no trainer in these runs (or none at all yet)
-    found = training_runs(extraction, span_drift(config, pipeline, runs, engine))
+    found = training_runs(extraction, span_drift(config, pipeline, runs, engine),
+                          run_signals(config, pipeline, runs, engine), bars=evaluator_bars(config, pipeline, runs, engine))
     history = PipelineHistory()
     for outcome in sorted((o for o in found.outcomes if o.end <= now), key=lambda o: o.end):
         history.add(outcome)

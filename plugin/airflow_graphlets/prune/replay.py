@@ -35,6 +35,7 @@ from typing import Protocol
 
 import numpy as np
 
+from airflow_graphlets.prune.calibration import Calibration
 from airflow_graphlets.prune.dataset import TrainingRuns
 from airflow_graphlets.prune.features import Candidate, Outcome, features
 from airflow_graphlets.prune.policy import Guardrails, NeverSkip
@@ -46,9 +47,10 @@ Probability = Callable[[int, np.ndarray], float]
 
 class OutcomeSource(Protocol):
     """What a replayed run is, and what it yields if it runs, given the model deployed then
-    (the row of the last run that pushed in this replay, or None)."""
+    (the row of the last run that pushed in this replay, or None) and the latest model trained
+    (the row of the last run that ran, or None)."""
 
-    def candidate(self, i: int, deployed: int | None) -> Candidate: ...
+    def candidate(self, i: int, deployed: int | None, latest: int | None) -> Candidate: ...
 
     def outcome(self, i: int, deployed: int | None) -> Outcome: ...
 
@@ -59,7 +61,7 @@ class RecordedOutcomes:
     def __init__(self, runs: TrainingRuns) -> None:
         self.runs = runs
 
-    def candidate(self, i: int, deployed: int | None) -> Candidate:
+    def candidate(self, i: int, deployed: int | None, latest: int | None) -> Candidate:
         return self.runs.candidates[i]
 
     def outcome(self, i: int, deployed: int | None) -> Outcome:
@@ -131,8 +133,9 @@ def play(runs: TrainingRuns, policy, *, evaluate_from: float, probability: Proba
     pushed_at = np.full(n, np.nan)
     forced = 0
     wanted = _pipelines_of(runs, rows)
-    history, pending, current = None, [], -1
+    history, pending, current, calibration = None, [], -1, Calibration()
     deployed: int | None = None
+    latest: int | None = None
     skips_in_a_row, last_trained = 0, -np.inf
     needs_probability = getattr(policy, "needs_probability", False)
     for i in range(n):
@@ -140,24 +143,29 @@ def play(runs: TrainingRuns, policy, *, evaluate_from: float, probability: Proba
             continue
         if runs.pipeline[i] != current:
             history, pending, current = runs.new_history(runs.pipeline[i]), [], runs.pipeline[i]
-            skips_in_a_row, last_trained, deployed = 0, -np.inf, None
-        candidate = source.candidate(i, deployed)
+            skips_in_a_row, last_trained, deployed, calibration = 0, -np.inf, None, Calibration()
+            latest = None
+        candidate = source.candidate(i, deployed, latest)
         while pending and pending[0][0] <= candidate.start:
-            history.add(heapq.heappop(pending)[2])
+            _, _, known, predicted = heapq.heappop(pending)
+            history.add(known)
+            if predicted is not None:
+                calibration.add(predicted, known.pushed)
         outcome = source.outcome(i, deployed)
         would[i] = outcome.pushed
+        p = None
         if candidate.start >= evaluate_from:
             x = np.asarray(features(history, candidate))
             p = probability(i, x) if needs_probability and probability is not None else None
-            run, _ = policy.propose(x, p)
+            run, _ = policy.propose(x, None if p is None else calibration.apply(p))
             if not run:
                 hours = (candidate.start - last_trained) / HOUR if np.isfinite(last_trained) else 0.0
                 if guardrails.check(x, skips_in_a_row, hours, float(rng.random())) is not None:
                     run, forced = True, forced + 1
             ran[i] = run
         if ran[i]:
-            heapq.heappush(pending, (outcome.end, i, outcome))
-            skips_in_a_row, last_trained = 0, candidate.start
+            heapq.heappush(pending, (outcome.end, i, outcome, p))
+            skips_in_a_row, last_trained, latest = 0, candidate.start, i
             if outcome.pushed:
                 pushed[i], pushed_at[i], deployed = True, outcome.pushed_at if outcome.pushed_at else outcome.end, i
         else:

@@ -4,6 +4,7 @@
   property of ``ExampleAnomalies``, written by the example DAGs and by ``graphlets simulate``);
 - :func:`run_signals`: what each run's DAG handed its gate before training (the gate's
   ``graphlets_signals`` property, :mod:`.features.signals`);
+- :func:`evaluator_bars`: the bar each run's evaluator set (TFX's ``eval_config``, :mod:`.evaluator_bar`);
 - :func:`span_statistics`: each span's statistics, from the files its ExampleStatistics
   artifact points at (TFDV's format, :mod:`.span_statistics`), and how many were readable.
 
@@ -22,13 +23,14 @@ from sqlalchemy.engine import Engine
 
 from airflow_graphlets.graphlets import rules
 from airflow_graphlets.graphlets.bulk_queries import ints
+from airflow_graphlets.prune.evaluator_bar import EVAL_CONFIG_PROPERTY, EvaluatorBar, parse_eval_config
 from airflow_graphlets.prune.span_statistics import SpanStatistics, SpanStatisticsIndex, read_statistics
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
 
 DRIFT_PROPERTY = "feature_drift"
-SIGNALS_PROPERTY = "graphlets_signals"  # on the gate's execution: JSON {name: value}
+SIGNALS_PROPERTY = schema.GATE_SIGNALS_PROPERTY  # on the gate's execution: JSON {name: value}
 
 _DRIFT_SQL = (
     "SELECT c.name, s.int_value, COALESCE(d.double_value, d.int_value) "
@@ -64,8 +66,8 @@ def span_drift(config: StoreConfig, pipeline: str | None = None, runs: Sequence[
             if span is not None and drift is not None}
 
 
-# The runs' signals: properties of executions in a run context, with the run's pipeline.
-_SIGNALS_SQL = (
+# A property of executions in run contexts, with the run's pipeline.
+_RUN_PROPERTY_SQL = (
     "SELECT pc.name, rc.name, p.string_value FROM ExecutionProperty p "
     "JOIN Association a ON a.execution_id = p.execution_id "
     "JOIN Context rc ON rc.id = a.context_id "
@@ -73,7 +75,7 @@ _SIGNALS_SQL = (
     "JOIN ParentContext par ON par.context_id = rc.id "
     "JOIN Context pc ON pc.id = par.parent_context_id "
     "JOIN Type pt ON pt.id = pc.type_id AND pt.name = :pipeline "
-    "WHERE p.name = :signals AND rt.name IN ({run_types})"
+    "WHERE p.name = :property AND rt.name IN ({run_types})"
 )
 # Each span's statistics artifacts, with the pipeline (or run) they are attributed to.
 _STATISTICS_SQL = (
@@ -88,15 +90,37 @@ _STATISTICS_SQL = (
 def run_signals(config: StoreConfig, pipeline: str | None = None, runs: Sequence[int] | None = None,
                 engine: Engine | None = None) -> dict[tuple[str, str], dict[str, float]]:
     """``(pipeline, run context name) -> {signal: value}``: what each run's DAG handed its gate
-    before training. Runs without a gate, or whose gate was handed nothing, are absent.
+    before training (:data:`SIGNALS_PROPERTY`, a JSON object; only its finite numbers count).
+    Runs without a gate, or whose gate was handed nothing, are absent.
 
     Args:
       pipeline: one pipeline's runs only.
       runs: with ``pipeline``, only these ``pipeline_run`` context ids.
       engine: an open read-only engine to use.
     """
-    query = _SIGNALS_SQL.format(run_types=", ".join(f"'{t}'" for t in rules.RUN_CONTEXT_TYPES))
-    params = {"pipeline": schema.PIPELINE_CONTEXT, "signals": SIGNALS_PROPERTY}
+    found: dict[tuple[str, str], dict[str, float]] = {}
+    for key, text in _run_property(config, SIGNALS_PROPERTY, pipeline, runs, engine):
+        found.setdefault(key, {}).update(_parse_signals(text))
+    return found
+
+
+def evaluator_bars(config: StoreConfig, pipeline: str | None = None, runs: Sequence[int] | None = None,
+                   engine: Engine | None = None) -> dict[tuple[str, str], EvaluatorBar]:
+    """``(pipeline, run context name) -> EvaluatorBar`` of each run whose evaluator kept an
+    ``eval_config`` that sets a threshold; arguments as :func:`run_signals`."""
+    found = {}
+    for key, text in _run_property(config, EVAL_CONFIG_PROPERTY, pipeline, runs, engine):
+        bar = parse_eval_config(text)
+        if bar is not None:
+            found[key] = bar
+    return found
+
+
+def _run_property(config: StoreConfig, name: str, pipeline: str | None, runs: Sequence[int] | None,
+                  engine: Engine | None) -> list[tuple[tuple[str, str], str | None]]:
+    """((pipeline, run name), string value) of the executions' property ``name``, oldest first."""
+    query = _RUN_PROPERTY_SQL.format(run_types=", ".join(f"'{t}'" for t in rules.RUN_CONTEXT_TYPES))
+    params = {"pipeline": schema.PIPELINE_CONTEXT, "property": name}
     if pipeline is not None:
         query += " AND pc.name = :name"
         params["name"] = pipeline
@@ -104,10 +128,7 @@ def run_signals(config: StoreConfig, pipeline: str | None = None, runs: Sequence
         query += f" AND rc.id IN ({ints(runs)})"
     with reading(config, engine, point_reads=runs is not None) as engine, engine.connect() as conn:
         rows = conn.execute(sa.text(query + " ORDER BY p.execution_id"), params).all()
-    found: dict[tuple[str, str], dict[str, float]] = {}
-    for pipeline_name, run_name, text in rows:
-        found.setdefault((str(pipeline_name), str(run_name)), {}).update(_parse_signals(text))
-    return found
+    return [((str(pipeline_name), str(run_name)), text) for pipeline_name, run_name, text in rows]
 
 
 def _parse_signals(text: str | None) -> dict[str, float]:
@@ -142,24 +163,31 @@ class StatisticsFound:
         return said if self.first_problem is None else f"{said} (first unreadable: {self.first_problem})"
 
 
-def span_statistics(config: StoreConfig, pipeline: str | None = None, runs: Sequence[int] | None = None,
+def span_statistics(config: StoreConfig, pipeline: str | None = None, spans: Sequence[int] | None = None,
                     engine: Engine | None = None, split: str = "train") -> StatisticsFound:
     """Each span's statistics (the newest artifact of a span wins), read from the files its
-    ExampleStatistics artifact points at; arguments as :func:`run_signals`."""
-    if runs is None:
-        query = _STATISTICS_SQL + "JOIN Type ct ON ct.id = c.type_id AND ct.name = :pipeline"
-        query += "" if pipeline is None else " WHERE c.name = :name"
-    elif pipeline is None:
-        raise ValueError("statistics of some runs are read for one named pipeline: pass pipeline too")
-    else:
-        query = _STATISTICS_SQL + f"WHERE c.id IN ({ints(runs)})"
-    with reading(config, engine, point_reads=runs is not None) as engine, engine.connect() as conn:
+    ExampleStatistics artifact points at.
+
+    Args:
+      pipeline: one pipeline's spans only.
+      spans: with ``pipeline``, only these span numbers (what one decision compares).
+      engine: an open read-only engine to use.
+      split: which split's statistics to read.
+    """
+    query = _STATISTICS_SQL + "JOIN Type ct ON ct.id = c.type_id AND ct.name = :pipeline"
+    if pipeline is not None:
+        query += " WHERE c.name = :name"
+        if spans is not None:
+            query += f" AND s.int_value IN ({ints(spans)})"
+    elif spans is not None:
+        raise ValueError("statistics of some spans are read for one named pipeline: pass pipeline too")
+    with reading(config, engine, point_reads=spans is not None) as engine, engine.connect() as conn:
         rows = conn.execute(sa.text(query + " ORDER BY a.id"), {
             "statistics": schema.EXAMPLE_STATISTICS, "pipeline": schema.PIPELINE_CONTEXT, "name": pipeline}).all()
     uris: dict[tuple[str, int], str] = {}
     for name, span, uri in rows:
         if span is not None and uri:
-            uris[(pipeline if runs is not None else str(name), int(span))] = str(uri)
+            uris[(str(name), int(span))] = str(uri)
     found, by_pipeline = StatisticsFound(artifacts=len(uris)), {}
     for (name, span), uri in uris.items():
         try:

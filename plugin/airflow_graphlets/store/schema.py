@@ -34,6 +34,9 @@ NODE_CONTEXT = "node"
 GATE_OVERRIDE_TYPE = "GraphletsGateOverride"
 GATE_OVERRIDES_CONTEXT = "graphlets_gate_overrides"
 BOOKKEEPING_EXECUTION_TYPES = frozenset({GATE_OVERRIDE_TYPE})
+# What a gate's execution carries besides the recorder's properties: what its DAG handed it
+# before training (JSON {name: number}), logged with every decision, predictor or not.
+GATE_SIGNALS_PROPERTY = "graphlets_signals"
 
 # MLMD's simple (system) base types, seeded into every store (simple_types_constants.cc).
 BASE_DATASET = "mlmd.Dataset"

@@ -1,6 +1,6 @@
 """Features of a training run about to start, from its pipeline's graphlet history.
 
-One module per family (``data``, ``changes``, ``recency``, ``cost``, ``signals``), each with
+One module per family (``data``, ``changes``, ``recency``, ``cost``, ``signals``, ``evaluator``), each with
 ``NAMES`` and ``compute(history, candidate)``; :func:`features` concatenates them in :data:`NAMES`
 order. A feature whose input a store does not hold (span statistics files, the signals a DAG
 hands its gate) is NaN, which the predictor treats as missing.
@@ -8,10 +8,10 @@ hands its gate) is NaN, which the predictor treats as missing.
 
 from __future__ import annotations
 
-from airflow_graphlets.prune.features import changes, cost, data, recency, signals
+from airflow_graphlets.prune.features import changes, cost, data, evaluator, recency, signals
 from airflow_graphlets.prune.features.history import Candidate, Outcome, PipelineHistory
 
-FAMILIES = (data, changes, recency, cost, signals)
+FAMILIES = (data, changes, recency, cost, signals, evaluator)
 NAMES: tuple[str, ...] = tuple(name for family in FAMILIES for name in family.NAMES)
 
 __all__ = ["NAMES", "Candidate", "Outcome", "PipelineHistory", "features"]

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from airflow_graphlets.prune.evaluator_bar import EvaluatorBar
     from airflow_graphlets.prune.span_statistics import SpanStatisticsIndex
 
 NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
@@ -48,6 +49,7 @@ class Outcome:
     cost: float  # seconds a gate before the training branch saves: Transform, trainer and what follows
     drift: float | None
     signals: Mapping[str, float] = field(default_factory=lambda: NO_SIGNALS)  # what its gate was handed
+    evaluator_bar: EvaluatorBar | None = None  # what its evaluator required (TFX's eval_config)
 
 
 @dataclass
@@ -72,6 +74,10 @@ class PipelineHistory:
         if self.last_pushed is None:
             return self.outcomes
         return [o for o in self.outcomes if o.start > self.last_pushed.start]
+
+    def evaluator_bar(self) -> EvaluatorBar | None:
+        """The bar of the newest known evaluation that kept one: what the next one will likely require."""
+        return next((o.evaluator_bar for o in reversed(self.outcomes) if o.evaluator_bar is not None), None)
 
     def first_after_push(self) -> Outcome | None:
         """The first outcome whose run started after the deployed model was pushed: what its
