@@ -49,6 +49,7 @@ def main() -> int:
     parser.add_argument("--pipelines", type=int, default=48)
     parser.add_argument("--fresh", action="store_true", help="generate the benchmark stores again")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    parser.add_argument("--figures", metavar="DIR", help="also write each replay's trade-off figure (PNG) there")
     args = parser.parse_args()
     seeds = ([int(s) for s in args.seeds.split(",")] if args.seeds else
              list(DEVELOPMENT_SEEDS if args.develop else REPORT_SEEDS))
@@ -61,7 +62,7 @@ def main() -> int:
         print(f"\n== seed {seed}: {len(records)} pipelines, {runs} runs, {pushes / runs:.1%} pushed "
               f"({'generated in %.0f s' % generated if generated is not None else 'reused'})", flush=True)
         report["seeds"][seed] = {"runs": runs, "push_rate": pushes / runs, "generate_seconds": generated,
-                                 "stores": evaluate_seed(seed, records)}
+                                 "stores": evaluate_seed(seed, records, args.figures)}
         print(f"   seed {seed} done in {time.perf_counter() - began:.0f} s", flush=True)
     print_summary(report)
     if args.json:
@@ -110,10 +111,12 @@ def _store_path(work: str, name: str) -> str:
     return os.path.join(work, name.replace("+", "-") + ".sqlite")
 
 
-def evaluate_seed(seed: int, records: list[PipelineRecord]) -> dict:
-    """Recorded-outcome and closed-loop replays of both stores of one seed."""
+def evaluate_seed(seed: int, records: list[PipelineRecord], figures: str | None = None) -> dict:
+    """Recorded-outcome and closed-loop replays of both stores of one seed (with ``figures``, a
+    directory, each replay's trade-off figure is written there too)."""
     from airflow_graphlets.graphlets.bulk_reader import read_graphlets
     from airflow_graphlets.prune.evaluate import Inputs, evaluate
+    from airflow_graphlets.prune.report import write_png
     from airflow_graphlets.store.uri import parse_store_uri
 
     from real_outcomes.closed_loop import ClosedLoop
@@ -130,6 +133,9 @@ def evaluate_seed(seed: int, records: list[PipelineRecord]) -> dict:
             evaluation = evaluate(extraction, inputs, source=source, source_name=source_name)
             document = evaluation.to_json_document()
             found[f"{name} / {source_name}"] = document
+            if figures:
+                slug = f"seed-{seed}-{name}-{source_name}".replace("+", "-").replace(" ", "-")
+                write_png(evaluation, os.path.join(figures, f"{slug}.png"))
             print_evaluation(f"{name} / {source_name}", document, time.perf_counter() - began)
     return found
 

@@ -214,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
                 airflow.check_alive(restarts)
                 for r in finished_runs(airflow):
                     key = f"{r['dag_id']} {r['logical_date'][:10]}"
-                    if r["dag_id"] in dag_ids and key not in done:
+                    # Only this backfill's dates: an AIRFLOW_HOME may hold runs of an earlier one.
+                    if r["dag_id"] in dag_ids and str(first) <= r["logical_date"][:10] <= str(last) and key not in done:
                         done[key] = r["state"]
                         last_progress = time.monotonic()
                         print(f"[{len(done):>4}/{total}] {time.monotonic() - began:5.0f} s  {key}  {r['state']}",

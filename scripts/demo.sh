@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
-# `make demo`: run the continuous-training pipelines of dags/ over twelve days of logical dates
-# with real Airflow 3 (API server, scheduler with the LocalExecutor, DAG processor) on the
-# embedded default (SQLite for Airflow's metadata and for the MLMD store), then show the model
-# graphlets airflow-graphlets recorded and where the HTML report is.
-#
-# GRAPHLETS_DEMO_DAYS (default 12, the release of 2026-01-11 included) sets the number of logical dates. The demo owns its
-# AIRFLOW_HOME (default .airflow in the repository) and starts it afresh each time.
+# `make demo`: run the continuous-training pipelines of dags/ with real Airflow 3 (API server,
+# scheduler with the LocalExecutor, DAG processor) on the embedded default (SQLite for Airflow's
+# metadata and for the MLMD store), in two phases:
+#   1. learning: GRAPHLETS_DEMO_LEARNING_DAYS logical dates (default 10) in which every gate trains
+#      (no push predictor exists yet) and logs what its DAG handed it;
+#   2. gated: a push predictor is trained on that history (graphlets train-predictor), and the
+#      following days (up to GRAPHLETS_DEMO_DAYS, default 15) run with the gates deciding.
+# Then it shows the model graphlets airflow-graphlets recorded, the skip log, and what the gates
+# saved and kept (scripts/demo_gate_report.py: skipped candidates are trained again offline and
+# evaluated against the model deployed then). GRAPHLETS_DEMO_DAYS=21 gives three weeks.
+# The demo owns its AIRFLOW_HOME (default .airflow in the repository) and starts it afresh each time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$PWD/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export GLOG_minloglevel=1
-DAYS="${GRAPHLETS_DEMO_DAYS:-12}"
+DAYS="${GRAPHLETS_DEMO_DAYS:-15}"
+LEARNING="${GRAPHLETS_DEMO_LEARNING_DAYS:-10}"
+START=2026-01-01
 AIRFLOW=.venv/bin/airflow
 GRAPHLETS=.venv/bin/graphlets
 STORE="$AIRFLOW_HOME/graphlets/mlmd.sqlite"
 began=$(date +%s)
 
+if [ "$LEARNING" -ge "$DAYS" ]; then
+  echo "GRAPHLETS_DEMO_DAYS ($DAYS) must exceed GRAPHLETS_DEMO_LEARNING_DAYS ($LEARNING): the gated phase needs days." >&2
+  exit 2
+fi
 echo "== airflow-graphlets demo (AIRFLOW_HOME=$AIRFLOW_HOME)"
 if [ -f "$AIRFLOW_HOME/.graphlets-demo" ]; then
   # A previous demo's Airflow database, MLMD store, spans and models: start over.
@@ -32,24 +42,36 @@ touch "$AIRFLOW_HOME/.graphlets-demo"
 echo "-- preparing Airflow's metadata database"
 $AIRFLOW db migrate > "$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log"; exit 1; }
 
-echo "-- backfilling the continuous-training DAGs over $DAYS days (scripts/ct_backfill.py; logs in $AIRFLOW_HOME)"
-.venv/bin/python scripts/ct_backfill.py --days "$DAYS"
+echo "-- learning phase: $LEARNING days in which every gate trains (no push predictor yet; scripts/ct_backfill.py)"
+.venv/bin/python scripts/ct_backfill.py --start "$START" --days "$LEARNING"
+$GRAPHLETS spool replay --timeout 60 > /dev/null  # whatever the flusher has not written yet
+
+echo
+echo "-- training the gates' push predictor on that history (graphlets train-predictor; docs/prune.md):"
+$GRAPHLETS train-predictor --store "sqlite:///$STORE"
+
+GATED_START=$(date -u -d "$START + $LEARNING days" +%Y-%m-%d)
+echo
+echo "-- gated phase: $((DAYS - LEARNING)) more days from $GATED_START, each gate deciding with the predictor"
+.venv/bin/python scripts/ct_backfill.py --start "$GATED_START" --days "$((DAYS - LEARNING))"
+$GRAPHLETS spool replay --timeout 60 > /dev/null
 
 echo
 echo "-- recorded into the MLMD store $STORE:"
-$GRAPHLETS spool replay --timeout 60 > /dev/null  # whatever the flusher has not written yet
 $GRAPHLETS spool status
 echo
 echo "-- model graphlets of those runs (graphlets analyze; docs/graphlets.md):"
 $GRAPHLETS analyze --store "sqlite:///$STORE" --top 5 --html "$AIRFLOW_HOME/graphlets-report.html"
 echo
-echo "-- every run's gate decided to train: no push predictor existed yet. Train one on this history"
-echo "   (graphlets train-predictor; from now on the gates skip the runs it expects not to push):"
-$GRAPHLETS train-predictor --store "sqlite:///$STORE"
-$GRAPHLETS decisions --store "sqlite:///$STORE" --dag ct_sea_logistic --since "$(date -u +%Y-%m-%d)" | head -4
+echo "-- the skip log of one pipeline's gated days (graphlets decisions --dag ct_sea_logistic):"
+$GRAPHLETS decisions --store "sqlite:///$STORE" --dag ct_sea_logistic --since "$GATED_START" | head -12
 echo
 echo "-- the summary the Graphlets pages of the Airflow UI read (graphlets summarize; docs/ui.md):"
 $GRAPHLETS summarize --store "sqlite:///$STORE"
+echo
+echo "-- what the gates did in the gated days (scripts/demo_gate_report.py: each skipped run's candidate"
+echo "   trained again and evaluated against the model deployed then):"
+.venv/bin/python scripts/demo_gate_report.py --store "sqlite:///$STORE"
 echo
 echo "HTML report with the figures: $AIRFLOW_HOME/graphlets-report.html"
 echo "Graphlets pages: AIRFLOW_HOME=$AIRFLOW_HOME .venv/bin/airflow api-server --port 8080, then"

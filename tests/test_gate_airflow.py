@@ -61,6 +61,7 @@ def test_a_gate_that_errors_lets_training_run(airflow_env, sqlite_store_uri, tmp
     gate = tasks["graphlet_gate"].custom_properties
     assert gate["graphlets_decision"].string_value == "run"
     assert gate["graphlets_reason"].string_value.startswith("fail open: ")
+    assert json.loads(gate["graphlets_signals"].string_value) == {"deployed_score": 0.8}  # kept to learn from
     assert all(STATE(tasks[t].last_known_state) == "COMPLETE" for t in ("graphlet_gate", "trainer", "pusher"))
 
 
@@ -77,9 +78,11 @@ def test_a_skip_shows_the_training_branch_as_skipped_and_guardrails_end_a_run_of
         if day == 3:  # a skip: logged in MLMD with its reason, the training branch skipped
             assert "airflow-graphlets gate: skipping the training branch: predicted push probability" in result.output
             assert STATE(tasks["graphlet_gate"].last_known_state) == "CANCELED"
-            assert "< 1000000.00" in gate["graphlets_reason"].string_value
+            assert gate["graphlets_reason"].string_value.endswith("< 1e+06")
             assert 0 <= gate["graphlets_probability"].double_value <= 1
-            assert '"new_spans": 3.0' in gate["graphlets_features"].string_value
+            logged_features = json.loads(gate["graphlets_features"].string_value)
+            assert logged_features["new_spans"] == 3.0 and logged_features["deployed_score"] == 0.8
+            assert gate["graphlets_policy_version"].string_value == PushPredictor.load(predictor_path).version
             for task in ("trainer", "pusher"):
                 assert STATE(tasks[task].last_known_state) == "CANCELED"
                 assert tasks[task].custom_properties["airflow_state"].string_value == "skipped"
@@ -143,6 +146,8 @@ def test_the_taskflow_gate_reads_its_inputs_from_upstream_and_skips_alike(airflo
     gate = tasks["graphlet_gate_task"].custom_properties
     assert gate["graphlets_decision"].string_value == "skip"
     assert json.loads(gate["graphlets_features"].string_value)["new_spans"] == 4.0
+    assert json.loads(gate["graphlets_signals"].string_value) == {"deployed_score": 0.7}
+    assert "signal 'latest_score' = 'high' is not a finite number; ignored" in result.output
     assert all(tasks[t].custom_properties["airflow_state"].string_value == "skipped" for t in ("trainer", "pusher"))
 
 

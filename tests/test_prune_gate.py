@@ -201,3 +201,31 @@ def test_a_store_that_never_answers_lets_training_run_within_the_budget(world):
     assert outcome.decision.run
     assert outcome.decision.reason == "fail open: no decision within the budget of 1 s (budget_seconds)"
     assert 1.0 <= waited < 3.0
+
+
+def test_the_gate_calibrates_with_its_own_logged_decisions_whose_runs_trained(world):
+    from airflow_graphlets.prune.decisions import LoggedDecision
+    from airflow_graphlets.prune.features import PipelineHistory
+    from airflow_graphlets.prune.gate import calibrate
+
+    config, runs, matrix, path, late = world
+    predictor = PushPredictor.load(path)
+    p = runs.pipeline[late]
+    rows = [int(r) for r in np.flatnonzero(runs.pipeline == p)[-12:-2]]
+    history = PipelineHistory()
+    for r in rows:
+        history.add(runs.outcomes[r])
+    pipeline = runs.pipelines[p]
+
+    def logged(row, decision, features):
+        run_id = runs.outcomes[row].run.split(".", 1)[1]
+        return LoggedDecision(0, run_id, "graphlet_gate", 0.0, decision, 0.5, "", "", "v", features)
+
+    full = lambda row: {name: (None if np.isnan(v) else float(v)) for name, v in zip(NAMES, matrix[row])}  # noqa: E731
+    decisions = [logged(r, "run", full(r)) for r in rows[:6]]
+    decisions += [logged(rows[6], "skip", full(rows[6])),  # skipped: no outcome to learn from
+                  logged(rows[7], "run", {}),  # decided without a predictor: no features
+                  logged(int(np.flatnonzero(runs.pipeline == p)[-1]), "run", full(rows[0]))]  # outcome not known yet
+    calibration = calibrate(predictor, pipeline, history, decisions)
+    expected = [(float(predictor.push_probability(matrix[r])[0]), bool(runs.pushed[r])) for r in rows[:6]]
+    assert list(calibration.pairs) == pytest.approx(expected)

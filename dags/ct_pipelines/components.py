@@ -146,12 +146,17 @@ def validate(statistics: dict, schema: dict, previous: dict | None) -> dict:
 
 # -- Transform -------------------------------------------------------------------------------
 
-def fit_transform(window_paths: list[str], path: str) -> None:
-    """Fit the preprocessing (standardisation) on the window's training rows and store it."""
+def fitted_transform(window_paths: list[str]):
+    """The preprocessing (standardisation) fitted on the window's training rows."""
     from sklearn.preprocessing import StandardScaler
 
     features, _ = read_window(window_paths)
-    _dump(StandardScaler().fit(features), path)
+    return StandardScaler().fit(features)
+
+
+def fit_transform(window_paths: list[str], path: str) -> None:
+    """Fit the preprocessing on the window's training rows and store it."""
+    _dump(fitted_transform(window_paths), path)
 
 
 # -- Trainer ---------------------------------------------------------------------------------
@@ -269,7 +274,7 @@ def deployed(serving_dir: str) -> dict | None:
 
 def push(model_path: str, serving_dir: str, run_id: str) -> str:
     """Copy the model into ``serving_dir/<run_id>/`` and make it the deployed one; returns its path."""
-    target_dir = os.path.join(serving_dir, _safe(run_id))
+    target_dir = os.path.join(serving_dir, safe_name(run_id))
     os.makedirs(target_dir, exist_ok=True)
     served = os.path.join(target_dir, "model.pkl")
     shutil.copyfile(model_path, served)
@@ -305,6 +310,6 @@ def _dump(obj: object, path: str) -> None:
     os.replace(tmp, path)
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     """A run id as a directory name (run ids hold ':' and '+')."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -26,41 +26,61 @@ def _spans(paths: list[str]) -> list[int]:
     return [int(os.path.basename(path)[len("span-"):-len(".npz")]) for path in paths]
 
 
-def _train(dag_id: str, span: int, transform_path: str | None, context: dict, wrap=None, **properties: Any) -> str:
-    """What every trainer version does: read the window, fit ``wrap(model)`` (the pipeline's
-    model by default), store it and declare the lineage. Versions differ in ``wrap``."""
+def fit_candidate(dag_id: str, span: int, version: str, transform=None) -> components.TrainedModel:
+    """What the trainer of ``version`` fits for the run ingesting ``span``: the pipeline's model on
+    the training rows of its rolling window (after ``transform``, the Transform step's fitted
+    preprocessing, when the release has one). A pure function of the spans on disk, so the model
+    a skipped run would have trained can be fitted again later (``scripts/demo_gate_report.py``)."""
+    pipeline, root = pipeline_named(dag_id), data_dir(dag_id)
+    _, paths = _window(pipeline, span, root)
+    features, labels = components.read_window(paths)
+    model = components.make_model(pipeline.model, pipeline.seed)
+    model = _VERSIONS[version](model)
+    model.fit(transform.transform(features) if transform is not None else features, labels)
+    return components.TrainedModel(model, transform, _spans(paths), len(labels))
+
+
+def _v1(model):
+    return model
+
+
+def _v2(model):
+    """Version 2: the model sees the pairwise products of the features as well (degree-2 terms)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures
+
+    return make_pipeline(PolynomialFeatures(degree=2, include_bias=False), model)
+
+
+_VERSIONS = {"v1": _v1, "v2": _v2}
+
+
+def _train(version: str, dag_id: str, span: int, transform_path: str | None, context: dict, **properties: Any) -> str:
+    """What every trainer version does: fit the candidate, store it and declare the lineage."""
     pipeline, root = pipeline_named(dag_id), data_dir(dag_id)
     run = lineage.of(context)
-    first, paths = _window(pipeline, span, root)
+    first, _ = _window(pipeline, span, root)
     run.input_spans("examples", "Examples", span_min=first, span_max=span)
     run.input_from_task("schema", "schema_gen")
     if transform_path:
         run.input_from_task("transform_graph", "transform")
-    features, labels = components.read_window(paths)
-    transform = components.load_transform(transform_path)
-    model = components.make_model(pipeline.model, pipeline.seed)
-    model = wrap(model) if wrap is not None else model
-    model.fit(transform.transform(features) if transform is not None else features, labels)
+    trained = fit_candidate(dag_id, span, version, components.load_transform(transform_path))
     path = os.path.join(root, "models", f"span-{span}-{context['run_id'].replace(':', '_')}.pkl")
-    components.save_model(components.TrainedModel(model, transform, _spans(paths), len(labels)), path)
-    run.output("Model", path, train_rows=len(labels), spans=f"{first}-{span}", **properties)
+    components.save_model(trained, path)
+    run.output("Model", path, train_rows=trained.train_rows, spans=f"{first}-{span}", **properties)
     return path
 
 
 @lineage.component("Trainer")
 def train_v1(dag_id: str, span: int, transform_path: str | None = None, **context: Any) -> str:
     """Fit the pipeline's model on the training rows of its rolling window of spans."""
-    return _train(dag_id, span, transform_path, context)
+    return _train("v1", dag_id, span, transform_path, context)
 
 
 @lineage.component("Trainer")
 def train_v2(dag_id: str, span: int, transform_path: str | None = None, **context: Any) -> str:
     """Version 2: the model sees the pairwise products of the features as well (degree-2 terms)."""
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import PolynomialFeatures
-
-    return _train(dag_id, span, transform_path, context, features="degree-2",
-                  wrap=lambda model: make_pipeline(PolynomialFeatures(degree=2, include_bias=False), model))
+    return _train("v2", dag_id, span, transform_path, context, features="degree-2")
 
 
 TRAINERS = {"v1": train_v1, "v2": train_v2}

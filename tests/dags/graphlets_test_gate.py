@@ -18,6 +18,7 @@ def graphlets_test_gate():
         task_id="graphlet_gate",
         spans=[1, 2, 3],
         drift=0.5,
+        signals={"deployed_score": 0.8},
         predictor_path=os.environ.get("GRAPHLETS_TEST_PREDICTOR"),
         threshold=float(os.environ.get("GRAPHLETS_TEST_THRESHOLD", "0.35")),
         guardrails=Guardrails(min_history=0, exploration=0.0),
@@ -42,7 +43,8 @@ def graphlets_test_gate_taskflow():
         if os.environ.get("GRAPHLETS_TEST_GATE_FUNCTION_FAILS"):
             raise ValueError("the window service is down")
         assert logical_date is not None  # context entries reach the function by name
-        return {"spans": chosen["spans"], "drift": chosen["drift"]}
+        return {"spans": chosen["spans"], "drift": chosen["drift"],
+                "signals": {"deployed_score": 0.7, "latest_score": "high"}}  # not a number: left out
 
     _training_branch(graphlet_gate_task(window()))
 

@@ -17,7 +17,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-WINDOW = 30
+WINDOW = 20
 PRIOR = 10.0
 _EDGE = 1e-3  # probabilities are kept off 0 and 1 so logits stay finite
 

@@ -85,7 +85,7 @@ def training_runs(extraction: Extraction, drift: dict[tuple[str, int], float] | 
             structure_hash=g.structure_hash[r], code_hash=g.code_hash[r],
             blessed=None if g.blessed[r] < 0 else bool(g.blessed[r]), pushed=pushed,
             pushed_at=float(g.pushed_at[r]) if pushed else None, cost=float(cost[r]), drift=newest, signals=handed,
-            evaluator_bar=bars.get((pipeline, g.run[r])) if g.run[r] is not None else None,
+            evaluator_bar=bars.get((pipeline, g.run[r])) if g.run[r] is not None else None, run=g.run[r],
         ))
     pushed = g.status[rows] == STATUS_INDEX["pushed"]
     return TrainingRuns(

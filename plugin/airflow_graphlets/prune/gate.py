@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from airflow_graphlets.prune.calibration import WINDOW as CALIBRATION_WINDOW
+from airflow_graphlets.prune.calibration import Calibration
 from airflow_graphlets.prune.features import NAMES, Candidate, features
 from airflow_graphlets.prune.overrides import StandingOverrides
 from airflow_graphlets.prune.policy import Decision, Guardrails, PredictedPush
+from airflow_graphlets.store.identity import pipeline_run_context_name
 from airflow_graphlets.store.uri import StoreConfig
 
 if TYPE_CHECKING:
@@ -46,6 +49,7 @@ class GateState:
     skips_in_a_row: int = 0  # the DAG's latest decisions that were skips, counting back from the newest
     last_decision_at: float | None = None  # wall clock of the latest decision
     overrides: StandingOverrides = field(default_factory=StandingOverrides)
+    recent: tuple = ()  # the gate's latest LoggedDecisions, oldest first (its calibration reads them)
 
 
 def read_gate_state(config: StoreConfig, dag_id: str, gate_task_id: str | None = None,
@@ -70,7 +74,7 @@ def read_gate_state(config: StoreConfig, dag_id: str, gate_task_id: str | None =
             break
         skips += 1
     last = decisions[-1].decided_at if decisions else None
-    return GateState(skips, last, standing(read_overrides(config, dag_id, engine), last))
+    return GateState(skips, last, standing(read_overrides(config, dag_id, engine), last), tuple(decisions))
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,22 @@ def _decide_or_fail_open(config: StoreConfig | None, pipeline: str, candidate: C
                            settings.policy_version, None, 0.0)
 
 
+def calibrate(predictor, pipeline: str, history, decisions) -> Calibration:
+    """The pipeline's calibration, as the replay keeps it: each decision the gate made with a
+    predictor whose run trained and whose outcome is known now, with the probability the
+    current predictor gives its logged features (:mod:`.calibration`)."""
+    calibration = Calibration()
+    outcomes = {o.run: o for o in history.outcomes if o.run is not None}
+    for logged in decisions:
+        outcome = outcomes.get(pipeline_run_context_name(pipeline, logged.run_id))
+        if logged.decision != "run" or outcome is None or set(logged.features) != set(NAMES):
+            continue
+        values = (logged.features[name] for name in NAMES)
+        x = np.asarray([np.nan if v is None else float(v) for v in values])
+        calibration.add(float(predictor.push_probability(x)[0]), outcome.pushed)
+    return calibration
+
+
 def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candidate, settings: GateSettings,
             state: GateState | None, gate_task_id: str | None, draw: float | None) -> GateOutcome:
     """The decision, raising on any failure (``decide`` turns that into running the training)."""
@@ -138,7 +158,8 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
     from airflow_graphlets.prune.predictor import PushPredictor
 
     if state is None:
-        latest = settings.guardrails.max_consecutive_skips + 1 if gate_task_id else None
+        # Enough of the skip log to count a run of skips, and the calibration's window of runs.
+        latest = max(settings.guardrails.max_consecutive_skips + 1, 3 * CALIBRATION_WINDOW) if gate_task_id else None
         state = read_gate_state(config, pipeline, gate_task_id, latest, engine)
     override = state.overrides.active
     if override is not None:
@@ -151,9 +172,10 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
     history, last_trained = pipeline_history(config, pipeline, candidate.start, engine=engine,
                                              candidate_spans=candidate.spans)
     x = np.asarray(features(history, candidate))
-    probability = float(predictor.push_probability(x)[0])
-    if not np.isfinite(probability):
-        raise ValueError(f"the predictor {predictor.version} gave no probability ({probability}); train it again")
+    raw = float(predictor.push_probability(x)[0])
+    if not np.isfinite(raw):
+        raise ValueError(f"the predictor {predictor.version} gave no probability ({raw}); train it again")
+    probability = calibrate(predictor, pipeline, history, state.recent).apply(raw)
     threshold = predictor.threshold if settings.threshold is None else settings.threshold
     run, reason = PredictedPush(threshold, predictor.scoring).propose(x, probability)
     if not run:

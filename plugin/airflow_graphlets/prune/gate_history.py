@@ -1,11 +1,12 @@
 """The gate's view of one pipeline's past, read from a window of its latest runs.
 
-The features need the deployed model's graphlet, the outcomes since it, the last ten outcomes
-and the length of the history up to ``LONG_HISTORY`` (:mod:`airflow_graphlets.prune.features`).
+The features need the deployed model's graphlet, the outcomes since it, the last ``LONG_RATE``
+outcomes and the length of the history up to ``LONG_HISTORY`` (:mod:`airflow_graphlets.prune.features`),
+and the calibration the outcomes of the last runs the gate decided.
 A pipeline that has run for a year holds thousands of graphlets; extracting them all on every
 decision would take seconds. So the gate extracts graphlets from its pipeline's latest runs
 only, and widens the window (x4) until it holds a pushed outcome known before now and
-``LONG_HISTORY`` known outcomes, or every run. The features then come out as the whole
+``KNOWN_OUTCOMES`` known outcomes, or every run. The features then come out as the whole
 history's would, as long as no run older than the window is still going on.
 """
 
@@ -19,13 +20,16 @@ from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.prune.dataset import training_runs
 from airflow_graphlets.prune.features import PipelineHistory
-from airflow_graphlets.prune.features.recency import LONG_HISTORY
+from airflow_graphlets.prune.calibration import WINDOW as CALIBRATION_WINDOW
+from airflow_graphlets.prune.features.recency import LONG_HISTORY, LONG_RATE
 from airflow_graphlets.prune.signals import evaluator_bars, run_signals, span_drift, span_statistics
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
 
-FIRST_WINDOW = 2 * LONG_HISTORY  # runs: room for runs that trained nothing (skipped, failed early)
+# Outcomes a decision reads: the longest look back of any feature, and the calibration's.
+KNOWN_OUTCOMES = max(LONG_HISTORY, LONG_RATE, CALIBRATION_WINDOW)
+FIRST_WINDOW = 2 * KNOWN_OUTCOMES  # runs: room for runs that trained nothing (skipped, failed early)
 _WIDEN = 4
 
 # The pipeline's latest runs, newest first: run contexts are made as a run's first record is
@@ -63,7 +67,7 @@ def pipeline_history(config: StoreConfig, pipeline: str, now: float, first_windo
                     "pipeline": pipeline, "pipeline_type": schema.PIPELINE_CONTEXT, "latest": window + 1})]
             chosen = None if len(latest) <= window else sorted(latest[:window])
             history, last_trained = _read_window(config, pipeline, now, chosen, engine)
-            if chosen is None or (history.last_pushed is not None and len(history.outcomes) >= LONG_HISTORY):
+            if chosen is None or (history.last_pushed is not None and len(history.outcomes) >= KNOWN_OUTCOMES):
                 break
             window *= _WIDEN
         if history.last_pushed is not None:

@@ -7,7 +7,9 @@ comes from time-ordered cross-validation inside the training period: the period 
 ``folds`` slices of equal run count; each slice after the first is predicted by a model fitted
 on the slices before it, and that stretch of history is replayed under the guardrails, as the
 gate would have lived it, at candidate thresholds. The chosen threshold is the highest whose
-replay keeps ``target`` of the pushes; the predictor itself is then fitted on the whole period.
+replay keeps ``target`` of the pushes with confidence: the lower end of the Wilson interval
+(one standard error) of the share kept must reach the target, so a short history, with few
+pushes to count, makes a cautious gate. The predictor itself is then fitted on the whole period.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from airflow_graphlets.errors import GraphletsError
 from airflow_graphlets.prune.dataset import TrainingRuns
 from airflow_graphlets.prune.policy import Guardrails, PredictedPush, Scoring, threshold_for_pushes_kept
 from airflow_graphlets.prune.predictor import PushPredictor
-from airflow_graphlets.prune.replay import Probability, measure, play
+from airflow_graphlets.prune.replay import Probability, play
 
 _SEARCH_STEPS = 12
+_CONFIDENCE_Z = 1.0  # one standard error: the share kept is at least this likely to reach the target
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,8 @@ class OperatingPoint:
 
     threshold: float
     target: float  # the share of pushes it was chosen to keep
-    cross_validated_pushes_kept: float | None  # what it kept in the training period's replay (None: not validated)
+    cross_validated_pushes_kept: float | None  # lower end of what it kept in the training period's replay
+    #                                          (None: not validated)
     folds: int  # time slices of the training period (0: too little history, in-sample fallback)
 
 
@@ -54,8 +58,8 @@ def choose(runs: TrainingRuns, matrix: np.ndarray, rows: np.ndarray, *, target: 
     """The threshold that keeps ``target`` of the pushes among ``rows`` (a mask of the training
     period, whole pipelines' pasts), by time-ordered cross-validation.
 
-    Falls back to the in-sample threshold when the period is too short to cut into slices that
-    each hold both outcomes (reported as ``folds=0``).
+    Falls back to the in-sample threshold (reported as ``folds=0``) when the period is too short
+    to cut into slices that each hold both outcomes, or to replay any skip.
     """
     starts = np.sort(runs.start[rows])
     edges = [float(starts[int(len(starts) * k / folds)]) for k in range(1, folds)] if len(starts) >= folds else []
@@ -79,18 +83,32 @@ def choose(runs: TrainingRuns, matrix: np.ndarray, rows: np.ndarray, *, target: 
     window = rows & (runs.start >= first)
 
     def kept(threshold: float) -> float:
+        """The share of pushes kept in the cross-validation replay, at its confident lower end."""
         played = play(runs, PredictedPush(threshold, scoring), evaluate_from=first, until=until,
                       probability=probability, guardrails=guardrails, seed=seed, rows=np.flatnonzero(rows))
-        return measure(runs, played, "cv", first, window, 1.0).pushes_kept_share
+        would = window & played.would_push
+        return wilson_lower(int((would & played.ran).sum()), int(would.sum()))
 
     # Pushes kept falls as the threshold rises: bisect for the highest threshold that keeps the target.
     low, high = 0.0, 1.0
-    while kept(high) >= target and high < 1e6:
+    while kept(high) >= target:
+        if high >= 1e6:  # no threshold lost a push: the guardrails forced every run of so short a history
+            return OperatingPoint(_in_sample(runs, matrix, rows, target, scoring, seed), target, None, 0)
         low, high = high, high * 2
     for _ in range(_SEARCH_STEPS):
         middle = (low + high) / 2
         low, high = (middle, high) if kept(middle) >= target else (low, middle)
     return OperatingPoint(low, target, kept(low), len(models) + 1)
+
+
+def wilson_lower(kept: int, total: int, z: float = _CONFIDENCE_Z) -> float:
+    """The lower end of the Wilson score interval of ``kept / total`` (1 with nothing to count)."""
+    if total == 0:
+        return 1.0
+    p = kept / total
+    centre = p + z * z / (2 * total)
+    spread = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return float((centre - spread) / (1 + z * z / total))
 
 
 def _in_sample(runs: TrainingRuns, matrix: np.ndarray, rows: np.ndarray, target: float, scoring: Scoring,

@@ -50,6 +50,7 @@ class Outcome:
     drift: float | None
     signals: Mapping[str, float] = field(default_factory=lambda: NO_SIGNALS)  # what its gate was handed
     evaluator_bar: EvaluatorBar | None = None  # what its evaluator required (TFX's eval_config)
+    run: str | None = None  # its pipeline-run context's name (the gate's skip log joins on it)
 
 
 @dataclass

@@ -11,7 +11,7 @@ last runs tends not to push in the next.
 - ``history_length``: known graphlets, counted up to ``LONG_HISTORY`` (20): past that a history
   is long, and a count that grows forever would only tell the predictor a pipeline's age, which
   the gate could then not read from a window of recent runs.
-- ``pipeline_push_rate``: the pipeline's own push rate over its last ``LONG_RATE`` (50) known
+- ``pipeline_push_rate``: the pipeline's own push rate over its last ``LONG_RATE`` (30) known
   graphlets, (pushes + 1) / (graphlets + 2): how the cross-pipeline predictor is calibrated to
   one pipeline, whose push rate may be anywhere from 3 % to 100 %. With little history it
   stays near one half and the predictor leans on the other features, as it does for every
@@ -25,7 +25,7 @@ from airflow_graphlets.prune.features.history import Candidate, PipelineHistory
 NAMES = ("hours_since_push", "runs_since_push", "consecutive_not_pushed", "recent_push_rate",
          "recent_blessed_rate", "history_length", "pipeline_push_rate")
 RECENT = 10
-LONG_RATE = 50
+LONG_RATE = 30
 LONG_HISTORY = 20
 HOUR = 3600.0
 
