@@ -15,8 +15,12 @@ Seeds: develop on ``--develop`` (``DEVELOPMENT_SEEDS``); the figures reported co
 ``REPORT_SEEDS``, the default. Generated stores are kept under ``benchmarks/results/
 real-outcomes/seed-<seed>/`` and reused (``--fresh`` makes them again).
 
+``--train-prior`` trains the prior the gates decide with before their own store has the history
+to train one (``plugin/airflow_graphlets/prune/prior/``), on the first development seed's store
+with the gate, and writes it into the package; nothing is replayed then.
+
 Run: ``make bench-prune`` or ``.venv/bin/python benchmarks/prune_real_outcomes.py [--seeds 101,102]
-[--develop] [--pipelines 48] [--fresh] [--json FILE]``.
+[--develop] [--pipelines 48] [--fresh] [--json FILE] [--figures DIR] [--train-prior]``.
 """
 
 from __future__ import annotations
@@ -50,7 +54,11 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="generate the benchmark stores again")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     parser.add_argument("--figures", metavar="DIR", help="also write each replay's trade-off figure (PNG) there")
+    parser.add_argument("--train-prior", action="store_true",
+                        help="train the package's prior predictor on the first development seed, and stop")
     args = parser.parse_args()
+    if args.train_prior:
+        return train_prior(DEVELOPMENT_SEEDS[0], args.pipelines, args.fresh)
     seeds = ([int(s) for s in args.seeds.split(",")] if args.seeds else
              list(DEVELOPMENT_SEEDS if args.develop else REPORT_SEEDS))
     report: dict = {"pipelines": args.pipelines, "seeds": {}}
@@ -60,7 +68,7 @@ def main() -> int:
         runs = sum(len(r) for r in records)
         pushes = sum(int(outcomes(r).blessed.sum()) for r in records)
         print(f"\n== seed {seed}: {len(records)} pipelines, {runs} runs, {pushes / runs:.1%} pushed "
-              f"({'generated in %.0f s' % generated if generated is not None else 'reused'})", flush=True)
+              f"({f'generated in {generated:.0f} s' if generated is not None else 'reused'})", flush=True)
         report["seeds"][seed] = {"runs": runs, "push_rate": pushes / runs, "generate_seconds": generated,
                                  "stores": evaluate_seed(seed, records, args.figures)}
         print(f"   seed {seed} done in {time.perf_counter() - began:.0f} s", flush=True)
@@ -75,7 +83,6 @@ def main() -> int:
 def benchmark(seed: int, pipelines: int, fresh: bool) -> tuple[list[PipelineRecord], float | None]:
     """The seed's records and stores: made now (returns the seconds it took) or reused (None)."""
     from airflow_graphlets.store.uri import parse_store_uri
-
     from real_outcomes.tfx_store import write_stores
 
     work = os.path.join(RESULTS, f"seed-{seed}")
@@ -99,6 +106,25 @@ def benchmark(seed: int, pipelines: int, fresh: bool) -> tuple[list[PipelineReco
     return lean, time.perf_counter() - began
 
 
+def train_prior(seed: int, pipelines: int, fresh: bool) -> int:
+    """Train the prior on the development seed's store with the gate and write it into the package."""
+    from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+    from airflow_graphlets.prune.evaluate import Inputs, PolicySettings, train_predictor
+    from airflow_graphlets.prune.prior import PRIOR_PATH
+    from airflow_graphlets.store.uri import parse_store_uri
+
+    benchmark(seed, pipelines, fresh)
+    config = parse_store_uri(f"sqlite:///{_store_path(os.path.join(RESULTS, f'seed-{seed}'), 'tfx+gate')}")
+    # The bare probability: what a run costs is not comparable between deployments.
+    settings = PolicySettings(cost_aware=False, staleness_hours=0.0)
+    prior = train_predictor(read_graphlets(config), Inputs.read(config), settings)
+    os.makedirs(os.path.dirname(PRIOR_PATH), exist_ok=True)
+    prior.save(PRIOR_PATH)
+    print(f"wrote {PRIOR_PATH}: {prior.version}, trained on {prior.trained_rows} runs of seed {seed} "
+          f"({prior.push_rate:.1%} pushed), threshold {prior.threshold:.3g}")
+    return 0
+
+
 def _one_thread() -> None:
     # Two worker processes on two cores: scikit-learn's OpenMP threads would fight over them
     # (a histogram gradient-boosting fit ran ten times slower that way).
@@ -118,7 +144,6 @@ def evaluate_seed(seed: int, records: list[PipelineRecord], figures: str | None 
     from airflow_graphlets.prune.evaluate import Inputs, evaluate
     from airflow_graphlets.prune.report import write_png
     from airflow_graphlets.store.uri import parse_store_uri
-
     from real_outcomes.closed_loop import ClosedLoop
 
     work = os.path.join(RESULTS, f"seed-{seed}")
@@ -128,7 +153,7 @@ def evaluate_seed(seed: int, records: list[PipelineRecord], figures: str | None 
         extraction, inputs = read_graphlets(config), Inputs.read(config)
         with_signals = name.endswith("+gate")
         for source_name, source in (("recorded", None),
-                                    ("closed loop", lambda runs: ClosedLoop(runs, records, signals=with_signals))):
+                                    ("closed loop", lambda runs, signals=with_signals: ClosedLoop(runs, records, signals))):
             began = time.perf_counter()
             evaluation = evaluate(extraction, inputs, source=source, source_name=source_name)
             document = evaluation.to_json_document()
@@ -171,9 +196,10 @@ def print_summary(report: dict) -> None:
         learned = [d["policies"][0] for d in documents]
         ahead = sum(bool(c["ahead"]) for d in documents for c in d["comparisons"])
         compared = sum(c["ahead"] is not None for d in documents for c in d["comparisons"])
-        mean = lambda key: sum(r[key] for r in learned) / len(learned)  # noqa: E731
-        print(f"   {title:<24} saved {mean('compute_saved_share'):6.1%}  kept {mean('pushes_kept_share'):6.1%}  "
-              f"age {mean('age_increase'):+6.1%}  ahead of {ahead}/{compared} baseline comparisons")
+        saved, kept, age = (sum(r[key] for r in learned) / len(learned)
+                            for key in ("compute_saved_share", "pushes_kept_share", "age_increase"))
+        print(f"   {title:<24} saved {saved:6.1%}  kept {kept:6.1%}  age {age:+6.1%}  "
+              f"ahead of {ahead}/{compared} baseline comparisons")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from airflow_graphlets import lineage
 from airflow_graphlets.assets import mlmd_asset
 from airflow_graphlets.gate_operator import graphlet_gate
 from airflow_graphlets.prune.evaluator_bar import tfx_eval_config
+from airflow_graphlets.prune.policy import Guardrails
 from ct_pipelines import components
 from ct_pipelines.pipelines import PIPELINES, Pipeline, Release, data_dir, span_of, today
 from ct_pipelines.trainers import TRAINERS
@@ -120,7 +121,10 @@ def continuous_training(pipeline: Pipeline, release: Release):
             run.output("TransformGraph", path, spans=f"{first}-{span}")
             return path
 
-        @graphlet_gate(task_id="graphlet_gate", trainer_task_id="trainer")
+        # A pipeline's gate may skip from its sixth graphlet on (the default waits for ten): until
+        # this store has the history to train a predictor of its own, the gate decides with the
+        # prior shipped with the package, corrected by the pipeline's own outcomes.
+        @graphlet_gate(task_id="graphlet_gate", trainer_task_id="trainer", guardrails=Guardrails(min_history=5))
         def gate(span: int, report: dict) -> dict:
             """What the trainer will read (the rolling window), the drift the validator saw, and
             how the deployed and the latest model do on the new span (scoring costs far less

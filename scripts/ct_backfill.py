@@ -11,7 +11,11 @@ phases: for each release date, the scheduler and DAG processor restart with
 covers the dates up to the next release. Runs of one DAG go one at a time (each reads the spans
 and the deployed model the run before left); the DAGs run side by side.
 
-Usage: ``python scripts/ct_backfill.py --days 21 [--start 2026-01-01] [--dags a,b] [--parallelism 4]``
+With ``--pause DATE --then COMMAND`` the backfill stops before DATE, runs the shell command (the
+demo trains the gates' predictor there) and goes on with the same Airflow.
+
+Usage: ``python scripts/ct_backfill.py --days 21 [--start 2026-01-01] [--dags a,b] [--parallelism 4]
+[--pause 2026-01-07 --then "graphlets train-predictor"]``
 with ``AIRFLOW_HOME`` (and optionally ``AIRFLOW_CONN_MLMD_DEFAULT``) set. Exit status 0 when every
 run succeeded, 1 when some failed, 2 on bad arguments or when Airflow did not come up.
 """
@@ -159,12 +163,14 @@ class LocalAirflow:
         raise RuntimeError(f"Timed out after {timeout:.0f} s waiting for {what}; logs in {self.home}")
 
 
-def phases(first: date, last: date, dag_ids: list[str]) -> list[tuple[date, date]]:
-    """Date ranges that each end before the next release of any chosen pipeline."""
-    cuts = sorted({r.since for p in PIPELINES if p.dag_id in dag_ids for r in p.releases if first < r.since <= last})
+def phases(first: date, last: date, dag_ids: list[str], pause: date | None = None) -> list[tuple[date, date, bool]]:
+    """Date ranges that each end before the next release of any chosen pipeline (or the pause),
+    and whether the DAGs must be parsed again at its start (a release, or the first range)."""
+    releases = {r.since for p in PIPELINES if p.dag_id in dag_ids for r in p.releases if first < r.since <= last}
+    cuts = sorted(releases | ({pause} if pause is not None and first < pause <= last else set()))
     starts = [first, *cuts]
     ends = [c - timedelta(days=1) for c in cuts] + [last]
-    return list(zip(starts, ends))
+    return [(start, end, start == first or start in releases) for start, end in zip(starts, ends)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     first = date.fromisoformat(args.start)
     last = first + timedelta(days=args.days - 1)
+    pause = args.pause
     home = os.environ.get("AIRFLOW_HOME")
     if not home:
         print("Set AIRFLOW_HOME (the demo and the tests use their own).", file=sys.stderr)
@@ -187,13 +194,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         airflow.start("api-server")
         done: dict[str, str] = {}
-        for phase_first, phase_last in phases(first, last, dag_ids):
-            airflow.start("dag-processor", today=phase_first)
-            expected = {d: f"Release since {_release(d, phase_first)}" for d in dag_ids}
-            airflow.wait(lambda expected=expected: all(
-                expected[d] in ((airflow.get(f"/api/v2/dags/{d}/details") or {}).get("doc_md") or "") for d in dag_ids
-            ), 180, "the DAGs to be parsed")
-            print(f"-- {phase_first} .. {phase_last}: the DAGs as deployed on {phase_first}", flush=True)
+        for phase_first, phase_last, reparse in phases(first, last, dag_ids, pause):
+            if phase_first == pause and args.then:
+                print(f"-- paused before {pause} (--then):", flush=True)
+                subprocess.run(args.then, shell=True, check=False, env=airflow.env)  # noqa: S602 - the caller's command
+            if reparse:
+                airflow.stop("scheduler", "dag-processor")
+                airflow.start("dag-processor", today=phase_first)
+                expected = {d: f"Release since {_release(d, phase_first)}" for d in dag_ids}
+                airflow.wait(lambda expected=expected: all(
+                    expected[d] in ((airflow.get(f"/api/v2/dags/{d}/details") or {}).get("doc_md") or "")
+                    for d in dag_ids), 180, "the DAGs to be parsed")
+            print(f"-- {phase_first} .. {phase_last}: the DAGs as deployed on {_deployed(dag_ids, phase_first)}",
+                  flush=True)
             for dag_id in dag_ids:
                 try:
                     airflow.post("/api/v2/backfills", {
@@ -206,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
                         raise
             # The scheduler starts once the backfills exist: on SQLite, creating runs while it
             # schedules others can make it stop on a lost race.
-            airflow.start("scheduler")
+            if "scheduler" not in airflow.processes:
+                airflow.start("scheduler")
             restarts = {"scheduler": 3, "dag-processor": 3}
             want = len(dag_ids) * ((phase_last - phase_first).days + 1) + len(done)
             last_progress = time.monotonic()
@@ -228,7 +242,6 @@ def run(args: argparse.Namespace) -> int:
             airflow.wait(lambda: all(b.get("completed_at") for d in dag_ids
                                      for b in (airflow.get(f"/api/v2/backfills?dag_id={d}") or {"backfills": [{}]})["backfills"]),
                          120, "the backfills to be marked complete")
-            airflow.stop("scheduler", "dag-processor")
     except (RuntimeError, urllib.error.HTTPError) as err:
         print(f"backfill stopped: {err}", file=sys.stderr)
         return 2
@@ -254,6 +267,11 @@ def finished_runs(airflow: LocalAirflow) -> list[dict]:
             return runs
 
 
+def _deployed(dag_ids: list[str], day: date) -> date:
+    """The newest release date in effect on ``day`` among the chosen pipelines."""
+    return max(_release(d, day) for d in dag_ids)
+
+
 def _release(dag_id: str, day: date) -> date:
     return next(p for p in PIPELINES if p.dag_id == dag_id).release_on(day).since
 
@@ -271,9 +289,13 @@ def main() -> int:
     parser.add_argument("--dags", default="", help="comma-separated DAG ids (default: every example pipeline)")
     parser.add_argument("--parallelism", type=int, default=0,
                         help="task slots of the LocalExecutor (default: one per pipeline)")
+    parser.add_argument("--pause", type=date.fromisoformat, help="stop before this date (YYYY-MM-DD) to run --then")
+    parser.add_argument("--then", help="shell command to run at --pause, with the backfill's environment")
     args = parser.parse_args()
     if args.days < 1:
         parser.error("--days must be at least 1")
+    if bool(args.pause) != bool(args.then):
+        parser.error("--pause and --then go together")
     return run(args)
 
 

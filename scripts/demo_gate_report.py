@@ -7,7 +7,7 @@ evaluated against the model that was deployed when the run was skipped, with the
 evaluator. A skipped run's training compute is the median of what the pipeline's trained runs
 spent on the training branch (Transform, trainer, evaluator, pusher).
 
-Usage: ``python scripts/demo_gate_report.py --store sqlite:///…/mlmd.sqlite`` with ``AIRFLOW_HOME``
+Usage: ``python scripts/demo_gate_report.py --store sqlite:///…/mlmd.sqlite --since 2026-01-11`` with ``AIRFLOW_HOME``
 (where the pipelines keep their spans and models) set as for the backfill.
 """
 
@@ -56,6 +56,8 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", required=True, help="the demo's MLMD store URI")
+    parser.add_argument("--since", required=True, type=dt.date.fromisoformat,
+                        help="the first logical date of the gated days (YYYY-MM-DD)")
     args = parser.parse_args()
     config = parse_store_uri(args.store)
     extraction = on_clock(read_graphlets(config), "logical")
@@ -63,14 +65,14 @@ def main() -> int:
     total = Tally()
     print(f"{'pipeline':<22} {'gated':>5} {'skipped':>7} {'forced':>6} {'pushes':>6} {'kept':>9} {'training compute saved':>24}")
     for dag_id in sorted(decisions):
-        gated = [d for d in decisions[dag_id] if d.policy_version.startswith("push-predictor-")]
+        gated = [d for d in decisions[dag_id] if _logical_day(d.run_id) >= args.since]
         if not gated:
             continue
         tally = _tally(dag_id, gated, extraction)
         total.add(tally)
         print(_line(dag_id, tally))
     if total.decided == 0:
-        print("no decision was made with a push predictor: the gates are still learning")
+        print(f"no gate decided a run from {args.since} on")
         return 0
     print(_line("all", total))
     print(f"\nThe gates skipped {total.skipped} of {total.decided} runs and kept {_kept(total)} of the pushes; "

@@ -47,7 +47,7 @@ def dagbag(env: AirflowEnv, today: str | None) -> dict:
 
 def test_the_dags_import_cleanly_and_each_release_has_its_shape(tmp_path):
     env = AirflowEnv(home=str(tmp_path), dags_folder=DAGS)
-    before = dagbag(env, "2026-01-10")
+    before = dagbag(env, "2026-01-06")
     assert before["errors"] == {}
     assert set(PIPELINES) <= set(before["dags"])
     for dag_id in PIPELINES:
@@ -61,7 +61,7 @@ def test_the_dags_import_cleanly_and_each_release_has_its_shape(tmp_path):
     assert "transform" not in before["dags"]["ct_agrawal_linear"]["tasks"]
     assert "transform" in before["dags"]["ct_hyperplane_sgd"]["tasks"]  # from its first release
 
-    after = dagbag(env, "2026-01-11")
+    after = dagbag(env, "2026-01-07")
     assert after["errors"] == {}
     linear = after["dags"]["ct_agrawal_linear"]
     assert "transform" in linear["tasks"] and "transform" in linear["upstream"]["trainer"]
@@ -69,9 +69,10 @@ def test_the_dags_import_cleanly_and_each_release_has_its_shape(tmp_path):
 
 @pytest.fixture(scope="module")
 def backfill(tmp_path_factory):
-    """Two pipelines, 2026-01-09 .. 2026-01-12, through scripts/ct_backfill.py: both change on
-    2026-01-11 (one gains a Transform, the other new trainer code). The store is named by a
-    connection in Airflow's metadata database, not by an environment variable."""
+    """Two pipelines, 2026-01-05 .. 2026-01-08, through scripts/ct_backfill.py: both change on
+    2026-01-07 (one gains a Transform, the other new trainer code), where the backfill also
+    pauses to run a command. The store is named by a connection in Airflow's metadata database,
+    not by an environment variable."""
     home = str(tmp_path_factory.mktemp("ct_backfill"))
     env = AirflowEnv(home=home, dags_folder=DAGS)
     env.env.pop("AIRFLOW_CONN_MLMD_DEFAULT", None)
@@ -80,8 +81,9 @@ def backfill(tmp_path_factory):
     store_uri = f"sqlite:///{home}/mlmd.sqlite"
     env.airflow("connections", "add", "mlmd_default", "--conn-uri", store_uri)
     done = subprocess.run(
-        [os.path.join(VENV_BIN, "python"), os.path.join(ROOT, "scripts", "ct_backfill.py"), "--start", "2026-01-09",
-         "--days", "4", "--dags", "ct_agrawal_linear,ct_sea_logistic"],
+        [os.path.join(VENV_BIN, "python"), os.path.join(ROOT, "scripts", "ct_backfill.py"), "--start", "2026-01-05",
+         "--days", "4", "--dags", "ct_agrawal_linear,ct_sea_logistic", "--pause", "2026-01-07",
+         "--then", "echo paused with $AIRFLOW_HOME"],
         env=env.env, capture_output=True, text=True, timeout=900, check=False,
     )
     subprocess.run([os.path.join(VENV_BIN, "graphlets"), "spool", "replay", "--timeout", "60"], env=env.env,
@@ -98,9 +100,10 @@ def verdict(home: str, dag_id: str, logical_day: str) -> dict:
 def test_a_backfill_runs_every_date_through_the_scheduler_and_shows_progress(backfill):
     home, _, done = backfill
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "backfill: 2 pipelines x 4 days (2026-01-09 .. 2026-01-12) = 8 DAG runs" in done.stdout
-    assert "-- 2026-01-09 .. 2026-01-10: the DAGs as deployed on 2026-01-09" in done.stdout
-    assert "-- 2026-01-11 .. 2026-01-12: the DAGs as deployed on 2026-01-11" in done.stdout
+    assert "backfill: 2 pipelines x 4 days (2026-01-05 .. 2026-01-08) = 8 DAG runs" in done.stdout
+    assert "-- 2026-01-05 .. 2026-01-06: the DAGs as deployed on 2026-01-01" in done.stdout
+    assert f"-- paused before 2026-01-07 (--then):\npaused with {home}\n" in done.stdout
+    assert "-- 2026-01-07 .. 2026-01-08: the DAGs as deployed on 2026-01-07" in done.stdout
     assert "[   8/8]" in done.stdout and "8 DAG runs in" in done.stdout and "0 failed" in done.stdout
     with open(os.path.join(home, "scheduler.log")) as handle:
         assert "Exception when executing SchedulerJob" not in handle.read()
@@ -120,8 +123,8 @@ def test_each_run_is_one_graphlet_blessed_and_pushed_as_the_evaluator_decided(ba
         assert g.pushed is expected["blessed"]
         decided[expected["blessed"]] += 1
         span, window = int(day[-2:]) - 1, (3 if g.pipeline == "ct_sea_logistic" else 4)
-        # The rolling window: the last spans ingested, which here begin with the backfill (span 8).
-        assert list(g.spans) == [k for k in range(span - window + 1, span + 1) if k >= 8]
+        # The rolling window: the last spans ingested, which here begin with the backfill (span 4).
+        assert list(g.spans) == [k for k in range(span - window + 1, span + 1) if k >= 4]
     assert decided[True] >= 1 and decided[False] >= 1  # both outcomes arise from real model quality
     for dag_id in ("ct_agrawal_linear", "ct_sea_logistic"):
         pushed = sorted((g for g in graphlets if g.pipeline == dag_id and g.pushed), key=lambda g: g.run)
@@ -133,13 +136,16 @@ def test_each_run_is_one_graphlet_blessed_and_pushed_as_the_evaluator_decided(ba
             assert json.load(handle)["run_id"] == pushed[-1].run.split(".", 1)[1]
 
 
-def test_every_run_has_a_gate_decision_and_trains_while_no_predictor_exists(backfill):
+def test_every_run_has_a_gate_decision_and_trains_while_its_history_is_short(backfill):
     _, store_uri, _ = backfill
     for dag_id in ("ct_agrawal_linear", "ct_sea_logistic"):
         logged = read_decisions(parse_store_uri(store_uri), dag_id)
-        assert [d.run_id[len("backfill__"):][:10] for d in logged] == [f"2026-01-{d:02d}" for d in range(9, 13)]
+        assert [d.run_id[len("backfill__"):][:10] for d in logged] == [f"2026-01-{d:02d}" for d in range(5, 9)]
         assert {d.decision for d in logged} == {"run"}
-        assert all("No push predictor at" in d.reason and "graphlets train-predictor" in d.reason for d in logged)
+        # No predictor file: the prior decides (and the guardrails would run any skip of so short a history).
+        assert all("prior predictor (no predictor trained on this store yet)" in d.reason for d in logged)
+        assert all(d.policy_version.startswith("prior/push-predictor-") for d in logged)
+        assert all(set(d.features) >= {"deployed_score", "latest_score_gap", "statistics_drift"} for d in logged)
 
 
 def test_the_releases_show_as_structure_and_code_changes(backfill):
@@ -150,12 +156,12 @@ def test_the_releases_show_as_structure_and_code_changes(backfill):
         return {g.run.split("__")[1][:10]: g for g in graphlets if g.pipeline == dag_id}
 
     linear, sea = by_day("ct_agrawal_linear"), by_day("ct_sea_logistic")
-    assert linear["2026-01-09"].structure_hash == linear["2026-01-10"].structure_hash
-    assert linear["2026-01-10"].structure_hash != linear["2026-01-11"].structure_hash
-    assert dict(linear["2026-01-09"].cost_by_kind).get("Transform", 0) == 0
-    assert dict(linear["2026-01-12"].cost_by_kind)["Transform"] > 0
-    assert sea["2026-01-09"].code_hash == sea["2026-01-10"].code_hash != sea["2026-01-11"].code_hash
-    assert sea["2026-01-10"].structure_hash == sea["2026-01-11"].structure_hash
+    assert linear["2026-01-05"].structure_hash == linear["2026-01-06"].structure_hash
+    assert linear["2026-01-06"].structure_hash != linear["2026-01-07"].structure_hash
+    assert dict(linear["2026-01-05"].cost_by_kind).get("Transform", 0) == 0
+    assert dict(linear["2026-01-08"].cost_by_kind)["Transform"] > 0
+    assert sea["2026-01-05"].code_hash == sea["2026-01-06"].code_hash != sea["2026-01-07"].code_hash
+    assert sea["2026-01-06"].structure_hash == sea["2026-01-07"].structure_hash
 
 
 def test_on_the_logical_clock_the_backfill_spans_its_days(backfill):

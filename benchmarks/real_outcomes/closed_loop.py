@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
 from airflow_graphlets.prune.dataset import TrainingRuns
 from airflow_graphlets.prune.features import Candidate, Outcome
 from airflow_graphlets.prune.features.signals import DEPLOYED_SCORE, LATEST_SCORE

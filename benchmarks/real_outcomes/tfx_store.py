@@ -28,7 +28,6 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from airflow_graphlets.prune.evaluator_bar import EVAL_CONFIG_PROPERTY, tfx_eval_config
 from airflow_graphlets.prune.features.signals import DEPLOYED_SCORE, LATEST_SCORE
 from airflow_graphlets.prune.span_statistics import write_statistics
@@ -130,142 +129,157 @@ def _register_types(writer: BulkWriter) -> dict:
 
 
 def _pipeline_rows(record: PipelineRecord, rows: _Rows, types: dict, artifact_root: str) -> None:
-    spec = record.spec
-    happened = outcomes(record)
-    root = os.path.join(artifact_root, spec.name)
-    rng = np.random.default_rng([spec.stream.seed, 2])
-    contexts: dict[tuple[str, str], int] = {}
+    _PipelineWriter(record, rows, types, artifact_root).write()
 
-    def context(kind: str, name: str, at: float, parent: int | None = None) -> int:
+
+class _PipelineWriter:
+    """Writes one pipeline's runs as rows: a context, an execution and its events at a time."""
+
+    def __init__(self, record: PipelineRecord, rows: _Rows, types: dict, artifact_root: str) -> None:
+        self.record, self.rows, self.types = record, rows, types
+        self.spec = record.spec
+        self.root = os.path.join(artifact_root, self.spec.name)
+        self.rng = np.random.default_rng([self.spec.stream.seed, 2])
+        self.contexts: dict[tuple[str, str], int] = {}
+        self.pipeline = self.context("pipeline", self.spec.name, EPOCH + record.day[0] * DAY)
+        self.run = self.pipeline
+        self.clock = 0.0  # when the next execution of the run starts
+
+    def context(self, kind: str, name: str, at: float, parent: int | None = None) -> int:
+        """The id of context ``(kind, name)``, made at ``at`` when new."""
         key = (kind, name)
-        if key not in contexts:
-            contexts[key] = rows.take("Context")
-            rows.add("Context", (contexts[key], types["contexts"][kind], name, None, _ms(at), _ms(at)))
+        if key not in self.contexts:
+            self.contexts[key] = self.rows.take("Context")
+            self.rows.add("Context", (self.contexts[key], self.types["contexts"][kind], name, None, _ms(at), _ms(at)))
             if parent is not None:
-                rows.add("ParentContext", (contexts[key], parent))
-        return contexts[key]
+                self.rows.add("ParentContext", (self.contexts[key], parent))
+        return self.contexts[key]
 
-    first_start = EPOCH + record.day[0] * DAY
-    pipeline = context("pipeline", spec.name, first_start)
-    examples_of_span: dict[int, int] = {}  # span -> newest Examples artifact id
-    deployed_model: tuple[int, str] | None = None
-    models: dict[int, tuple[int, str]] = {}  # run -> (Model id, uri)
-    for r in range(len(record)):
-        start = EPOCH + record.day[r] * DAY + 7200.0 + float(rng.uniform(0, 1200))
+    def execute(self, kind: str, inputs: dict[str, list[int]], outputs: dict[str, list[tuple[str, dict, dict]]],
+                properties: dict, seconds: float) -> dict[str, list[tuple[int, str]]]:
+        """Write one component's execution in the current run, ``seconds`` long; returns each
+        output key's (artifact id, uri)."""
+        rows, rng = self.rows, self.rng
+        _, _, node_id = _CLASS[kind]
+        begin = self.clock
+        end = begin + seconds
+        self.clock = end + float(rng.uniform(5, 30))
+        execution = rows.take("Execution")
+        if kind == "Gate":
+            rows.gate_executions.add(execution)
+        rows.add("Execution", (execution, self.types["executions"][kind], COMPLETE, _uuid(rng), None, _ms(begin),
+                               _ms(end)))
+        for key, value in properties.items():
+            rows.add("ExecutionProperty", (execution, key, 1, *_value(value)))
+        fingerprint = hashlib.sha256(repr((self.spec.name, node_id, sorted(inputs.items()))).encode()).hexdigest()
+        own = (self.context("node", f"{self.spec.name}.{node_id}", begin),
+               self.context("execution_cache", fingerprint, begin))
+        if kind == "Gate":
+            rows.gate_contexts.update(own)
+        in_contexts = (self.pipeline, self.run, *own)
+        for context_id in in_contexts:
+            rows.add("Association", (rows.take("Association"), context_id, execution))
+        for key, artifact_ids in inputs.items():
+            for index, artifact in enumerate(artifact_ids):
+                _event(rows, artifact, execution, INPUT, key, index, begin)
+                _attribute(rows, in_contexts, artifact)
+        made: dict[str, list[tuple[int, str]]] = {}
+        for key, made_here in outputs.items():
+            for index, (type_name, typed, custom) in enumerate(made_here):
+                artifact = rows.take("Artifact")
+                uri = os.path.join(self.root, node_id, key, str(execution))
+                rows.add("Artifact", (artifact, self.types["artifacts"][type_name], uri, LIVE, None, None, _ms(end),
+                                      _ms(end)))
+                for prop, value in typed.items():
+                    rows.add("ArtifactProperty", (artifact, prop, 0, *_value(value)))
+                for prop, value in {**custom, "tfx_version": TFX_VERSION}.items():
+                    rows.add("ArtifactProperty", (artifact, prop, 1, *_value(value)))
+                _event(rows, artifact, execution, OUTPUT, key, index, end)
+                _attribute(rows, in_contexts, artifact)
+                made.setdefault(key, []).append((artifact, uri))
+        return made
+
+    def write(self) -> None:
+        """Every run of the record, in order."""
+        happened = outcomes(self.record)
+        self.examples_of_span: dict[int, int] = {}  # span -> newest Examples artifact id
+        self.deployed: tuple[int, str] | None = None  # (Model id, uri) of the deployed model
+        for r in range(len(self.record)):
+            self._run(r, bool(happened.blessed[r]), happened.deployed_accuracy[r])
+
+    def _run(self, r: int, blessed: bool, deployed_accuracy: float) -> None:
+        """One run: ingest, analyse, gate, train, evaluate, push."""
+        record, spec, execute = self.record, self.spec, self.execute
+        start = EPOCH + record.day[r] * DAY + 7200.0 + float(self.rng.uniform(0, 1200))
         run_name = dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y%m%d-%H%M%S.%f")
-        run = context("pipeline_run", run_name, start, parent=pipeline)
-        clock = [start]
-        durations = dict(zip(COMPONENTS, record.durations[r]))
+        self.run = self.context("pipeline_run", run_name, start, parent=self.pipeline)
+        self.clock = start
+        seconds = dict(zip(COMPONENTS, record.durations[r]))
+        span, splits = int(record.span[r]), json.dumps(["train", "eval"])
 
-        def execute(kind: str, inputs: dict[str, list[int]], outputs: dict[str, list[tuple[str, dict, dict]]],
-                    properties: dict, seconds: float) -> dict[str, list[tuple[int, str]]]:
-            """Write one component's execution; returns each output key's (artifact id, uri)."""
-            name, _, node_id = _CLASS[kind]
-            begin = clock[0]
-            end = begin + seconds
-            clock[0] = end + float(rng.uniform(5, 30))
-            execution = rows.take("Execution")
-            if kind == "Gate":
-                rows.gate_executions.add(execution)
-            rows.add("Execution", (execution, types["executions"][kind], COMPLETE, _uuid(rng), None, _ms(begin),
-                                   _ms(end)))
-            for key, value in properties.items():
-                rows.add("ExecutionProperty", (execution, key, 1, *_value(value)))
-            fingerprint = hashlib.sha256(repr((spec.name, node_id, sorted(inputs.items()))).encode()).hexdigest()
-            own = (context("node", f"{spec.name}.{node_id}", begin), context("execution_cache", fingerprint, begin))
-            if kind == "Gate":
-                rows.gate_contexts.update(own)
-            in_contexts = (pipeline, run, *own)
-            for context_id in in_contexts:
-                rows.add("Association", (rows.take("Association"), context_id, execution))
-            made: dict[str, list[tuple[int, str]]] = {}
-            for key, artifact_ids in inputs.items():
-                for index, artifact in enumerate(artifact_ids):
-                    _event(rows, artifact, execution, INPUT, key, index, begin)
-                    _attribute(rows, in_contexts, artifact)
-            for key, made_here in outputs.items():
-                for index, (type_name, typed, custom) in enumerate(made_here):
-                    artifact = rows.take("Artifact")
-                    uri = os.path.join(root, node_id, key, str(execution))
-                    rows.add("Artifact", (artifact, types["artifacts"][type_name], uri, LIVE, None, None, _ms(end),
-                                          _ms(end)))
-                    for prop, value in typed.items():
-                        rows.add("ArtifactProperty", (artifact, prop, 0, *_value(value)))
-                    for prop, value in {**custom, "tfx_version": TFX_VERSION}.items():
-                        rows.add("ArtifactProperty", (artifact, prop, 1, *_value(value)))
-                    _event(rows, artifact, execution, OUTPUT, key, index, end)
-                    _attribute(rows, in_contexts, artifact)
-                    made.setdefault(key, []).append((artifact, uri))
-            return made
-
-        span = int(record.span[r])
-        splits = json.dumps(["train", "eval"])
-        out = execute("ExampleGen", {}, {"examples": [("Examples", {"span": span, "version": 0, "split_names": splits},
-                                                         {"span": span, "version": 0,
-                                                          "input_fingerprint": f"span:{span},ingested:{run_name}",
-                                                          "payload_format": "FORMAT_TF_EXAMPLE",
-                                                          "file_format": "tfrecords_gzip"})]},
-                         {"input_base": f"/data/{spec.name}", "output_data_format": 6}, durations["ExampleGen"])
-        examples = out["examples"][0][0]
-        examples_of_span[span] = examples
-        out = execute("StatisticsGen", {"examples": [examples]},
-                         {"statistics": [("ExampleStatistics", {"span": span, "split_names": splits},
-                                          {"stats_dashboard_link": ""})]}, {}, durations["StatisticsGen"])
+        out = execute("ExampleGen", {}, {"examples": [("Examples", {"span": span, "version": 0, "split_names": splits}, {
+            "span": span, "version": 0, "input_fingerprint": f"span:{span},ingested:{run_name}",
+            "payload_format": "FORMAT_TF_EXAMPLE", "file_format": "tfrecords_gzip"})]},
+            {"input_base": f"/data/{spec.name}", "output_data_format": 6}, seconds["ExampleGen"])
+        examples = self.examples_of_span[span] = out["examples"][0][0]
+        out = execute("StatisticsGen", {"examples": [examples]}, {"statistics": [(
+            "ExampleStatistics", {"span": span, "split_names": splits}, {"stats_dashboard_link": ""})]}, {},
+            seconds["StatisticsGen"])
         statistics, statistics_uri = out["statistics"][0]
         data = record.spans[span]
         # TFDV treats the label as a feature too.
-        write_statistics(statistics_uri, {split: np.column_stack(rows) for split, rows in
+        write_statistics(statistics_uri, {split: np.column_stack(columns) for split, columns in
                                           (("train", data.train()), ("eval", data.eval()))},
                          [*record.feature_names, "label"])
         out = execute("SchemaGen", {"statistics": [statistics]}, {"schema": [("Schema", {}, {})]},
-                         {"infer_feature_shape": 1}, durations["SchemaGen"])
+                      {"infer_feature_shape": 1}, seconds["SchemaGen"])
         schema_id = out["schema"][0][0]
         execute("ExampleValidator", {"statistics": [statistics], "schema": [schema_id]},
                 {"anomalies": [("ExampleAnomalies", {"span": span, "split_names": splits}, {})]}, {},
-                durations["ExampleValidator"])
+                seconds["ExampleValidator"])
+
         signals = {}
-        for name, value in ((DEPLOYED_SCORE, happened.deployed_accuracy[r]),
+        for name, value in ((DEPLOYED_SCORE, deployed_accuracy),
                             (LATEST_SCORE, record.acc_train[r - 1, r] if r > 0 else np.nan)):
             if not np.isnan(value):
                 signals[name] = round(float(value), 6)
-        execute("Gate", {}, {}, {"graphlets_decision": "run", "graphlets_probability": -1.0,
-                                     "graphlets_reason": "fail open: no push predictor yet (train one with "
-                                                         "`graphlets train-predictor`)",
-                                     "graphlets_features": "{}", "graphlets_policy_version": "predictor-v1",
-                                     "graphlets_override": "", SIGNALS_PROPERTY: json.dumps(signals, sort_keys=True)},
-                    float(rng.uniform(5, 30)))
-        window = [examples_of_span[k] for k in range(int(record.window_first[r]), span + 1) if k in examples_of_span]
+        execute("Gate", {}, {}, {
+            "graphlets_decision": "run", "graphlets_probability": -1.0,
+            "graphlets_reason": "fail open: no push predictor yet (train one with `graphlets train-predictor`)",
+            "graphlets_features": "{}", "graphlets_policy_version": "no-predictor", "graphlets_override": "",
+            SIGNALS_PROPERTY: json.dumps(signals, sort_keys=True)}, float(self.rng.uniform(5, 30)))
+
+        window = [self.examples_of_span[k] for k in range(int(record.window_first[r]), span + 1)
+                  if k in self.examples_of_span]
         trainer_inputs = {"examples": window, "schema": [schema_id]}
         if record.transform[r]:
             out = execute("Transform", {"examples": window, "schema": [schema_id]},
-                             {"transform_graph": [("TransformGraph", {}, {})]},
-                             {"module_path": _module_path(spec.name, "Transform", 1)}, durations["Transform"])
+                          {"transform_graph": [("TransformGraph", {}, {})]},
+                          {"module_path": _module_path(spec.name, "Transform", 1)}, seconds["Transform"])
             trainer_inputs["transform_graph"] = [out["transform_graph"][0][0]]
-        out = execute("Trainer", trainer_inputs, {"model": [("Model", {}, {})], "model_run": [("ModelRun", {}, {})]},
-                         {"module_path": _module_path(spec.name, "Trainer", int(record.code_version[r])),
-                          "train_args": json.dumps({"splits": ["train"]}), "eval_args": json.dumps({"splits": ["eval"]})},
-                         durations["Trainer"])
+        out = execute("Trainer", trainer_inputs, {"model": [("Model", {}, {})], "model_run": [("ModelRun", {}, {})]}, {
+            "module_path": _module_path(spec.name, "Trainer", int(record.code_version[r])),
+            "train_args": json.dumps({"splits": ["train"]}), "eval_args": json.dumps({"splits": ["eval"]})},
+            seconds["Trainer"])
         model, model_uri = out["model"][0]
-        models[r] = (model, model_uri)
-        blessed = bool(happened.blessed[r])
+
         custom = {"current_model": model_uri, "current_model_id": model, "blessed": int(blessed)}
         evaluator_inputs = {"examples": [examples], "model": [model]}
-        if deployed_model is not None:
-            evaluator_inputs["baseline_model"] = [deployed_model[0]]
-            custom.update(baseline_model=deployed_model[1], baseline_model_id=deployed_model[0])
+        if self.deployed is not None:
+            evaluator_inputs["baseline_model"] = [self.deployed[0]]
+            custom.update(baseline_model=self.deployed[1], baseline_model_id=self.deployed[0])
         out = execute("Evaluator", evaluator_inputs,
-                         {"evaluation": [("ModelEvaluation", {}, {})], "blessing": [("ModelBlessing", {}, custom)]},
-                         {EVAL_CONFIG_PROPERTY: tfx_eval_config("BinaryAccuracy", round(spec.threshold, 4), spec.margin)},
-                         durations["Evaluator"])
+                      {"evaluation": [("ModelEvaluation", {}, {})], "blessing": [("ModelBlessing", {}, custom)]},
+                      {EVAL_CONFIG_PROPERTY: tfx_eval_config("BinaryAccuracy", round(spec.threshold, 4), spec.margin)},
+                      seconds["Evaluator"])
         blessing = out["blessing"][0][0]
         pushed = ({"pushed": 1, "pushed_destination": f"/serving/{spec.name}/{int(start)}",
-                   "pushed_version": str(int(clock[0]))} if blessed else {"pushed": 0})
-        execute("Pusher", {"model": [model], "model_blessing": [blessing]},
-                {"pushed_model": [("PushedModel", {}, pushed)]},
+                   "pushed_version": str(int(self.clock))} if blessed else {"pushed": 0})
+        execute("Pusher", {"model": [model], "model_blessing": [blessing]}, {"pushed_model": [("PushedModel", {}, pushed)]},
                 {"push_destination": json.dumps({"filesystem": {"base_directory": f"/serving/{spec.name}"}})},
-                durations["Pusher"])
+                seconds["Pusher"])
         if blessed:
-            deployed_model = models[r]
+            self.deployed = (model, model_uri)
 
 
 def _attribute(rows: _Rows, contexts: tuple[int, ...], artifact: int) -> None:

@@ -56,35 +56,35 @@ PIPELINES: tuple[Pipeline, ...] = (
     Pipeline(
         dag_id="ct_sea_logistic",
         description="SEA concepts with two abrupt drifts; logistic regression on the last 3 spans. "
-                    "Its trainer code changes on 2026-01-11.",
-        stream="sea", seed=11, model="logistic_regression", window=3, rows_per_span=400,
+                    "Its trainer code changes on 2026-01-07.",
+        stream="sea", seed=11, model="logistic_regression", window=3, rows_per_span=1000,
         threshold=0.6, margin=0.01,
-        releases=(Release(START_DATE), Release(date(2026, 1, 11), trainer="v2")),
+        releases=(Release(START_DATE), Release(date(2026, 1, 7), trainer="v2")),
     ),
     Pipeline(
         dag_id="ct_agrawal_forest",
         description="Agrawal loan approvals whose rule changes twice; a random forest on the last 5 spans.",
-        stream="agrawal", seed=21, model="random_forest", window=5, rows_per_span=400,
+        stream="agrawal", seed=21, model="random_forest", window=5, rows_per_span=1000,
         threshold=0.6, margin=0.01,
     ),
     Pipeline(
         dag_id="ct_agrawal_linear",
         description="Agrawal loan approvals; logistic regression on the last 4 spans. "
-                    "A Transform step (standardisation) is added on 2026-01-11.",
-        stream="agrawal", seed=31, model="logistic_regression", window=4, rows_per_span=400,
+                    "A Transform step (standardisation) is added on 2026-01-07.",
+        stream="agrawal", seed=31, model="logistic_regression", window=4, rows_per_span=1000,
         threshold=0.55, margin=0.01,
-        releases=(Release(START_DATE), Release(date(2026, 1, 11), transform=True)),
+        releases=(Release(START_DATE), Release(date(2026, 1, 7), transform=True)),
     ),
     Pipeline(
         dag_id="ct_hyperplane_sgd",
         description="A rotating hyperplane (incremental drift); SGD logistic model on the last 2 spans.",
-        stream="hyperplane", seed=41, model="sgd", window=2, rows_per_span=400,
+        stream="hyperplane", seed=41, model="sgd", window=2, rows_per_span=1000,
         threshold=0.6, margin=0.015, releases=(Release(START_DATE, transform=True),),
     ),
     Pipeline(
         dag_id="ct_rbf_boosting",
         description="Drifting radial-basis clusters, three classes; gradient boosting on the last 4 spans.",
-        stream="rbf", seed=51, model="gradient_boosting", window=4, rows_per_span=400,
+        stream="rbf", seed=51, model="gradient_boosting", window=4, rows_per_span=1000,
         threshold=0.5, margin=0.01,
     ),
 )

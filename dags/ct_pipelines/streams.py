@@ -51,11 +51,12 @@ def _agrawal(seed: int, rows: int):
 
 
 def _hyperplane(seed: int, rows: int):
-    # Incremental drift: the separating hyperplane rotates a little with every row.
+    # Incremental drift: the separating hyperplane rotates a little with every row (as much per
+    # span whatever the span's size).
     from river.datasets import synth
 
-    return synth.Hyperplane(seed=seed, n_features=10, n_drift_features=4, mag_change=0.004, noise_percentage=0.05,
-                            sigma=0.1)
+    return synth.Hyperplane(seed=seed, n_features=10, n_drift_features=4, mag_change=1.6 / rows,
+                            noise_percentage=0.05, sigma=0.1)
 
 
 def _rbf(seed: int, rows: int):
@@ -63,7 +64,7 @@ def _rbf(seed: int, rows: int):
     from river.datasets import synth
 
     return synth.RandomRBFDrift(seed_model=seed, seed_sample=seed + 1, n_classes=3, n_features=8, n_centroids=20,
-                                change_speed=0.004, n_drift_centroids=10)
+                                change_speed=1.6 / rows, n_drift_centroids=10)
 
 
 STREAMS: dict[str, Callable] = {"sea": _sea, "agrawal": _agrawal, "hyperplane": _hyperplane, "rbf": _rbf}

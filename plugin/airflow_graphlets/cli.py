@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--policy", metavar="FILE", help="TOML with [policy] and [policy.guardrails] (docs/prune.md)")
     replay.add_argument("--json", action="store_true", help="print the JSON document")
     replay.add_argument("--html", metavar="FILE", help="also write the trade-off curve and tables as HTML")
+    replay.add_argument("--predictor", metavar="FILE",
+                        help="replay this predictor file at its own operating point instead of training one")
+    replay.add_argument("--prior", action="store_true", help="replay the prior predictor shipped with the package")
     replay.add_argument("--png", metavar="FILE", help="also write the trade-off curve as PNG")
     replay.set_defaults(run=_replay)
 
@@ -232,9 +235,14 @@ def _replay(args: argparse.Namespace) -> int:
     from airflow_graphlets.prune.evaluate import Inputs, PolicySettings, evaluate
     from airflow_graphlets.prune.report import to_text, write_html, write_png
 
+    from airflow_graphlets.prune.predictor import PushPredictor
+    from airflow_graphlets.prune.prior import PRIOR_PATH
+
     settings = PolicySettings.from_toml(args.policy) if args.policy else PolicySettings()
     store = _store(args.store)
-    evaluation = evaluate(read_graphlets(store), Inputs.read(store), settings)
+    given = args.predictor or (PRIOR_PATH if args.prior else None)
+    predictor = PushPredictor.load(given) if given else None
+    evaluation = evaluate(read_graphlets(store), Inputs.read(store), settings, predictor=predictor)
     print(json.dumps(evaluation.to_json_document(), indent=1) if args.json else to_text(evaluation), end="\n" if args.json else "")
     for path in ([write_html(evaluation, args.html)] if args.html else []) + ([write_png(evaluation, args.png)] if args.png else []):
         print(f"wrote {path}", file=sys.stderr)

@@ -61,6 +61,9 @@ class GraphletGateOperator(BaseOperator):
       never_skip: always run the training (the DAG author's standing override).
       guardrails: limits every skip works within (:class:`~airflow_graphlets.prune.policy.Guardrails`).
       budget_seconds: with no decision by then, the training runs.
+      prior: while no predictor file exists, decide with the prior shipped with the package
+        (``prune/prior.py``), corrected by this pipeline's own outcomes; False runs every training
+        until ``graphlets train-predictor`` (or the maintenance DAG) has written one.
     """
 
     template_fields = ("spans", "drift", "signals", "predictor_path")
@@ -69,7 +72,8 @@ class GraphletGateOperator(BaseOperator):
 
     def __init__(self, *, spans: Any = None, drift: Any = None, signals: Any = None, trainer_task_id: str = "trainer",
                  predictor_path: str | None = None, threshold: float | None = None, never_skip: bool = False,
-                 guardrails: Guardrails | None = None, budget_seconds: float = 5.0, **kwargs: Any) -> None:
+                 guardrails: Guardrails | None = None, budget_seconds: float = 5.0, prior: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.spans = spans
         self.drift = drift
@@ -80,6 +84,7 @@ class GraphletGateOperator(BaseOperator):
         self.never_skip = never_skip
         self.guardrails = guardrails  # None: Guardrails() when the gate runs
         self.budget_seconds = budget_seconds
+        self.prior = prior
 
     def execute(self, context: Any) -> dict:
         signals = self._signals()
@@ -147,7 +152,7 @@ class GraphletGateOperator(BaseOperator):
         except Exception as err:  # noqa: BLE001 - decide() fails open on a missing store
             self.log.warning("airflow-graphlets gate: could not read the run's context: %s", err)
         settings = GateSettings(predictor_path, self.threshold, self.guardrails or Guardrails(), self.budget_seconds,
-                                self.never_skip)
+                                self.never_skip, prior=self.prior)
         return decide(config, context["dag"].dag_id, candidate, settings, gate_task_id=self.task_id)
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from airflow_graphlets.graphlets.model import OUTCOME_WASTED, STATUS_INDEX, Extraction
+from airflow_graphlets.prune.evaluator_bar import EvaluatorBar
 from airflow_graphlets.prune.features import NAMES, Candidate, Outcome, PipelineHistory, features
 from airflow_graphlets.prune.features.history import NO_SIGNALS
-from airflow_graphlets.prune.evaluator_bar import EvaluatorBar
 from airflow_graphlets.prune.span_statistics import SpanStatisticsIndex
 
 # What a gate placed before the training branch saves when it skips: Transform, the trainer and

@@ -137,6 +137,7 @@ class Evaluation:
     features_missing: dict[str, float]  # share of the replayed runs each feature was unknown for
     statistics: str  # how many span statistics files were readable
     source: str = "recorded"  # or what replayed the outcomes ("closed loop")
+    given_predictor: str | None = None  # the version of a predictor replayed as given (not trained here)
 
     @property
     def features_lacking(self) -> list[str]:
@@ -155,7 +156,7 @@ class Evaluation:
             "comparisons": [c.as_dict() for c in self.comparisons],
             "held_out_pipelines": self.held_out_pipelines,
             "features_missing": self.features_missing, "features_lacking": self.features_lacking,
-            "statistics": self.statistics,
+            "statistics": self.statistics, "given_predictor": self.given_predictor,
         }
 
 
@@ -164,7 +165,8 @@ def _plain(values: dict) -> dict:
 
 
 def evaluate(extraction: Extraction, inputs: Inputs | None = None, settings: PolicySettings | None = None,
-             seed: int = 0, source=None, source_name: str = "recorded") -> Evaluation:
+             seed: int = 0, source=None, source_name: str = "recorded",
+             predictor: PushPredictor | None = None) -> Evaluation:
     """Train on the first ``train_share`` of the period, replay the rest under every policy.
 
     Args:
@@ -173,6 +175,8 @@ def evaluate(extraction: Extraction, inputs: Inputs | None = None, settings: Pol
       source: a function from the :class:`TrainingRuns` to the :class:`OutcomeSource` replayed
         runs take their outcomes from (the recorded history when None).
       source_name: what to call that source in reports.
+      predictor: replay this predictor at its own operating point instead of training one on the
+        first part of the period (the prior, say); there is then no held-out-pipeline replay.
 
     Raises:
       GraphletsError: too little history to train on.
@@ -183,12 +187,13 @@ def evaluate(extraction: Extraction, inputs: Inputs | None = None, settings: Pol
     split = first + settings.train_share * (last - first)
     past = runs.start < split
     outcome_source = source(runs) if source is not None else None
-    main = _evaluate_on(runs, matrix, past, np.ones(len(runs), dtype=bool), split, settings, seed, outcome_source)
-    held_out = _held_out(runs, matrix, past, split, settings, seed, outcome_source)
+    main = _evaluate_on(runs, matrix, past, np.ones(len(runs), dtype=bool), split, settings, seed, outcome_source,
+                        predictor)
+    held_out = None if predictor else _held_out(runs, matrix, past, split, settings, seed, outcome_source)
     return Evaluation(extraction.store, len(runs), int(past.sum()), int((~past).sum()), split,
                       main["operating_point"].threshold, settings, main["policies"], main["curve"],
                       main["operating_point"], main["comparisons"], held_out, missing_shares(matrix[~past]),
-                      inputs.statistics.describe(), source_name)
+                      inputs.statistics.describe(), source_name, predictor.version if predictor else None)
 
 
 # Features whose "unknown" is -1 (from before NaN meant unknown).
@@ -209,14 +214,20 @@ def missing_shares(matrix: np.ndarray) -> dict[str, float]:
 
 
 def _evaluate_on(runs: TrainingRuns, matrix: np.ndarray, train: np.ndarray, replayed: np.ndarray, split: float,
-                 settings: PolicySettings, seed: int, source: OutcomeSource | None) -> dict:
+                 settings: PolicySettings, seed: int, source: OutcomeSource | None,
+                 given: PushPredictor | None = None) -> dict:
     """Fit on ``train`` rows, choose the threshold by cross-validation, replay the pipelines of
-    ``replayed`` (a mask) from ``split`` on under every policy."""
-    scoring = _scoring(settings, matrix[train])
+    ``replayed`` (a mask) from ``split`` on under every policy (``given``: replay that predictor
+    at its own operating point instead)."""
     rails = settings.guardrails
-    predictor = PushPredictor.fit(matrix[train], runs.pushed[train], seed=seed)
-    point = choose(runs, matrix, train, target=settings.target_pushes_kept, scoring=scoring,
-                   guardrails=rails, folds=settings.cv_folds, seed=seed)
+    if given is not None:
+        predictor, scoring = given, given.scoring
+        point = OperatingPoint(given.threshold, given.target_pushes_kept or settings.target_pushes_kept, None, 0)
+    else:
+        scoring = _scoring(settings, matrix[train])
+        predictor = PushPredictor.fit(matrix[train], runs.pushed[train], seed=seed)
+        point = choose(runs, matrix, train, target=settings.target_pushes_kept, scoring=scoring,
+                       guardrails=rails, folds=settings.cv_folds, seed=seed)
     probability = memoized(predictor)
     rows = np.flatnonzero(replayed)
     never = replay(runs, NeverSkip(), evaluate_from=split, guardrails=rails, seed=seed, source=source, rows=rows)
@@ -224,7 +235,7 @@ def _evaluate_on(runs: TrainingRuns, matrix: np.ndarray, train: np.ndarray, repl
               "baseline_age": never.mean_model_age_hours * 3600.0, "probability": probability}
     learned = replay(runs, PredictedPush(point.threshold, scoring), **common)
     baselines = [never]
-    if scoring != Scoring():  # the bare probability, its threshold chosen the same way, for comparison
+    if scoring != Scoring() and given is None:  # the bare probability, its threshold chosen alike, to compare
         bare = choose(runs, matrix, train, target=settings.target_pushes_kept, scoring=Scoring(),
                       guardrails=rails, folds=settings.cv_folds, seed=seed)
         baselines.append(replay(runs, PredictedPush(bare.threshold), **common))
@@ -294,7 +305,7 @@ def train_predictor(extraction: Extraction, inputs: Inputs | None = None, settin
     the whole history (what ``graphlets train-predictor`` saves).
 
     Raises:
-      GraphletsError: too little history to train on.
+      NotEnoughHistoryError: too little history to train on, or to validate a threshold.
     """
     settings, inputs = settings or PolicySettings(), inputs or Inputs()
     runs, matrix = _rows(extraction, inputs)
@@ -303,6 +314,11 @@ def train_predictor(extraction: Extraction, inputs: Inputs | None = None, settin
     scoring = _scoring(settings, matrix)
     point = choose(runs, matrix, everything, target=settings.target_pushes_kept, scoring=scoring,
                    guardrails=settings.guardrails, folds=settings.cv_folds, seed=seed)
+    if point.cross_validated_pushes_kept is None:
+        raise NotEnoughHistoryError(
+            f"{extraction.store} holds {len(runs)} finished runs with {int(runs.pushed.sum())} pushes: too few to show "
+            f"out of sample that a threshold keeps {settings.target_pushes_kept:.0%} of the pushes. Keep recording; "
+            "until then the gates use the prior predictor (docs/prune.md).")
     return predictor.with_operating_point(point.threshold, scoring, float(runs.start.max()),
                                           settings.target_pushes_kept)
 

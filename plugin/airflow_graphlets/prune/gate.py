@@ -21,6 +21,7 @@ from airflow_graphlets.prune.calibration import Calibration
 from airflow_graphlets.prune.features import NAMES, Candidate, features
 from airflow_graphlets.prune.overrides import StandingOverrides
 from airflow_graphlets.prune.policy import Decision, Guardrails, PredictedPush
+from airflow_graphlets.prune.prior import PRIOR_LABEL
 from airflow_graphlets.store.identity import pipeline_run_context_name
 from airflow_graphlets.store.uri import StoreConfig
 
@@ -39,6 +40,7 @@ class GateSettings:
     guardrails: Guardrails = field(default_factory=Guardrails)
     budget_seconds: float = 5.0  # decisions slower than this run the training
     never_skip: bool = False  # the DAG author's standing override (operators use `graphlets override`)
+    prior: bool = True  # with no predictor file yet, decide with the prior (prune/prior.py)
     policy_version: str = "no-predictor"  # what a decision made without a predictor names (a predictor names itself)
 
 
@@ -155,7 +157,6 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
             state: GateState | None, gate_task_id: str | None, draw: float | None) -> GateOutcome:
     """The decision, raising on any failure (``decide`` turns that into running the training)."""
     from airflow_graphlets.prune.gate_history import pipeline_history
-    from airflow_graphlets.prune.predictor import PushPredictor
 
     if state is None:
         # Enough of the skip log to count a run of skips, and the calibration's window of runs.
@@ -166,9 +167,7 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
         said = f": {override.reason}" if override.reason else ""
         return GateOutcome(Decision(True, None, f"operator override: {override.action} by {override.by}{said}"),
                            {}, settings.policy_version, f"{override.action} by {override.by}", 0.0)
-    if not settings.predictor_path:
-        raise RuntimeError("no predictor is configured (predictor_path)")
-    predictor = PushPredictor.load(settings.predictor_path)
+    predictor, version = _predictor(settings)
     history, last_trained = pipeline_history(config, pipeline, candidate.start, engine=engine,
                                              candidate_spans=candidate.spans)
     x = np.asarray(features(history, candidate))
@@ -178,6 +177,8 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
     probability = calibrate(predictor, pipeline, history, state.recent).apply(raw)
     threshold = predictor.threshold if settings.threshold is None else settings.threshold
     run, reason = PredictedPush(threshold, predictor.scoring).propose(x, probability)
+    if version != predictor.version:
+        reason = f"{PRIOR_LABEL} predictor (no predictor trained on this store yet): {reason}"
     if not run:
         hours = (candidate.start - last_trained) / HOUR if last_trained is not None else 0.0
         draw = float(np.random.default_rng().random()) if draw is None else draw
@@ -185,4 +186,23 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
         if forced is not None:
             run, reason = True, f"guardrail: {forced} (the predictor said: {reason})"
     known = {name: (value if np.isfinite(value) else None) for name, value in zip(NAMES, x.tolist())}
-    return GateOutcome(Decision(run, probability, reason), known, predictor.version, None, 0.0)
+    return GateOutcome(Decision(run, probability, reason), known, version, None, 0.0)
+
+
+def _predictor(settings: GateSettings):
+    """The predictor a decision uses and the version it logs: the file at ``predictor_path``, or,
+    while none exists there, the prior (a damaged file is an error, not a reason for the prior)."""
+    import os
+
+    from airflow_graphlets.prune.predictor import PushPredictor
+    from airflow_graphlets.prune.prior import load_prior
+
+    if settings.predictor_path and os.path.exists(settings.predictor_path):
+        predictor = PushPredictor.load(settings.predictor_path)
+        return predictor, predictor.version
+    if not settings.prior:
+        if not settings.predictor_path:
+            raise RuntimeError("no predictor is configured (predictor_path)")
+        PushPredictor.load(settings.predictor_path)  # raises, saying how to train one
+    prior = load_prior()
+    return prior, f"{PRIOR_LABEL}/{prior.version}"

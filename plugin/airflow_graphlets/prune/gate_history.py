@@ -18,9 +18,9 @@ from sqlalchemy.engine import Engine
 from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.graphlets.clock import on_clock
+from airflow_graphlets.prune.calibration import WINDOW as CALIBRATION_WINDOW
 from airflow_graphlets.prune.dataset import training_runs
 from airflow_graphlets.prune.features import PipelineHistory
-from airflow_graphlets.prune.calibration import WINDOW as CALIBRATION_WINDOW
 from airflow_graphlets.prune.features.recency import LONG_HISTORY, LONG_RATE
 from airflow_graphlets.prune.signals import evaluator_bars, run_signals, span_drift, span_statistics
 from airflow_graphlets.store import schema

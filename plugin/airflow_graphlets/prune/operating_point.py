@@ -58,8 +58,9 @@ def choose(runs: TrainingRuns, matrix: np.ndarray, rows: np.ndarray, *, target: 
     """The threshold that keeps ``target`` of the pushes among ``rows`` (a mask of the training
     period, whole pipelines' pasts), by time-ordered cross-validation.
 
-    Falls back to the in-sample threshold (reported as ``folds=0``) when the period is too short
-    to cut into slices that each hold both outcomes, or to replay any skip.
+    Falls back to the in-sample threshold (reported as ``folds=0``, not validated) when the
+    period is too short to cut into slices that each hold both outcomes, to replay any skip, or
+    to count enough pushes that even never skipping keeps the target with confidence.
     """
     starts = np.sort(runs.start[rows])
     edges = [float(starts[int(len(starts) * k / folds)]) for k in range(1, folds)] if len(starts) >= folds else []
@@ -90,6 +91,8 @@ def choose(runs: TrainingRuns, matrix: np.ndarray, rows: np.ndarray, *, target: 
         return wilson_lower(int((would & played.ran).sum()), int(would.sum()))
 
     # Pushes kept falls as the threshold rises: bisect for the highest threshold that keeps the target.
+    if kept(0.0) < target:  # too few pushes counted to show that any threshold keeps the target
+        return OperatingPoint(_in_sample(runs, matrix, rows, target, scoring, seed), target, None, 0)
     low, high = 0.0, 1.0
     while kept(high) >= target:
         if high >= 1e6:  # no threshold lost a push: the guardrails forced every run of so short a history

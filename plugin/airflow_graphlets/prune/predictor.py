@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class PushPredictor:
     trained_rows: int
     push_rate: float  # in the training rows
     threshold: float = 0.35  # the operating point it was trained for: skip below this score
-    scoring: Scoring = Scoring()  # how its probability becomes that score (policy.Scoring)
+    scoring: Scoring = field(default_factory=Scoring)  # how its probability becomes that score (policy.Scoring)
     trained_until: float | None = None  # the newest run it learned from (epoch seconds, logical clock)
     target_pushes_kept: float | None = None  # what its threshold was chosen to keep
 

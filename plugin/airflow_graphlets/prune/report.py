@@ -18,9 +18,13 @@ def to_text(evaluation: Evaluation) -> str:
     """Policies side by side, then the curve."""
     since = dt.datetime.fromtimestamp(evaluation.evaluate_from, dt.UTC).strftime("%Y-%m-%d %H:%M")
     point = evaluation.operating_point
-    how = (f"chosen by time-ordered cross-validation over {point.folds} slices of the training period, where it kept "
-           f"{point.cross_validated_pushes_kept:.1%} of pushes" if point.cross_validated_pushes_kept is not None
-           else "chosen on the training period itself: too little history to cross-validate")
+    if evaluation.given_predictor:
+        how = f"the given predictor {evaluation.given_predictor}'s own, not trained on this store"
+    elif point.cross_validated_pushes_kept is not None:
+        how = (f"chosen by time-ordered cross-validation over {point.folds} slices of the training period, where it "
+               f"kept at least {point.cross_validated_pushes_kept:.1%} of pushes")
+    else:
+        how = "chosen on the training period itself: too little history to validate one out of sample"
     learned = evaluation.policies[0]
     lines = [
         f"Replay of {evaluation.store} ({evaluation.source} outcomes)",
