@@ -54,6 +54,9 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="generate the benchmark stores again")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     parser.add_argument("--figures", metavar="DIR", help="also write each replay's trade-off figure (PNG) there")
+    parser.add_argument("--ablate", action="store_true",
+                        help="instead, measure what each input adds: history alone, then span statistics, the "
+                             "evaluator's bar and the DAG's signals (store with the gate, closed loop)")
     parser.add_argument("--train-prior", action="store_true",
                         help="train the package's prior predictor on the first development seed, and stop")
     args = parser.parse_args()
@@ -69,10 +72,14 @@ def main() -> int:
         pushes = sum(int(outcomes(r).blessed.sum()) for r in records)
         print(f"\n== seed {seed}: {len(records)} pipelines, {runs} runs, {pushes / runs:.1%} pushed "
               f"({f'generated in {generated:.0f} s' if generated is not None else 'reused'})", flush=True)
+        if args.ablate:
+            report["seeds"][seed] = {"ablation": ablate_seed(seed, records)}
+            continue
         report["seeds"][seed] = {"runs": runs, "push_rate": pushes / runs, "generate_seconds": generated,
                                  "stores": evaluate_seed(seed, records, args.figures)}
         print(f"   seed {seed} done in {time.perf_counter() - began:.0f} s", flush=True)
-    print_summary(report)
+    if not args.ablate:
+        print_summary(report)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=1)
@@ -162,6 +169,36 @@ def evaluate_seed(seed: int, records: list[PipelineRecord], figures: str | None 
                 slug = f"seed-{seed}-{name}-{source_name}".replace("+", "-").replace(" ", "-")
                 write_png(evaluation, os.path.join(figures, f"{slug}.png"))
             print_evaluation(f"{name} / {source_name}", document, time.perf_counter() - began)
+    return found
+
+
+def ablate_seed(seed: int, records: list[PipelineRecord]) -> dict:
+    """The learned default in closed loop on the store with the gate, given more and more of what
+    the store holds besides graphlets."""
+    from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+    from airflow_graphlets.prune.evaluate import Inputs, evaluate
+    from airflow_graphlets.store.uri import parse_store_uri
+    from real_outcomes.closed_loop import ClosedLoop
+
+    config = parse_store_uri(f"sqlite:///{_store_path(os.path.join(RESULTS, f'seed-{seed}'), 'tfx+gate')}")
+    extraction, full = read_graphlets(config), Inputs.read(config)
+    steps = {
+        "history": (Inputs(full.drift), False),
+        "+ span statistics": (Inputs(full.drift, statistics=full.statistics), False),
+        "+ evaluator's bar": (Inputs(full.drift, statistics=full.statistics, bars=full.bars), False),
+        "+ the DAG's signals": (full, True),
+    }
+    found = {}
+    for name, (inputs, signals) in steps.items():
+        evaluation = evaluate(extraction, inputs, source=lambda runs, s=signals: ClosedLoop(runs, records, s),
+                              source_name="closed loop")
+        learned = evaluation.policies[0]
+        ahead = [c.ahead for c in evaluation.comparisons if c.ahead is not None]
+        found[name] = {"compute_saved_share": learned.compute_saved_share,
+                       "pushes_kept_share": learned.pushes_kept_share, "age_increase": learned.age_increase,
+                       "ahead": sum(ahead), "compared": len(ahead)}
+        print(f"   {name:<22} saved {learned.compute_saved_share:6.1%}  kept {learned.pushes_kept_share:6.1%}  "
+              f"age {learned.age_increase:+6.1%}  ahead of {sum(ahead)}/{len(ahead)} baselines", flush=True)
     return found
 
 

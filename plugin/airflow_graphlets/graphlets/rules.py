@@ -68,8 +68,10 @@ RUN_CONTEXT_TYPES = (schema.PIPELINE_RUN_CONTEXT, "run")
 # fingerprint code and structure.
 START_PROPERTY = schema.ExecutionProps.START_EPOCH_SECONDS
 END_PROPERTY = schema.ExecutionProps.END_EPOCH_SECONDS
-# Code fingerprint: ours first, then the checksum TFX's legacy orchestrator kept of a module file.
-CODE_HASH_PROPERTIES = (schema.ExecutionProps.CODE_HASH, "checksum_md5")
+# Code fingerprint: ours first, then the checksum TFX's legacy orchestrator kept of a module file,
+# then the user-code wheel TFX's portable orchestrator names in ``module_path``
+# (``<module>@<root>/_wheels/tfx_user_code_<Component>-0.0+<fingerprint>-py3-none-any.whl``).
+CODE_HASH_PROPERTIES = (schema.ExecutionProps.CODE_HASH, "checksum_md5", "module_path")
 STRUCTURE_HASH_PROPERTY = schema.ExecutionProps.DAG_STRUCTURE_HASH
 
 
