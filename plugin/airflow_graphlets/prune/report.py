@@ -7,6 +7,7 @@ import datetime as dt
 import html
 import io
 import os
+from types import SimpleNamespace
 
 from airflow_graphlets.prune.evaluate import Evaluation
 
@@ -56,7 +57,8 @@ def to_text(evaluation: Evaluation) -> str:
 
 
 def _row_dict(values: dict) -> dict:
-    return _row(type("Result", (), values))
+    """A row of the table from a replay result as the JSON document holds it."""
+    return _row(SimpleNamespace(**values))
 
 
 def _row(r) -> dict:
