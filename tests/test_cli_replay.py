@@ -32,8 +32,8 @@ def test_the_json_document_compares_the_policy_with_every_baseline(store):
     assert (document["schema"], document["version"]) == ("airflow-graphlets/replay", 1)
     names = [p["policy"] for p in document["policies"]]
     assert names[0].startswith("predictor (skip below ") and names[0].endswith(
-        ", as push odds per unit of expected compute, weighted by 1 + hours since push / 24)")
-    assert names[1] == "never skip" and names[2].startswith("predictor (skip below ") and "weighted" not in names[2]
+        ", as push odds per unit of expected compute)")  # the default: cost-aware, no age weighting
+    assert names[1] == "never skip" and names[2].startswith("predictor (skip below ") and "odds" not in names[2]
     assert names[3:] == ["skip when no new data", *(f"skip after {k} not pushed" for k in (1, 2, 3, 4))]
     never = document["policies"][1]
     assert (never["skipped"], never["compute_saved_share"], never["pushes_kept_share"]) == (0, 0.0, 1.0)

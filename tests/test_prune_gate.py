@@ -174,7 +174,7 @@ def test_the_gate_fails_open(world, tmp_path, case, reason):
     if case == "no store":
         config = None
     elif case == "no predictor":
-        settings = GateSettings(None, threshold=1e6, guardrails=OPEN)
+        settings = GateSettings(None, threshold=1e6, guardrails=OPEN, prior=False)
     elif case == "not a predictor":
         (tmp_path / "junk.pkl").write_bytes(b"\x80\x04K\x01.")  # a pickled 1
         settings = GateSettings(str(tmp_path / "junk.pkl"), threshold=1e6, guardrails=OPEN)

@@ -119,7 +119,7 @@ def test_train_predictor_writes_a_file_the_gate_reads(tmp_path):
     predictor = PushPredictor.load(out)
     assert done.stdout.startswith(f"wrote {out}: {predictor.version}, trained on {predictor.trained_rows:,} runs")
     assert "chosen by time-ordered cross-validation to keep 90% of pushes" in done.stdout
-    assert predictor.threshold > 0.0 and predictor.scoring.staleness_hours == 24.0  # the weighting it was tuned with
+    assert predictor.threshold > 0.0 and predictor.scoring.staleness_hours is None  # the default: no age weighting
     assert predictor.scoring.cost_reference > 0 and predictor.target_pushes_kept == 0.9
     again = graphlets("train-predictor", "--store", store, "--out", out, "--policy", str(policy), "--seed", "5")
     assert again.returncode == 0 and f"replaces {predictor.version}" in again.stdout
@@ -131,5 +131,8 @@ def test_train_predictor_names_what_is_wrong(tmp_path):
     unwritable = graphlets("train-predictor", "--store", store, "--out", str(tmp_path / "no" / "dir" / "p.npz"))
     assert unwritable.returncode != 0
     assert "Cannot write the predictor to" in unwritable.stderr and "Pick a writable path" in unwritable.stderr
+    short = graphlets("train-predictor", "--store", store, "--out", str(tmp_path / "p.npz"))
+    assert short.returncode != 0 and "Keep recording; until then the gates use the prior predictor" in short.stderr
+    assert not (tmp_path / "p.npz").exists() and not list(tmp_path.glob(".push-predictor-*"))  # nothing half-written
     missing = graphlets("train-predictor", "--store", f"sqlite:///{tmp_path}/absent.sqlite", "--out", "p.npz")
     assert missing.returncode != 0 and "does not exist" in missing.stderr

@@ -38,24 +38,37 @@ def retrain(config: StoreConfig, path: str, settings: PolicySettings | None = No
     """
     from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 
-    predictor = train_predictor(read_graphlets(config), Inputs.read(config), settings, seed=seed)
+    partial = _reserve_beside(path, make_directory)  # an unwritable path fails before minutes of training
     try:
-        previous = PushPredictor.load(path).version
-    except GraphletsError:
-        previous = None
+        predictor = train_predictor(read_graphlets(config), Inputs.read(config), settings, seed=seed)
+        try:
+            previous = PushPredictor.load(path).version
+        except GraphletsError:
+            previous = None
+        try:
+            predictor.save(partial)
+            os.replace(partial, path)
+        except OSError as err:
+            raise _unwritable(path, err) from None
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return Retrained(path, predictor, previous)
+
+
+def _reserve_beside(path: str, make_directory: bool) -> str:
+    """An empty temporary file in ``path``'s directory, to be renamed over ``path`` when written."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
         if make_directory:
             os.makedirs(directory, exist_ok=True)
         handle, partial = tempfile.mkstemp(prefix=".push-predictor-", suffix=".npz", dir=directory)
-        os.close(handle)
-        try:
-            predictor.save(partial)
-            os.replace(partial, path)
-        finally:
-            if os.path.exists(partial):
-                os.unlink(partial)
     except OSError as err:
-        raise GraphletsError(f"Cannot write the predictor to {path}: {err.strerror}. Pick a writable path "
-                             "([graphlets] predictor_path or --out).") from None
-    return Retrained(path, predictor, previous)
+        raise _unwritable(path, err) from None
+    os.close(handle)
+    return partial
+
+
+def _unwritable(path: str, err: OSError) -> GraphletsError:
+    return GraphletsError(f"Cannot write the predictor to {path}: {err.strerror}. Pick a writable path "
+                          "([graphlets] predictor_path or --out).")
