@@ -57,6 +57,8 @@ def main() -> int:
     parser.add_argument("--ablate", action="store_true",
                         help="instead, measure what each input adds: history alone, then span statistics, the "
                              "evaluator's bar and the DAG's signals (store with the gate, closed loop)")
+    parser.add_argument("--hindsight", action="store_true",
+                        help="instead, only the hindsight ceiling of each store and source (real_outcomes/hindsight.py)")
     parser.add_argument("--train-prior", action="store_true",
                         help="train the package's prior predictor on the first development seed, and stop")
     args = parser.parse_args()
@@ -75,10 +77,13 @@ def main() -> int:
         if args.ablate:
             report["seeds"][seed] = {"ablation": ablate_seed(seed, records)}
             continue
+        if args.hindsight:
+            report["seeds"][seed] = {"hindsight": hindsight_seed(seed, records)}
+            continue
         report["seeds"][seed] = {"runs": runs, "push_rate": pushes / runs, "generate_seconds": generated,
                                  "stores": evaluate_seed(seed, records, args.figures)}
         print(f"   seed {seed} done in {time.perf_counter() - began:.0f} s", flush=True)
-    if not args.ablate:
+    if not (args.ablate or args.hindsight):
         print_summary(report)
     if args.json:
         with open(args.json, "w") as handle:
@@ -164,11 +169,52 @@ def evaluate_seed(seed: int, records: list[PipelineRecord], figures: str | None 
             began = time.perf_counter()
             evaluation = evaluate(extraction, inputs, source=source, source_name=source_name)
             document = evaluation.to_json_document()
+            document["hindsight"] = ceiling(extraction, inputs, evaluation, source)
             found[f"{name} / {source_name}"] = document
             if figures:
                 slug = f"seed-{seed}-{name}-{source_name}".replace("+", "-").replace(" ", "-")
                 write_png(evaluation, os.path.join(figures, f"{slug}.png"))
             print_evaluation(f"{name} / {source_name}", document, time.perf_counter() - began)
+    return found
+
+
+def ceiling(extraction, inputs, evaluation, source) -> dict:
+    """What the hindsight policy reaches on this replay (``real_outcomes/hindsight.py``)."""
+    return _hindsight(extraction, inputs, evaluation.evaluate_from, source, evaluation.settings.guardrails)
+
+
+def _hindsight(extraction, inputs, evaluate_from: float | None, source, guardrails=None) -> dict:
+    """The hindsight replay from ``evaluate_from`` (the middle of the period when None), as a plain dict."""
+    from airflow_graphlets.prune.evaluate import PolicySettings, store_runs
+    from real_outcomes.hindsight import hindsight
+
+    runs, _ = store_runs(extraction, inputs)
+    if evaluate_from is None:  # as evaluate() splits the period
+        first, last = float(runs.start.min()), float(runs.start.max())
+        evaluate_from = first + PolicySettings().train_share * (last - first)
+    result = hindsight(runs, evaluate_from, source(runs) if source else None,
+                       guardrails or PolicySettings().guardrails)
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in result.as_dict().items()}
+
+
+def hindsight_seed(seed: int, records: list[PipelineRecord]) -> dict:
+    """The hindsight ceiling of both stores of one seed, recorded and in closed loop."""
+    from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+    from airflow_graphlets.prune.evaluate import Inputs
+    from airflow_graphlets.store.uri import parse_store_uri
+    from real_outcomes.closed_loop import ClosedLoop
+
+    found = {}
+    for name in STORES:
+        config = parse_store_uri(f"sqlite:///{_store_path(os.path.join(RESULTS, f'seed-{seed}'), name)}")
+        extraction, inputs = read_graphlets(config), Inputs.read(config)
+        signals = name.endswith("+gate")
+        for source_name, source in (("recorded", None),
+                                    ("closed loop", lambda runs, s=signals: ClosedLoop(runs, records, s))):
+            r = found[f"{name} / {source_name}"] = _hindsight(extraction, inputs, None, source)
+            print(f"   {name + ' / ' + source_name:<24} hindsight saves {r['compute_saved_share']:6.1%}, keeps "
+                  f"{r['pushes_kept_share']:6.1%}, age {r['age_increase']:+6.1%} ({r['forced_by_guardrails']} forced by the "
+                  "guardrails)", flush=True)
     return found
 
 
@@ -215,6 +261,10 @@ def print_evaluation(title: str, document: dict, seconds: float) -> None:
     for c in document["comparisons"]:
         at = "n/a" if c["learned_saved"] is None else f"{c['learned_saved']:.1%} ({'ahead' if c['ahead'] else 'BEHIND'})"
         print(f"   vs {c['baseline'][:50]:<50} at {c['pushes_kept_share']:.1%} kept: {c['baseline_saved']:.1%} | learned {at}")
+    if "hindsight" in document:
+        r = document["hindsight"]
+        print(f"   {r['policy'][:74]:<74} {r['compute_saved_share']:7.1%} {r['pushes_kept_share']:7.1%} "
+              f"{r['age_increase']:+7.1%}")
     held = document.get("held_out_pipelines") or {}
     if "policies" in held:
         r = held["policies"][0]
@@ -235,8 +285,10 @@ def print_summary(report: dict) -> None:
         compared = sum(c["ahead"] is not None for d in documents for c in d["comparisons"])
         saved, kept, age = (sum(r[key] for r in learned) / len(learned)
                             for key in ("compute_saved_share", "pushes_kept_share", "age_increase"))
+        ceilings = [d["hindsight"]["compute_saved_share"] for d in documents if "hindsight" in d]
         print(f"   {title:<24} saved {saved:6.1%}  kept {kept:6.1%}  age {age:+6.1%}  "
-              f"ahead of {ahead}/{compared} baseline comparisons")
+              f"ahead of {ahead}/{compared} baseline comparisons"
+              + (f"; hindsight saves {sum(ceilings) / len(ceilings):.1%}" if ceilings else ""))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pytest
 from airflow_graphlets.errors import GraphletsError, NotEnoughHistoryError
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.prune.calibration import Calibration
-from airflow_graphlets.prune.evaluate import Inputs, PolicySettings, _rows
+from airflow_graphlets.prune.evaluate import Inputs, PolicySettings, store_runs
 from airflow_graphlets.prune.evaluator_bar import EvaluatorBar, parse_eval_config, tfx_eval_config
 from airflow_graphlets.prune.operating_point import choose
 from airflow_graphlets.prune.policy import Guardrails, Scoring
@@ -30,7 +30,7 @@ def simulated(tmp_path_factory):
 
 
 def test_the_threshold_keeps_the_target_in_a_replay_of_the_training_period_it_never_fitted(simulated):
-    runs, matrix = _rows(read_graphlets(simulated), Inputs())
+    runs, matrix = store_runs(read_graphlets(simulated), Inputs())
     past = runs.start < np.quantile(runs.start, 0.6)
     point = choose(runs, matrix, past, target=0.9, scoring=Scoring(), guardrails=Guardrails(), folds=4)
     assert point.folds == 4 and point.target == 0.9
@@ -40,7 +40,7 @@ def test_the_threshold_keeps_the_target_in_a_replay_of_the_training_period_it_ne
 
 
 def test_too_short_a_history_to_cut_falls_back_to_the_training_rows(simulated):
-    runs, matrix = _rows(read_graphlets(simulated), Inputs())
+    runs, matrix = store_runs(read_graphlets(simulated), Inputs())
     early = runs.start < np.quantile(runs.start, 0.02)
     point = choose(runs, matrix, early, target=0.9, scoring=Scoring(), guardrails=Guardrails(), folds=4)
     assert point.folds == 0 and point.cross_validated_pushes_kept is None

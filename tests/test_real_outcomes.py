@@ -16,14 +16,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api  # noqa: E402
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets  # noqa: E402
 from airflow_graphlets.prune.dataset import feature_matrix  # noqa: E402
-from airflow_graphlets.prune.evaluate import Inputs, _rows  # noqa: E402
+from airflow_graphlets.prune.evaluate import Inputs, store_runs  # noqa: E402
 from airflow_graphlets.prune.features import features  # noqa: E402
 from airflow_graphlets.prune.gate_history import pipeline_history  # noqa: E402
 from airflow_graphlets.prune.policy import Guardrails, NeverSkip, SkipAfterNotPushed  # noqa: E402
-from airflow_graphlets.prune.replay import play  # noqa: E402
+from airflow_graphlets.prune.replay import RecordedOutcomes, play  # noqa: E402
 from airflow_graphlets.store.connect import open_store  # noqa: E402
 from airflow_graphlets.store.uri import parse_store_uri  # noqa: E402
 from real_outcomes.closed_loop import ClosedLoop  # noqa: E402
+from real_outcomes.hindsight import Hindsight, Remembering, hindsight  # noqa: E402
 from real_outcomes.lab import live, outcomes  # noqa: E402
 from real_outcomes.specs import draw_pipelines  # noqa: E402
 from real_outcomes.tfx_store import write_stores  # noqa: E402
@@ -94,7 +95,7 @@ def test_the_predictors_inputs_are_all_in_the_store(bench):
 
 def test_closed_loop_never_skipping_is_the_recorded_history(bench):
     records, stores = bench
-    runs, _ = _rows(read_graphlets(stores["tfx+gate"]), Inputs.read(stores["tfx+gate"]))
+    runs, _ = store_runs(read_graphlets(stores["tfx+gate"]), Inputs.read(stores["tfx+gate"]))
     split = float(np.quantile(runs.start, 0.3))
     recorded = play(runs, NeverSkip(), evaluate_from=split)
     closed = play(runs, NeverSkip(), evaluate_from=split, source=ClosedLoop(runs, records))
@@ -104,7 +105,7 @@ def test_closed_loop_never_skipping_is_the_recorded_history(bench):
 
 def test_closed_loop_evaluates_again_against_the_model_a_skip_left_deployed(bench):
     records, stores = bench
-    runs, _ = _rows(read_graphlets(stores["tfx+gate"]), Inputs.read(stores["tfx+gate"]))
+    runs, _ = store_runs(read_graphlets(stores["tfx+gate"]), Inputs.read(stores["tfx+gate"]))
     rails = Guardrails(min_history=0, max_consecutive_skips=3, max_hours_without_training=1e9, exploration=0.0)
     split = float(np.quantile(runs.start, 0.3))
     source = ClosedLoop(runs, records)
@@ -120,10 +121,26 @@ def test_closed_loop_evaluates_again_against_the_model_a_skip_left_deployed(benc
         assert closed.pushed[i] == (record.cand_acc[r] >= record.spec.threshold and record.cand_acc[r] >= bar)
 
 
+@pytest.mark.parametrize("loop", [False, True], ids=["recorded", "closed loop"])
+def test_hindsight_skips_every_run_that_would_not_push_unless_a_guardrail_forbids(bench, loop):
+    records, stores = bench
+    runs, _ = store_runs(read_graphlets(stores["tfx+gate"]), Inputs.read(stores["tfx+gate"]))
+    split = float(np.quantile(runs.start, 0.3))
+    rails = Guardrails(min_history=3, max_consecutive_skips=2, exploration=0.0)
+    source = Remembering(ClosedLoop(runs, records) if loop else RecordedOutcomes(runs))
+    played = play(runs, Hindsight(source), evaluate_from=split, guardrails=rails, source=source)
+    window = runs.start >= split
+    assert not (window & ~played.ran & played.would_push).any()  # never a push lost
+    assert (window & ~played.ran).any()
+    assert (window & played.ran & ~played.would_push).sum() == played.forced  # every other miss is skipped
+    ceiling = hindsight(runs, split, ClosedLoop(runs, records) if loop else None, rails)
+    assert ceiling.pushes_kept_share == 1.0 and ceiling.compute_saved_share > 0.0
+
+
 def test_the_gate_reads_what_the_replay_computes_on_a_tfx_store(bench):
     _, stores = bench
     config = stores["tfx+gate"]
-    runs, _ = _rows(read_graphlets(config), Inputs.read(config))
+    runs, _ = store_runs(read_graphlets(config), Inputs.read(config))
     matrix = feature_matrix(runs)
     p = int(np.argmax(np.bincount(runs.pipeline)))
     rows = np.flatnonzero(runs.pipeline == p)

@@ -182,7 +182,7 @@ def evaluate(extraction: Extraction, inputs: Inputs | None = None, settings: Pol
       GraphletsError: too little history to train on.
     """
     settings, inputs = settings or PolicySettings(), inputs or Inputs()
-    runs, matrix = _rows(extraction, inputs)
+    runs, matrix = store_runs(extraction, inputs)
     first, last = float(runs.start.min()), float(runs.start.max())
     split = first + settings.train_share * (last - first)
     past = runs.start < split
@@ -308,7 +308,7 @@ def train_predictor(extraction: Extraction, inputs: Inputs | None = None, settin
       NotEnoughHistoryError: too little history to train on, or to validate a threshold.
     """
     settings, inputs = settings or PolicySettings(), inputs or Inputs()
-    runs, matrix = _rows(extraction, inputs)
+    runs, matrix = store_runs(extraction, inputs)
     everything = np.ones(len(runs), dtype=bool)
     predictor = PushPredictor.fit(matrix, runs.pushed, seed=seed)
     scoring = _scoring(settings, matrix)
@@ -333,7 +333,7 @@ def _scoring(settings: PolicySettings, matrix: np.ndarray) -> Scoring:
     return Scoring(settings.staleness_hours or None, reference)
 
 
-def _rows(extraction: Extraction, inputs: Inputs) -> tuple[TrainingRuns, np.ndarray]:
+def store_runs(extraction: Extraction, inputs: Inputs) -> tuple[TrainingRuns, np.ndarray]:
     """The store's finished runs and their features; raises GraphletsError when there are none."""
     runs = training_runs(on_clock(extraction, "logical"), inputs.drift, inputs.signals,
                          inputs.statistics.by_pipeline, inputs.bars)
