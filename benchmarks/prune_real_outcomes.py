@@ -139,7 +139,11 @@ def train_prior(seed: int, pipelines: int, fresh: bool) -> int:
 
 def _one_thread() -> None:
     # Two worker processes on two cores: scikit-learn's OpenMP threads would fight over them
-    # (a histogram gradient-boosting fit ran ten times slower that way).
+    # (a histogram gradient-boosting fit ran ten times slower that way). threadpoolctl limits only
+    # the runtimes already loaded, so load scikit-learn's OpenMP runtime first; the variable covers
+    # any loaded later.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import sklearn.ensemble  # noqa: F401  (loads libgomp)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
