@@ -52,3 +52,31 @@ def hindsight(runs: TrainingRuns, evaluate_from: float, source: OutcomeSource | 
     remembering = Remembering(source or RecordedOutcomes(runs))
     return replay(runs, Hindsight(remembering), evaluate_from=evaluate_from, guardrails=guardrails, seed=seed,
                   source=remembering)
+
+
+def main() -> int:
+    """``python benchmarks/real_outcomes/hindsight.py STORE_URI``: the ceiling on any store's
+    recorded outcomes, replayed from the middle of its period as ``graphlets replay`` does."""
+    import sys
+
+    from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+    from airflow_graphlets.prune.evaluate import Inputs, PolicySettings, store_runs
+    from airflow_graphlets.store.uri import parse_store_uri
+
+    if len(sys.argv) != 2:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    config = parse_store_uri(sys.argv[1])
+    runs, _ = store_runs(read_graphlets(config), Inputs.read(config))
+    settings = PolicySettings()
+    first, last = float(runs.start.min()), float(runs.start.max())
+    result = hindsight(runs, first + settings.train_share * (last - first), guardrails=settings.guardrails)
+    print(f"{result.policy}: skips {result.skipped}/{result.decided}, saves {result.compute_saved_share:.1%} of the "
+          f"wasted compute ({result.avoidable_saved_share:.1%} of the avoidable), keeps "
+          f"{result.pushes_kept_share:.1%} of pushes, age {result.age_increase:+.1%}; "
+          f"{result.forced_by_guardrails} runs forced by the guardrails")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
