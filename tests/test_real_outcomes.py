@@ -21,9 +21,11 @@ from airflow_graphlets.prune.features import features  # noqa: E402
 from airflow_graphlets.prune.gate_history import pipeline_history  # noqa: E402
 from airflow_graphlets.prune.policy import Guardrails, NeverSkip, SkipAfterNotPushed  # noqa: E402
 from airflow_graphlets.prune.replay import RecordedOutcomes, play  # noqa: E402
+from airflow_graphlets.prune.signals import span_statistics  # noqa: E402
 from airflow_graphlets.store.connect import open_store  # noqa: E402
 from airflow_graphlets.store.uri import parse_store_uri  # noqa: E402
 from real_outcomes.closed_loop import ClosedLoop  # noqa: E402
+from support.databases import create_store_uri, drop_store  # noqa: E402
 from real_outcomes.hindsight import Hindsight, Remembering, hindsight  # noqa: E402
 from real_outcomes.lab import live, outcomes  # noqa: E402
 from real_outcomes.specs import draw_pipelines  # noqa: E402
@@ -149,3 +151,31 @@ def test_the_gate_reads_what_the_replay_computes_on_a_tfx_store(bench):
         history, _ = pipeline_history(config, runs.pipelines[p], candidate.start, first_window=5,
                                       candidate_spans=candidate.spans)
         assert features(history, candidate) == pytest.approx(tuple(matrix[row]), nan_ok=True)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+def test_a_decision_reads_the_statistics_of_its_spans_alike_on_every_backend(bench, backend, tmp_path):
+    records, _ = bench
+    uri = create_store_uri(backend, str(tmp_path))
+    try:
+        config = parse_store_uri(uri)
+        write_stores(records, {"tfx+gate": config}, str(tmp_path / "artifacts"))
+        whole = span_statistics(config)
+        assert whole.readable == whole.artifacts > 0 and set(whole.by_pipeline) == {r.spec.name for r in records}
+        for pipeline, index in whole.by_pipeline.items():
+            spans = sorted(index.by_span)
+            wanted = [spans[0], *spans[-3:], max(spans) + 100]  # the last one has no statistics
+            some = span_statistics(config, pipeline, wanted)
+            assert set(some.by_pipeline[pipeline].by_span) == set(wanted[:-1])
+            for span in wanted[:-1]:
+                assert _same_statistics(some.by_pipeline[pipeline].by_span[span], index.by_span[span])
+        assert span_statistics(config, "no_such_pipeline", [1, 2]).by_pipeline == {}
+    finally:
+        drop_store(uri)
+
+
+def _same_statistics(one, other) -> bool:
+    return (one.examples == other.examples and one.categorical == other.categorical
+            and one.numeric.keys() == other.numeric.keys()
+            and all(np.array_equal(h.low, other.numeric[k].low) and np.array_equal(h.count, other.numeric[k].count)
+                    for k, h in one.numeric.items()))

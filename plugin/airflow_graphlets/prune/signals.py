@@ -163,6 +163,31 @@ class StatisticsFound:
         return said if self.first_problem is None else f"{said} (first unreadable: {self.first_problem})"
 
 
+def _spans_statistics_rows(conn: sa.Connection, pipeline: str, spans: Sequence[int]) -> list[tuple]:
+    """``(pipeline, span, uri)`` of the ExampleStatistics artifacts of some spans of one pipeline,
+    in three index look-ups: one join would let PostgreSQL's planner walk every artifact of the
+    pipeline (160 ms with 10,000 graphlets) instead of the few of these spans (under 1 ms)."""
+    if not spans:
+        return []
+    context = conn.execute(sa.text(
+        "SELECT c.id FROM Context c JOIN Type ct ON ct.id = c.type_id AND ct.name = :pipeline WHERE c.name = :name"),
+        {"pipeline": schema.PIPELINE_CONTEXT, "name": pipeline}).scalar()
+    if context is None:
+        return []
+    # Both values of is_custom_property, so MLMD's (name, is_custom_property, int_value) index serves it.
+    found = conn.execute(sa.text(
+        "SELECT a.id, s.int_value, a.uri FROM ArtifactProperty s JOIN Artifact a ON a.id = s.artifact_id "
+        "JOIN Type t ON t.id = a.type_id AND t.name = :statistics "
+        f"WHERE s.name = 'span' AND s.is_custom_property IN (:custom, :declared) AND s.int_value IN ({ints(spans)}) "
+        "ORDER BY a.id"), {"statistics": schema.EXAMPLE_STATISTICS, "custom": True, "declared": False}).all()
+    if not found:
+        return []
+    attributed = {int(row[0]) for row in conn.execute(sa.text(
+        f"SELECT artifact_id FROM Attribution WHERE context_id = {int(context)} "
+        f"AND artifact_id IN ({ints(int(row[0]) for row in found)})"))}
+    return [(pipeline, span, uri) for artifact, span, uri in found if int(artifact) in attributed]
+
+
 def span_statistics(config: StoreConfig, pipeline: str | None = None, spans: Sequence[int] | None = None,
                     engine: Engine | None = None, split: str = "train") -> StatisticsFound:
     """Each span's statistics (the newest artifact of a span wins), read from the files its
@@ -174,16 +199,14 @@ def span_statistics(config: StoreConfig, pipeline: str | None = None, spans: Seq
       engine: an open read-only engine to use.
       split: which split's statistics to read.
     """
-    query = _STATISTICS_SQL + "JOIN Type ct ON ct.id = c.type_id AND ct.name = :pipeline"
-    if pipeline is not None:
-        query += " WHERE c.name = :name"
-        if spans is not None:
-            query += f" AND s.int_value IN ({ints(spans)})"
-    elif spans is not None:
+    if spans is not None and pipeline is None:
         raise ValueError("statistics of some spans are read for one named pipeline: pass pipeline too")
     with reading(config, engine, point_reads=spans is not None) as engine, engine.connect() as conn:
-        rows = conn.execute(sa.text(query + " ORDER BY a.id"), {
-            "statistics": schema.EXAMPLE_STATISTICS, "pipeline": schema.PIPELINE_CONTEXT, "name": pipeline}).all()
+        rows = (_spans_statistics_rows(conn, pipeline, spans) if spans is not None else
+                conn.execute(sa.text(_STATISTICS_SQL + "JOIN Type ct ON ct.id = c.type_id AND ct.name = :pipeline"
+                                     + (" WHERE c.name = :name" if pipeline is not None else "") + " ORDER BY a.id"),
+                             {"statistics": schema.EXAMPLE_STATISTICS, "pipeline": schema.PIPELINE_CONTEXT,
+                              "name": pipeline}).all())
     uris: dict[tuple[str, int], str] = {}
     for name, span, uri in rows:
         if span is not None and uri:
