@@ -58,7 +58,7 @@ bench-writers: env services
 	$(PY) benchmarks/concurrent_writers.py
 bench-linearity: env services
 	$(PY) benchmarks/extraction_linearity.py
-# The push predictor on real training outcomes (docs/prune.md): the report seeds, about 25 min.
+# The push predictor on real training outcomes (docs/prune.md): the report seeds, about 15 min.
 bench-prune: env
 	$(PY) benchmarks/prune_real_outcomes.py --json benchmarks/results/prune-real-outcomes.json
 
