@@ -1,0 +1,200 @@
+"""MLMD's schema (version 10), created without the ml-metadata client.
+
+The tables, columns, keys and indexes are those ml-metadata 1.17.1 creates (facts read from its
+``ml_metadata/util/metadata_source_query_config.cc``), described once here and rendered per
+database. ``tests/test_mlmd_ddl.py`` compares a store created here with one ml-metadata created,
+table by table, column by column and index by index.
+
+So far SQLite, the embedded default; PostgreSQL and MySQL follow (issue 21).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from airflow_graphlets.errors import StoreUnavailableError
+
+SCHEMA_VERSION = 10
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name, its declared type, and its constraints as MLMD declares them."""
+
+    name: str
+    type: str  # INT, INTEGER, VARCHAR(255), TINYINT(1), TEXT, DOUBLE, BLOB, BOOLEAN
+    not_null: bool = False
+    default: str | None = None
+    unique: bool = False
+    auto_id: bool = False  # the table's own id: INTEGER PRIMARY KEY AUTOINCREMENT
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: columns in order, then a composite primary key or unique key, if any."""
+
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    unique: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Index:
+    """A secondary index; ``where_not_null`` makes it partial (rows whose column is not NULL)."""
+
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    where_not_null: str | None = None
+
+
+def _id() -> Column:
+    return Column("id", "INTEGER", auto_id=True)
+
+
+def _times() -> tuple[Column, Column]:
+    return (Column("create_time_since_epoch", "INT", not_null=True, default="0"),
+            Column("last_update_time_since_epoch", "INT", not_null=True, default="0"))
+
+
+def _properties(owner: str) -> Table:
+    return Table(f"{owner}Property", (
+        Column(f"{owner.lower()}_id", "INT", not_null=True),
+        Column("name", "VARCHAR(255)", not_null=True),
+        Column("is_custom_property", "TINYINT(1)", not_null=True),
+        Column("int_value", "INT"),
+        Column("double_value", "DOUBLE"),
+        Column("string_value", "TEXT"),
+        Column("byte_value", "BLOB"),
+        Column("proto_value", "BLOB"),
+        Column("bool_value", "BOOLEAN"),
+    ), primary_key=(f"{owner.lower()}_id", "name", "is_custom_property"))
+
+
+EXTERNAL_ID = Column("external_id", "VARCHAR(255)", unique=True)
+
+# In the order ml-metadata creates them.
+TABLES: tuple[Table, ...] = (
+    Table("Type", (_id(), Column("name", "VARCHAR(255)", not_null=True), Column("version", "VARCHAR(255)"),
+                   Column("type_kind", "TINYINT(1)", not_null=True), Column("description", "TEXT"),
+                   Column("input_type", "TEXT"), Column("output_type", "TEXT"), EXTERNAL_ID)),
+    Table("ParentType", (Column("type_id", "INT", not_null=True), Column("parent_type_id", "INT", not_null=True)),
+          primary_key=("type_id", "parent_type_id")),
+    Table("TypeProperty", (Column("type_id", "INT", not_null=True), Column("name", "VARCHAR(255)", not_null=True),
+                           Column("data_type", "INT")), primary_key=("type_id", "name")),
+    Table("Artifact", (_id(), Column("type_id", "INT", not_null=True), Column("uri", "TEXT"), Column("state", "INT"),
+                       Column("name", "VARCHAR(255)"), EXTERNAL_ID, *_times()), unique=("type_id", "name")),
+    _properties("Artifact"),
+    Table("Execution", (_id(), Column("type_id", "INT", not_null=True), Column("last_known_state", "INT"),
+                        Column("name", "VARCHAR(255)"), EXTERNAL_ID, *_times()), unique=("type_id", "name")),
+    _properties("Execution"),
+    Table("Context", (_id(), Column("type_id", "INT", not_null=True), Column("name", "VARCHAR(255)", not_null=True),
+                      EXTERNAL_ID, *_times()), unique=("type_id", "name")),
+    _properties("Context"),
+    Table("ParentContext", (Column("context_id", "INT", not_null=True),
+                            Column("parent_context_id", "INT", not_null=True)),
+          primary_key=("context_id", "parent_context_id")),
+    Table("Event", (_id(), Column("artifact_id", "INT", not_null=True), Column("execution_id", "INT", not_null=True),
+                    Column("type", "INT", not_null=True), Column("milliseconds_since_epoch", "INT")),
+          unique=("artifact_id", "execution_id", "type")),
+    Table("EventPath", (Column("event_id", "INT", not_null=True), Column("is_index_step", "TINYINT(1)", not_null=True),
+                        Column("step_index", "INT"), Column("step_key", "TEXT"))),
+    Table("Association", (_id(), Column("context_id", "INT", not_null=True),
+                          Column("execution_id", "INT", not_null=True)), unique=("context_id", "execution_id")),
+    Table("Attribution", (_id(), Column("context_id", "INT", not_null=True),
+                          Column("artifact_id", "INT", not_null=True)), unique=("context_id", "artifact_id")),
+    Table("MLMDEnv", (Column("schema_version", "INTEGER"),), primary_key=("schema_version",)),
+)
+
+
+def _secondary_indexes() -> tuple[Index, ...]:
+    indexes = [Index("idx_artifact_uri", "Artifact", ("uri",))]
+    indexes += [Index(f"idx_artifact_{c}", "Artifact", (c,)) for c in ("create_time_since_epoch",
+                                                                       "last_update_time_since_epoch")]
+    indexes += [Index("idx_event_execution_id", "Event", ("execution_id",)),
+                Index("idx_parentcontext_parent_context_id", "ParentContext", ("parent_context_id",)),
+                Index("idx_type_name", "Type", ("name",))]
+    for owner in ("execution", "context"):
+        indexes += [Index(f"idx_{owner}_{c}", owner.capitalize(), (c,)) for c in ("create_time_since_epoch",
+                                                                                  "last_update_time_since_epoch")]
+    indexes.append(Index("idx_eventpath_event_id", "EventPath", ("event_id",)))
+    for owner in ("artifact", "execution", "context"):
+        for kind in ("int", "double", "string"):
+            value = f"{kind}_value"
+            indexes.append(Index(f"idx_{owner}_property_{kind}", f"{owner.capitalize()}Property",
+                                 ("name", "is_custom_property", value), where_not_null=value))
+    indexes += [Index(f"idx_{owner}_external_id", owner.capitalize(), ("external_id",))
+                for owner in ("type", "artifact", "execution", "context")]
+    return tuple(indexes)
+
+
+INDEXES: tuple[Index, ...] = _secondary_indexes()
+
+
+def sqlite_statements() -> list[str]:
+    """The statements that create MLMD's schema on SQLite, in order (without the version row)."""
+    statements = []
+    for table in TABLES:
+        parts = []
+        for c in table.columns:
+            if c.auto_id:
+                parts.append(f"`{c.name}` INTEGER PRIMARY KEY AUTOINCREMENT")
+                continue
+            declared = f"`{c.name}` {c.type}"
+            if table.primary_key == (c.name,) and table.name == "MLMDEnv":
+                declared += " PRIMARY KEY"
+            if c.not_null:
+                declared += " NOT NULL"
+            if c.default is not None:
+                declared += f" DEFAULT {c.default}"
+            if c.unique:
+                declared += " UNIQUE"
+            parts.append(declared)
+        if table.unique:
+            parts.append(f"UNIQUE({', '.join(f'`{c}`' for c in table.unique)})")
+        if len(table.primary_key) > 1:
+            parts.append(f"PRIMARY KEY ({', '.join(f'`{c}`' for c in table.primary_key)})")
+        statements.append(f"CREATE TABLE IF NOT EXISTS `{table.name}` ({', '.join(parts)})")
+    for index in INDEXES:
+        where = f" WHERE `{index.where_not_null}` IS NOT NULL" if index.where_not_null else ""
+        statements.append(f"CREATE INDEX IF NOT EXISTS `{index.name}` ON `{index.table}`"
+                          f"({', '.join(f'`{c}`' for c in index.columns)}){where}")
+    return statements
+
+
+def schema_version(conn: sa.Connection) -> int | None:
+    """The store's MLMD schema version; None when it has no ``MLMDEnv`` table (a new database)."""
+    if not sa.inspect(conn).has_table("MLMDEnv"):
+        return None
+    versions = [int(v) for (v,) in conn.execute(sa.text("SELECT schema_version FROM MLMDEnv"))]
+    if len(versions) != 1:
+        raise StoreUnavailableError(f"The MLMD store's MLMDEnv table holds {len(versions)} schema versions; "
+                                    "a store holds exactly one. Point the connection at an MLMD store.")
+    return versions[0]
+
+
+def create_sqlite_schema(conn: sa.Connection) -> bool:
+    """Create MLMD's schema in the SQLite database ``conn`` is on, in one transaction, unless it
+    holds it already; returns whether it created it.
+
+    Raises:
+      StoreUnavailableError: the database holds another MLMD schema version (the message says which).
+    """
+    if conn.dialect.name != "sqlite":
+        raise ValueError(f"create_sqlite_schema takes an SQLite connection, not {conn.dialect.name}")
+    with conn.begin():
+        found = schema_version(conn)
+        if found == SCHEMA_VERSION:
+            return False
+        if found is not None:
+            raise StoreUnavailableError(
+                f"The MLMD store has schema version {found}; airflow-graphlets reads and writes version "
+                f"{SCHEMA_VERSION} (ml-metadata 1.17). Migrate it with ml-metadata's MetadataStore("
+                "enable_upgrade_migration=True), or point the connection at another store.")
+        for statement in sqlite_statements():
+            conn.execute(sa.text(statement))
+        conn.execute(sa.text("INSERT INTO MLMDEnv(schema_version) VALUES (:v)"), {"v": SCHEMA_VERSION})
+    return True

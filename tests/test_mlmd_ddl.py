@@ -1,0 +1,89 @@
+"""MLMD's schema created natively (store/mlmd_ddl.py) is the schema ml-metadata creates: every
+table, column, type, default, key and index, compared on SQLite with a store ml-metadata made."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from airflow_graphlets.errors import StoreUnavailableError
+from airflow_graphlets.store.mlmd_ddl import SCHEMA_VERSION, create_sqlite_schema
+
+
+def sqlite_dump(path: str) -> dict:
+    """Everything about an SQLite database's schema that a reader or writer depends on."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        dump = {}
+        for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+            indexes = {}
+            for _, index, unique, origin, partial in conn.execute(f"PRAGMA index_list(`{name}`)"):
+                where = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (index,)).fetchone()
+                condition = re.sub(r"[`\s]", "", where[0].split(" WHERE ", 1)[1]).lower() if partial else None
+                indexes[index] = (unique, origin, condition,
+                                  [tuple(row[1:]) for row in conn.execute(f"PRAGMA index_xinfo(`{index}`)")])
+            dump[name] = {
+                "columns": [tuple(row) for row in conn.execute(f"PRAGMA table_info(`{name}`)")],
+                "indexes": indexes,
+                "autoincrement": "AUTOINCREMENT" in (sql or "").upper(),
+            }
+        dump["MLMDEnv rows"] = conn.execute("SELECT * FROM MLMDEnv").fetchall()
+        return dump
+
+
+def mlmd_store(path: str) -> metadata_store.MetadataStore:
+    """ml-metadata's own client on the SQLite file ``path`` (it creates the schema if missing)."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return metadata_store.MetadataStore(config)
+
+
+def mlmd_created(path: str) -> str:
+    mlmd_store(path)
+    return path
+
+
+def test_a_natively_created_sqlite_store_has_the_schema_ml_metadata_creates(tmp_path):
+    reference = sqlite_dump(mlmd_created(str(tmp_path / "mlmd.sqlite")))
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'native.sqlite'}")
+    with engine.connect() as conn:
+        assert create_sqlite_schema(conn) is True
+    native = sqlite_dump(str(tmp_path / "native.sqlite"))
+    assert sorted(native) == sorted(reference)
+    for table in reference:
+        assert native[table] == reference[table], table
+    assert reference["MLMDEnv rows"] == [(SCHEMA_VERSION,)]
+
+
+def test_ml_metadata_reads_and_writes_a_natively_created_store(tmp_path):
+    path = str(tmp_path / "native.sqlite")
+    with sa.create_engine(f"sqlite:///{path}").connect() as conn:
+        create_sqlite_schema(conn)
+        assert create_sqlite_schema(conn) is False  # a store that has the schema is left as it is
+    store = mlmd_store(path)
+    model = metadata_store_pb2.ArtifactType(name="Model")
+    model.properties["span"] = metadata_store_pb2.INT
+    type_id = store.put_artifact_type(model)
+    artifact = metadata_store_pb2.Artifact(type_id=type_id, uri="/m/1")
+    artifact.properties["span"].int_value = 3
+    [artifact_id] = store.put_artifacts([artifact])
+    assert store.get_artifacts_by_id([artifact_id])[0].properties["span"].int_value == 3
+
+
+def test_another_schema_version_is_refused_untouched(tmp_path):
+    path = str(tmp_path / "old.sqlite")
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE MLMDEnv (schema_version INTEGER PRIMARY KEY)")
+        conn.execute("INSERT INTO MLMDEnv VALUES (7)")
+        conn.commit()
+    with sa.create_engine(f"sqlite:///{path}").connect() as conn:
+        with pytest.raises(StoreUnavailableError, match="schema version 7; airflow-graphlets reads and writes version 10"):
+            create_sqlite_schema(conn)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert [name for (name,) in conn.execute("SELECT name FROM sqlite_master")] == ["MLMDEnv"]
