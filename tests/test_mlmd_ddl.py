@@ -1,5 +1,6 @@
 """MLMD's schema created natively (store/mlmd_ddl.py) is the schema ml-metadata creates: every
-table, column, type, default, key and index, compared on SQLite with a store ml-metadata made."""
+table, column, type, default, key and index, compared on SQLite and PostgreSQL with a store
+ml-metadata made, and ml-metadata reads and writes the native one."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import re
 import sqlite3
 
 import pytest
+from support.databases import create_store_uri, drop_store
 import sqlalchemy as sa
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from airflow_graphlets.errors import StoreUnavailableError
-from airflow_graphlets.store.mlmd_ddl import SCHEMA_VERSION, create_sqlite_schema
+from airflow_graphlets.store.connect import open_store
+from airflow_graphlets.store.uri import parse_store_uri
+from airflow_graphlets.store.mlmd_ddl import SCHEMA_VERSION, create_schema
 
 
 def sqlite_dump(path: str) -> dict:
@@ -53,7 +57,7 @@ def test_a_natively_created_sqlite_store_has_the_schema_ml_metadata_creates(tmp_
     reference = sqlite_dump(mlmd_created(str(tmp_path / "mlmd.sqlite")))
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'native.sqlite'}")
     with engine.connect() as conn:
-        assert create_sqlite_schema(conn) is True
+        assert create_schema(conn) is True
     native = sqlite_dump(str(tmp_path / "native.sqlite"))
     assert sorted(native) == sorted(reference)
     for table in reference:
@@ -64,8 +68,8 @@ def test_a_natively_created_sqlite_store_has_the_schema_ml_metadata_creates(tmp_
 def test_ml_metadata_reads_and_writes_a_natively_created_store(tmp_path):
     path = str(tmp_path / "native.sqlite")
     with sa.create_engine(f"sqlite:///{path}").connect() as conn:
-        create_sqlite_schema(conn)
-        assert create_sqlite_schema(conn) is False  # a store that has the schema is left as it is
+        create_schema(conn)
+        assert create_schema(conn) is False  # a store that has the schema is left as it is
     store = mlmd_store(path)
     model = metadata_store_pb2.ArtifactType(name="Model")
     model.properties["span"] = metadata_store_pb2.INT
@@ -84,6 +88,53 @@ def test_another_schema_version_is_refused_untouched(tmp_path):
         conn.commit()
     with sa.create_engine(f"sqlite:///{path}").connect() as conn:
         with pytest.raises(StoreUnavailableError, match="schema version 7; airflow-graphlets reads and writes version 10"):
-            create_sqlite_schema(conn)
+            create_schema(conn)
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert [name for (name,) in conn.execute("SELECT name FROM sqlite_master")] == ["MLMDEnv"]
+
+
+POSTGRES_DUMP = {
+    "columns": "SELECT table_name, ordinal_position, column_name, data_type, character_maximum_length, is_nullable, "
+               "column_default FROM information_schema.columns WHERE table_schema = 'public' "
+               "ORDER BY table_name, ordinal_position",
+    "constraints": "SELECT t.relname, c.conname, c.contype, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                   "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+                   "WHERE n.nspname = 'public' ORDER BY t.relname, c.conname",
+    "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+               "ORDER BY tablename, indexname",
+    "sequences": "SELECT sequence_name, data_type FROM information_schema.sequences "
+                 "WHERE sequence_schema = 'public' ORDER BY sequence_name",
+    "MLMDEnv rows": "SELECT schema_version FROM mlmdenv",
+}
+
+
+def postgres_dump(config) -> dict:
+    """Tables, columns, types, defaults, constraints, indexes and sequences of a PostgreSQL store."""
+    engine = sa.create_engine(config.sqlalchemy_url())
+    try:
+        with engine.connect() as conn:
+            return {name: [tuple(row) for row in conn.execute(sa.text(sql))] for name, sql in POSTGRES_DUMP.items()}
+    finally:
+        engine.dispose()
+
+
+def test_a_natively_created_postgresql_store_has_the_schema_ml_metadata_creates(tmp_path):
+    uris = [create_store_uri("postgresql", str(tmp_path)) for _ in range(2)]
+    try:
+        reference_config, native_config = (parse_store_uri(uri) for uri in uris)
+        open_store(reference_config)  # ml-metadata creates its schema
+        engine = sa.create_engine(native_config.sqlalchemy_url())
+        with engine.connect() as conn:
+            assert create_schema(conn) is True
+            assert create_schema(conn) is False
+        engine.dispose()
+        reference, native = postgres_dump(reference_config), postgres_dump(native_config)
+        assert reference["MLMDEnv rows"] == [(SCHEMA_VERSION,)]
+        for part in POSTGRES_DUMP:
+            assert native[part] == reference[part], part
+        store = open_store(native_config)  # and ml-metadata uses the native one as its own
+        [type_id] = [store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Model"))]
+        assert store.get_artifact_types()[0].id == type_id
+    finally:
+        for uri in uris:
+            drop_store(uri)

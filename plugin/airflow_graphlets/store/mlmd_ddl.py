@@ -5,7 +5,7 @@ The tables, columns, keys and indexes are those ml-metadata 1.17.1 creates (fact
 database. ``tests/test_mlmd_ddl.py`` compares a store created here with one ml-metadata created,
 table by table, column by column and index by index.
 
-So far SQLite, the embedded default; PostgreSQL and MySQL follow (issue 21).
+So far SQLite and PostgreSQL; MySQL follows (issue 21).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Table:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
     unique: tuple[str, ...] = ()
+    unique_name: str | None = None  # PostgreSQL and MySQL name some of MLMD's unique keys
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,12 @@ TABLES: tuple[Table, ...] = (
     Table("TypeProperty", (Column("type_id", "INT", not_null=True), Column("name", "VARCHAR(255)", not_null=True),
                            Column("data_type", "INT")), primary_key=("type_id", "name")),
     Table("Artifact", (_id(), Column("type_id", "INT", not_null=True), Column("uri", "TEXT"), Column("state", "INT"),
-                       Column("name", "VARCHAR(255)"), EXTERNAL_ID, *_times()), unique=("type_id", "name")),
+                       Column("name", "VARCHAR(255)"), EXTERNAL_ID, *_times()), unique=("type_id", "name"),
+          unique_name="UniqueArtifactTypeName"),
     _properties("Artifact"),
     Table("Execution", (_id(), Column("type_id", "INT", not_null=True), Column("last_known_state", "INT"),
-                        Column("name", "VARCHAR(255)"), EXTERNAL_ID, *_times()), unique=("type_id", "name")),
+                        Column("name", "VARCHAR(255)"), EXTERNAL_ID, *_times()), unique=("type_id", "name"),
+          unique_name="UniqueExecutionTypeName"),
     _properties("Execution"),
     Table("Context", (_id(), Column("type_id", "INT", not_null=True), Column("name", "VARCHAR(255)", not_null=True),
                       EXTERNAL_ID, *_times()), unique=("type_id", "name")),
@@ -99,7 +102,7 @@ TABLES: tuple[Table, ...] = (
           primary_key=("context_id", "parent_context_id")),
     Table("Event", (_id(), Column("artifact_id", "INT", not_null=True), Column("execution_id", "INT", not_null=True),
                     Column("type", "INT", not_null=True), Column("milliseconds_since_epoch", "INT")),
-          unique=("artifact_id", "execution_id", "type")),
+          unique=("artifact_id", "execution_id", "type"), unique_name="UniqueEvent"),
     Table("EventPath", (Column("event_id", "INT", not_null=True), Column("is_index_step", "TINYINT(1)", not_null=True),
                         Column("step_index", "INT"), Column("step_key", "TEXT"))),
     Table("Association", (_id(), Column("context_id", "INT", not_null=True),
@@ -165,9 +168,57 @@ def sqlite_statements() -> list[str]:
     return statements
 
 
+# SQLite's declared types that PostgreSQL spells otherwise; MLMD's flags are BOOLEAN there, its
+# type kind SMALLINT, and its times BIGINT.
+_POSTGRES_TYPES = {"DOUBLE": "DOUBLE PRECISION", "BLOB": "BYTEA", "INTEGER": "INT"}
+_POSTGRES_BOOLEANS = frozenset({"is_custom_property", "is_index_step"})
+_POSTGRES_BIGINTS = frozenset({"create_time_since_epoch", "last_update_time_since_epoch", "milliseconds_since_epoch"})
+
+
+def _postgres_type(column: Column) -> str:
+    if column.name in _POSTGRES_BOOLEANS:
+        return "BOOLEAN"
+    if column.name == "type_kind":
+        return "SMALLINT"
+    if column.name in _POSTGRES_BIGINTS:
+        return "BIGINT"
+    return _POSTGRES_TYPES.get(column.type, column.type)
+
+
+def postgres_statements() -> list[str]:
+    """The statements that create MLMD's schema on PostgreSQL, in order (without the version row)."""
+    statements = []
+    for table in TABLES:
+        parts = []
+        for c in table.columns:
+            if c.auto_id:
+                parts.append(f"{c.name} SERIAL PRIMARY KEY")
+                continue
+            declared = f"{c.name} {_postgres_type(c)}"
+            if table.primary_key == (c.name,):
+                declared += " PRIMARY KEY"
+            if c.not_null:
+                declared += " NOT NULL"
+            if c.default is not None:
+                declared += f" DEFAULT {c.default}"
+            if c.unique:
+                declared += " UNIQUE"
+            parts.append(declared)
+        if table.unique:
+            named = f"CONSTRAINT {table.unique_name} " if table.unique_name else ""
+            parts.append(f"{named}UNIQUE({', '.join(table.unique)})")
+        if len(table.primary_key) > 1:
+            parts.append(f"PRIMARY KEY ({', '.join(table.primary_key)})")
+        statements.append(f"CREATE TABLE IF NOT EXISTS {table.name} ({', '.join(parts)})")
+    for index in INDEXES:  # PostgreSQL's are not partial in MLMD
+        statements.append(f"CREATE INDEX IF NOT EXISTS {index.name} ON {index.table} ({', '.join(index.columns)})")
+    return statements
+
+
 def schema_version(conn: sa.Connection) -> int | None:
     """The store's MLMD schema version; None when it has no ``MLMDEnv`` table (a new database)."""
-    if not sa.inspect(conn).has_table("MLMDEnv"):
+    # PostgreSQL folds MLMD's unquoted names to lower case; SQLite and MySQL keep them.
+    if "mlmdenv" not in {name.lower() for name in sa.inspect(conn).get_table_names()}:
         return None
     versions = [int(v) for (v,) in conn.execute(sa.text("SELECT schema_version FROM MLMDEnv"))]
     if len(versions) != 1:
@@ -176,15 +227,17 @@ def schema_version(conn: sa.Connection) -> int | None:
     return versions[0]
 
 
-def create_sqlite_schema(conn: sa.Connection) -> bool:
-    """Create MLMD's schema in the SQLite database ``conn`` is on, in one transaction, unless it
-    holds it already; returns whether it created it.
+def create_schema(conn: sa.Connection) -> bool:
+    """Create MLMD's schema in the database ``conn`` is on (SQLite or PostgreSQL), in one
+    transaction, unless it holds it already; returns whether it created it.
 
     Raises:
       StoreUnavailableError: the database holds another MLMD schema version (the message says which).
+      ValueError: a database this module does not create the schema on yet.
     """
-    if conn.dialect.name != "sqlite":
-        raise ValueError(f"create_sqlite_schema takes an SQLite connection, not {conn.dialect.name}")
+    render = {"sqlite": sqlite_statements, "postgresql": postgres_statements}.get(conn.dialect.name)
+    if render is None:
+        raise ValueError(f"MLMD's schema is created natively on SQLite and PostgreSQL, not {conn.dialect.name}")
     with conn.begin():
         found = schema_version(conn)
         if found == SCHEMA_VERSION:
@@ -194,7 +247,7 @@ def create_sqlite_schema(conn: sa.Connection) -> bool:
                 f"The MLMD store has schema version {found}; airflow-graphlets reads and writes version "
                 f"{SCHEMA_VERSION} (ml-metadata 1.17). Migrate it with ml-metadata's MetadataStore("
                 "enable_upgrade_migration=True), or point the connection at another store.")
-        for statement in sqlite_statements():
+        for statement in render():
             conn.execute(sa.text(statement))
         conn.execute(sa.text("INSERT INTO MLMDEnv(schema_version) VALUES (:v)"), {"v": SCHEMA_VERSION})
     return True
