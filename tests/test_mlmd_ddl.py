@@ -138,3 +138,47 @@ def test_a_natively_created_postgresql_store_has_the_schema_ml_metadata_creates(
     finally:
         for uri in uris:
             drop_store(uri)
+
+
+MYSQL_DUMP = {
+    "columns": "SELECT table_name, ordinal_position, column_name, column_type, is_nullable, column_default, "
+               "column_key, extra FROM information_schema.columns WHERE table_schema = DATABASE() "
+               "ORDER BY table_name, ordinal_position",
+    "indexes": "SELECT table_name, index_name, seq_in_index, column_name, sub_part, non_unique, index_type "
+               "FROM information_schema.statistics WHERE table_schema = DATABASE() "
+               "ORDER BY table_name, index_name, seq_in_index",
+    "constraints": "SELECT table_name, constraint_name, constraint_type FROM information_schema.table_constraints "
+                   "WHERE table_schema = DATABASE() ORDER BY table_name, constraint_name",
+    "tables": "SELECT table_name, engine, table_collation FROM information_schema.tables "
+              "WHERE table_schema = DATABASE() ORDER BY table_name",
+    "MLMDEnv rows": "SELECT schema_version FROM MLMDEnv",
+}
+
+
+def test_a_natively_created_mysql_store_has_the_schema_ml_metadata_creates(tmp_path):
+    uris = [create_store_uri("mysql", str(tmp_path)) for _ in range(2)]
+    try:
+        reference_config, native_config = (parse_store_uri(uri) for uri in uris)
+        open_store(reference_config)
+        engine = sa.create_engine(native_config.sqlalchemy_url())
+        with engine.connect() as conn:
+            assert create_schema(conn) is True
+            assert create_schema(conn) is False
+        engine.dispose()
+        dumps = []
+        for config in (reference_config, native_config):
+            engine = sa.create_engine(config.sqlalchemy_url())
+            with engine.connect() as conn:
+                dumps.append({name: [tuple(row) for row in conn.execute(sa.text(sql))]
+                              for name, sql in MYSQL_DUMP.items()})
+            engine.dispose()
+        reference, native = dumps
+        assert reference["MLMDEnv rows"] == [(SCHEMA_VERSION,)]
+        for part in MYSQL_DUMP:
+            assert native[part] == reference[part], part
+        store = open_store(native_config)
+        type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Model"))
+        assert store.get_artifact_types()[0].id == type_id
+    finally:
+        for uri in uris:
+            drop_store(uri)

@@ -5,7 +5,9 @@ The tables, columns, keys and indexes are those ml-metadata 1.17.1 creates (fact
 database. ``tests/test_mlmd_ddl.py`` compares a store created here with one ml-metadata created,
 table by table, column by column and index by index.
 
-So far SQLite and PostgreSQL; MySQL follows (issue 21).
+On SQLite and PostgreSQL the schema is made in one transaction; MySQL commits each DDL statement
+by itself, so there a half-made schema is possible if the process dies meanwhile (callers create
+it under ``store/bootstrap.py``'s lock, as for ml-metadata's own creation).
 """
 
 from __future__ import annotations
@@ -215,6 +217,51 @@ def postgres_statements() -> list[str]:
     return statements
 
 
+# MySQL: MLMD's property values are MEDIUMTEXT/MEDIUMBLOB, its times BIGINT, and a TEXT column is
+# indexed on its first 255 characters.
+_MYSQL_PROPERTY_TYPES = {"string_value": "MEDIUMTEXT", "byte_value": "MEDIUMBLOB", "proto_value": "MEDIUMBLOB"}
+_MYSQL_TEXT_INDEXED = frozenset({"uri", "string_value"})
+
+
+def _mysql_type(table: Table, column: Column) -> str:
+    if table.name.endswith("Property") and column.name in _MYSQL_PROPERTY_TYPES:
+        return _MYSQL_PROPERTY_TYPES[column.name]
+    if column.name in _POSTGRES_BIGINTS:
+        return "BIGINT"
+    return column.type
+
+
+def mysql_statements() -> list[str]:
+    """The statements that create MLMD's schema on MySQL or MariaDB, in order (without the version row)."""
+    statements = []
+    for table in TABLES:
+        parts = []
+        for c in table.columns:
+            if c.auto_id:
+                parts.append(f"`{c.name}` {'INT' if table.name == 'Type' else 'INTEGER'} PRIMARY KEY AUTO_INCREMENT")
+                continue
+            declared = f"`{c.name}` {_mysql_type(table, c)}"
+            if table.primary_key == (c.name,):
+                declared += " PRIMARY KEY"
+            if c.not_null:
+                declared += " NOT NULL"
+            if c.default is not None:
+                declared += f" DEFAULT {c.default}"
+            if c.unique:
+                declared += " UNIQUE"
+            parts.append(declared)
+        if table.unique:
+            named = f"CONSTRAINT {table.unique_name} " if table.unique_name else ""
+            parts.append(f"{named}UNIQUE({', '.join(f'`{c}`' for c in table.unique)})")
+        if len(table.primary_key) > 1:
+            parts.append(f"PRIMARY KEY ({', '.join(f'`{c}`' for c in table.primary_key)})")
+        statements.append(f"CREATE TABLE IF NOT EXISTS `{table.name}` ({', '.join(parts)})")
+    for index in INDEXES:
+        columns = ", ".join(f"`{c}`(255)" if c in _MYSQL_TEXT_INDEXED else f"`{c}`" for c in index.columns)
+        statements.append(f"ALTER TABLE `{index.table}` ADD INDEX `{index.name}` ({columns})")
+    return statements
+
+
 def schema_version(conn: sa.Connection) -> int | None:
     """The store's MLMD schema version; None when it has no ``MLMDEnv`` table (a new database)."""
     # PostgreSQL folds MLMD's unquoted names to lower case; SQLite and MySQL keep them.
@@ -228,16 +275,17 @@ def schema_version(conn: sa.Connection) -> int | None:
 
 
 def create_schema(conn: sa.Connection) -> bool:
-    """Create MLMD's schema in the database ``conn`` is on (SQLite or PostgreSQL), in one
-    transaction, unless it holds it already; returns whether it created it.
+    """Create MLMD's schema in the database ``conn`` is on (SQLite, PostgreSQL, MySQL or MariaDB)
+    unless it holds it already; returns whether it created it.
 
     Raises:
       StoreUnavailableError: the database holds another MLMD schema version (the message says which).
       ValueError: a database this module does not create the schema on yet.
     """
-    render = {"sqlite": sqlite_statements, "postgresql": postgres_statements}.get(conn.dialect.name)
+    render = {"sqlite": sqlite_statements, "postgresql": postgres_statements,
+              "mysql": mysql_statements, "mariadb": mysql_statements}.get(conn.dialect.name)
     if render is None:
-        raise ValueError(f"MLMD's schema is created natively on SQLite and PostgreSQL, not {conn.dialect.name}")
+        raise ValueError(f"MLMD's schema is created natively on SQLite, PostgreSQL and MySQL, not {conn.dialect.name}")
     with conn.begin():
         found = schema_version(conn)
         if found == SCHEMA_VERSION:
