@@ -122,7 +122,7 @@ def test_a_natively_created_postgresql_store_has_the_schema_ml_metadata_creates(
     uris = [create_store_uri("postgresql", str(tmp_path)) for _ in range(2)]
     try:
         reference_config, native_config = (parse_store_uri(uri) for uri in uris)
-        open_store(reference_config)  # ml-metadata creates its schema
+        metadata_store.MetadataStore(reference_config.mlmd_connection_config())  # ml-metadata creates its schema
         engine = sa.create_engine(native_config.sqlalchemy_url())
         with engine.connect() as conn:
             assert create_schema(conn) is True
@@ -159,7 +159,7 @@ def test_a_natively_created_mysql_store_has_the_schema_ml_metadata_creates(tmp_p
     uris = [create_store_uri("mysql", str(tmp_path)) for _ in range(2)]
     try:
         reference_config, native_config = (parse_store_uri(uri) for uri in uris)
-        open_store(reference_config)
+        metadata_store.MetadataStore(reference_config.mlmd_connection_config())  # ml-metadata creates its schema
         engine = sa.create_engine(native_config.sqlalchemy_url())
         with engine.connect() as conn:
             assert create_schema(conn) is True
@@ -182,3 +182,14 @@ def test_a_natively_created_mysql_store_has_the_schema_ml_metadata_creates(tmp_p
     finally:
         for uri in uris:
             drop_store(uri)
+
+
+def test_open_store_makes_a_new_store_at_version_10_and_ml_metadata_uses_it(store_uri):
+    config = parse_store_uri(store_uri)
+    store = open_store(config)  # a new database: the schema is made by store/mlmd_ddl.py under the lock
+    engine = sa.create_engine(config.sqlalchemy_url())
+    with engine.connect() as conn:
+        assert create_schema(conn) is False  # it is there, at version 10
+    engine.dispose()
+    type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="Trainer"))
+    assert [t.id for t in store.get_execution_types()] == [type_id]

@@ -4,7 +4,9 @@ MLMD creates its schema on first connect, but two processes doing so at once on 
 MySQL collide (duplicate ``pg_type`` rows, or "a subset of tables" left behind), and a half-made
 schema never heals; SQLite gives up with "concurrent writes aborted". So when MLMD's ``MLMDEnv``
 table is missing or empty, the first connect happens under a lock (a database-wide advisory lock,
-or a file lock next to an SQLite store), and everyone else waits for it.
+or a file lock next to an SQLite store), and everyone else waits for it. Under that lock the schema
+is created natively (``store/mlmd_ddl.py``: the same tables, keys and indexes ml-metadata makes),
+so a new store does not depend on the ml-metadata client to come into being.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TypeVar
 import sqlalchemy
 from sqlalchemy.pool import NullPool
 
+from airflow_graphlets.store.mlmd_ddl import create_schema
 from airflow_graphlets.store.uri import StoreConfig
 
 T = TypeVar("T")
@@ -46,6 +49,8 @@ def create_schema_once(config: StoreConfig, connect: Callable[[], T]) -> T:
                 return connect()
             _lock(conn, config.backend)
             try:
+                with engine.connect() as ddl:
+                    create_schema(ddl)
                 return connect()
             finally:
                 _unlock(conn, config.backend)
@@ -60,6 +65,12 @@ def _sqlite_schema_once(path: str, connect: Callable[[], T]) -> T:
     with open(path + ".init-lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            engine = sqlalchemy.create_engine(f"sqlite:///{path}", poolclass=NullPool)
+            try:
+                with engine.connect() as ddl:
+                    create_schema(ddl)
+            finally:
+                engine.dispose()
             return connect()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
