@@ -90,20 +90,34 @@ class GraphletGateOperator(BaseOperator):
         signals = self._signals()
         outcome = self._decide(context, signals)
         decision = outcome.decision
-        lineage.of(context).set_properties(**{
-            SIGNALS: json.dumps(signals, sort_keys=True),
-            DECISION: "run" if decision.run else "skip",
-            "graphlets_probability": -1.0 if decision.probability is None else decision.probability,
-            "graphlets_reason": decision.reason,
-            "graphlets_features": json.dumps(outcome.features, sort_keys=True),
-            "graphlets_policy_version": outcome.policy_version,
-            "graphlets_override": outcome.override or "",
-        })
+        self._log_decision(context, signals, outcome)
         if not decision.run:
             self.log.info("airflow-graphlets gate: skipping the training branch: %s", decision.reason)
             raise AirflowSkipException(f"airflow-graphlets gate: {decision.reason}")
         self.log.info("airflow-graphlets gate: training runs: %s", decision.reason)
         return {"run": True, "probability": decision.probability, "reason": decision.reason}
+
+    def _log_decision(self, context: Any, signals: dict[str, float], outcome: GateOutcome) -> None:
+        """Set the decision as properties of the gate's execution (the skip log). A value MLMD
+        cannot hold (a probability that is not a number, a NUL in a reason) is made storable, and
+        if logging fails all the same the decision stands: the skip log must not block training."""
+        decision = outcome.decision
+        probability = decision.probability
+        if probability is None or not math.isfinite(probability):
+            probability = -1.0
+        try:
+            lineage.of(context).set_properties(**{
+                SIGNALS: json.dumps(signals, sort_keys=True),
+                DECISION: "run" if decision.run else "skip",
+                "graphlets_probability": float(probability),
+                "graphlets_reason": _storable(decision.reason),
+                "graphlets_features": json.dumps(outcome.features, sort_keys=True),  # NaN is None there
+                "graphlets_policy_version": _storable(outcome.policy_version),
+                "graphlets_override": _storable(outcome.override or ""),
+            })
+        except Exception as err:  # noqa: BLE001 - a decision that cannot be logged still stands
+            self.log.warning("airflow-graphlets gate: the decision (%s) could not be logged: %s",
+                             "run" if decision.run else "skip", err)
 
     def _signals(self) -> dict[str, float]:
         """The finite numbers among ``signals``; anything else is named in the log and left out."""
@@ -154,6 +168,11 @@ class GraphletGateOperator(BaseOperator):
         settings = GateSettings(predictor_path, self.threshold, self.guardrails or Guardrails(), self.budget_seconds,
                                 self.never_skip, prior=self.prior)
         return decide(config, context["dag"].dag_id, candidate, settings, gate_task_id=self.task_id)
+
+
+def _storable(text: str) -> str:
+    """``text`` as MLMD's databases store it: PostgreSQL refuses NUL characters in text."""
+    return str(text).replace("\x00", "\\x00")
 
 
 def _logical_now(context: Any) -> float:
