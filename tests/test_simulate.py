@@ -127,6 +127,35 @@ def test_simulate_refuses_a_store_that_holds_executions(sqlite_store_uri, capsys
     assert main(["simulate", "--store", sqlite_store_uri, "--pipelines", "0"]) == 2
 
 
+def _schema_of(config) -> list:
+    """What changes when an index or key is dropped, even if it is made again: SQLite's schema
+    cookie, PostgreSQL's index objects (a re-made index is a new one), MySQL's index columns."""
+    import sqlalchemy as sa
+
+    queries = {
+        "sqlite": "PRAGMA schema_version",
+        "postgresql": "SELECT c.relname, c.oid::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                      "WHERE c.relkind = 'i' AND n.nspname = 'public' ORDER BY c.relname",
+        "mysql": "SELECT table_name, index_name, seq_in_index, column_name FROM information_schema.statistics "
+                 "WHERE table_schema = DATABASE() ORDER BY table_name, index_name, seq_in_index",
+    }
+    engine = sa.create_engine(config.sqlalchemy_url())
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(queries[config.backend]))]
+    finally:
+        engine.dispose()
+
+
+def test_a_refused_store_keeps_every_index_and_key_on_every_backend(store_uri):
+    config = parse_store_uri(store_uri)
+    simulate(config, pipelines=1, days=3, seed=2)
+    before = _schema_of(config)
+    with pytest.raises(StoreConfigError, match="already holds executions; simulate into a new or empty store"):
+        simulate(config, pipelines=1, days=3, seed=3)
+    assert _schema_of(config) == before  # nothing dropped (and made again) before the refusal
+
+
 def test_the_shipped_paper_profile_sets_every_field_and_bad_toml_is_named(tmp_path):
     profile = Profile.paper()  # a field missing from profiles/paper.toml would fail here
     assert profile.runs_per_day_median > 0 and set(profile.durations) >= {"Trainer", "ExampleGen", "Pusher"}

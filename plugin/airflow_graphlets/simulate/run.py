@@ -64,12 +64,9 @@ def simulate(
         raise StoreConfigError(f"producers must be at least 1 (got {producers}).")
     profile = profile or Profile.paper()
     began = time.perf_counter()
+    # BulkWriter refuses a store that holds executions before it touches anything in it.
     with BulkWriter(config, defer_indexes=True, single_transaction=True) as writer:
         ids = writer.next_ids()
-        if ids["Execution"] > 1:
-            raise StoreConfigError(
-                f"The store {config} already holds executions; simulate into a new or empty store."
-            )
         postgresql = writer.dialect == "postgresql"
         staged = writer.dialect == "sqlite"
         builder = RowBuilder(register_types(writer), ids, copy_text=postgresql, group_by_name=postgresql,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from airflow_graphlets.errors import StoreConfigError
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.types import TypeRegistry
 from airflow_graphlets.store.uri import StoreConfig
@@ -119,6 +120,13 @@ class BulkWriter:
             self.conn.execute("PRAGMA synchronous=OFF")
         elif self.dialect == "postgresql":
             self._set_bulk_session(self.conn)
+        if defer_indexes and self._holds_executions():
+            # Checked before anything is dropped: a live store must never lose its keys (issue 22).
+            self.conn.close()
+            self.engine.dispose()
+            raise StoreConfigError(f"The store {config} already holds executions; simulate into a new or empty "
+                                   "store (a bulk load drops and rebuilds the indexes, which a store in use must "
+                                   "not go without).")
         self._deferred: list[_Deferred] = self._drop_secondary_indexes() if defer_indexes else []
         self._frozen: set[str] = self._truncate_empty_tables() if single_transaction and self.dialect == "postgresql" else set()
 
@@ -140,6 +148,14 @@ class BulkWriter:
             self._advance_sequences()
             self.conn.close()
             self.engine.dispose()
+
+    def _holds_executions(self) -> bool:
+        cursor = self.conn.cursor()
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM Execution)")
+        found = bool(cursor.fetchone()[0])
+        cursor.close()
+        self.conn.rollback()  # end the read; the load's transaction begins later
+        return found
 
     def _truncate_empty_tables(self) -> set[str]:
         """Open the load's one transaction with a TRUNCATE of the bulk tables, if all are empty;
