@@ -108,36 +108,14 @@ POSTGRES_DUMP = {
 }
 
 
-def postgres_dump(config) -> dict:
-    """Tables, columns, types, defaults, constraints, indexes and sequences of a PostgreSQL store."""
+def catalog_dump(config, queries: dict[str, str]) -> dict:
+    """What each catalog query returns on the store ``config`` names."""
     engine = sa.create_engine(config.sqlalchemy_url())
     try:
         with engine.connect() as conn:
-            return {name: [tuple(row) for row in conn.execute(sa.text(sql))] for name, sql in POSTGRES_DUMP.items()}
+            return {name: [tuple(row) for row in conn.execute(sa.text(sql))] for name, sql in queries.items()}
     finally:
         engine.dispose()
-
-
-def test_a_natively_created_postgresql_store_has_the_schema_ml_metadata_creates(tmp_path):
-    uris = [create_store_uri("postgresql", str(tmp_path)) for _ in range(2)]
-    try:
-        reference_config, native_config = (parse_store_uri(uri) for uri in uris)
-        metadata_store.MetadataStore(reference_config.mlmd_connection_config())  # ml-metadata creates its schema
-        engine = sa.create_engine(native_config.sqlalchemy_url())
-        with engine.connect() as conn:
-            assert create_schema(conn) is True
-            assert create_schema(conn) is False
-        engine.dispose()
-        reference, native = postgres_dump(reference_config), postgres_dump(native_config)
-        assert reference["MLMDEnv rows"] == [(SCHEMA_VERSION,)]
-        for part in POSTGRES_DUMP:
-            assert native[part] == reference[part], part
-        store = open_store(native_config)  # and ml-metadata uses the native one as its own
-        [type_id] = [store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Model"))]
-        assert store.get_artifact_types()[0].id == type_id
-    finally:
-        for uri in uris:
-            drop_store(uri)
 
 
 MYSQL_DUMP = {
@@ -155,8 +133,10 @@ MYSQL_DUMP = {
 }
 
 
-def test_a_natively_created_mysql_store_has_the_schema_ml_metadata_creates(tmp_path):
-    uris = [create_store_uri("mysql", str(tmp_path)) for _ in range(2)]
+@pytest.mark.parametrize("backend, queries", [("postgresql", POSTGRES_DUMP), ("mysql", MYSQL_DUMP)],
+                         ids=["postgresql", "mysql"])
+def test_a_natively_created_server_store_has_the_schema_ml_metadata_creates(tmp_path, backend, queries):
+    uris = [create_store_uri(backend, str(tmp_path)) for _ in range(2)]
     try:
         reference_config, native_config = (parse_store_uri(uri) for uri in uris)
         metadata_store.MetadataStore(reference_config.mlmd_connection_config())  # ml-metadata creates its schema
@@ -165,18 +145,11 @@ def test_a_natively_created_mysql_store_has_the_schema_ml_metadata_creates(tmp_p
             assert create_schema(conn) is True
             assert create_schema(conn) is False
         engine.dispose()
-        dumps = []
-        for config in (reference_config, native_config):
-            engine = sa.create_engine(config.sqlalchemy_url())
-            with engine.connect() as conn:
-                dumps.append({name: [tuple(row) for row in conn.execute(sa.text(sql))]
-                              for name, sql in MYSQL_DUMP.items()})
-            engine.dispose()
-        reference, native = dumps
+        reference, native = catalog_dump(reference_config, queries), catalog_dump(native_config, queries)
         assert reference["MLMDEnv rows"] == [(SCHEMA_VERSION,)]
-        for part in MYSQL_DUMP:
+        for part in queries:
             assert native[part] == reference[part], part
-        store = open_store(native_config)
+        store = open_store(native_config)  # and ml-metadata uses the native one as its own
         type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Model"))
         assert store.get_artifact_types()[0].id == type_id
     finally:

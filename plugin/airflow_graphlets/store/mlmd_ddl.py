@@ -12,6 +12,7 @@ it under ``store/bootstrap.py``'s lock, as for ml-metadata's own creation).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -139,17 +140,19 @@ def _secondary_indexes() -> tuple[Index, ...]:
 INDEXES: tuple[Index, ...] = _secondary_indexes()
 
 
-def sqlite_statements() -> list[str]:
-    """The statements that create MLMD's schema on SQLite, in order (without the version row)."""
+def _create_tables(quote: str, auto_id: Callable[[Table], str], column_type: Callable[[Table, Column], str],
+                   named_unique: bool) -> list[str]:
+    """``CREATE TABLE`` of every table, as one database spells it: how names are quoted, how an
+    auto-incremented id and each column's type are declared, whether unique keys keep MLMD's names."""
     statements = []
     for table in TABLES:
         parts = []
         for c in table.columns:
             if c.auto_id:
-                parts.append(f"`{c.name}` INTEGER PRIMARY KEY AUTOINCREMENT")
+                parts.append(f"{quote}{c.name}{quote} {auto_id(table)}")
                 continue
-            declared = f"`{c.name}` {c.type}"
-            if table.primary_key == (c.name,) and table.name == "MLMDEnv":
+            declared = f"{quote}{c.name}{quote} {column_type(table, c)}"
+            if table.primary_key == (c.name,):
                 declared += " PRIMARY KEY"
             if c.not_null:
                 declared += " NOT NULL"
@@ -159,10 +162,18 @@ def sqlite_statements() -> list[str]:
                 declared += " UNIQUE"
             parts.append(declared)
         if table.unique:
-            parts.append(f"UNIQUE({', '.join(f'`{c}`' for c in table.unique)})")
+            named = f"CONSTRAINT {table.unique_name} " if named_unique and table.unique_name else ""
+            parts.append(f"{named}UNIQUE({', '.join(f'{quote}{c}{quote}' for c in table.unique)})")
         if len(table.primary_key) > 1:
-            parts.append(f"PRIMARY KEY ({', '.join(f'`{c}`' for c in table.primary_key)})")
-        statements.append(f"CREATE TABLE IF NOT EXISTS `{table.name}` ({', '.join(parts)})")
+            parts.append(f"PRIMARY KEY ({', '.join(f'{quote}{c}{quote}' for c in table.primary_key)})")
+        statements.append(f"CREATE TABLE IF NOT EXISTS {quote}{table.name}{quote} ({', '.join(parts)})")
+    return statements
+
+
+def sqlite_statements() -> list[str]:
+    """The statements that create MLMD's schema on SQLite, in order (without the version row)."""
+    statements = _create_tables("`", lambda _: "INTEGER PRIMARY KEY AUTOINCREMENT", lambda _, c: c.type,
+                                named_unique=False)
     for index in INDEXES:
         where = f" WHERE `{index.where_not_null}` IS NOT NULL" if index.where_not_null else ""
         statements.append(f"CREATE INDEX IF NOT EXISTS `{index.name}` ON `{index.table}`"
@@ -174,44 +185,22 @@ def sqlite_statements() -> list[str]:
 # type kind SMALLINT, and its times BIGINT.
 _POSTGRES_TYPES = {"DOUBLE": "DOUBLE PRECISION", "BLOB": "BYTEA", "INTEGER": "INT"}
 _POSTGRES_BOOLEANS = frozenset({"is_custom_property", "is_index_step"})
-_POSTGRES_BIGINTS = frozenset({"create_time_since_epoch", "last_update_time_since_epoch", "milliseconds_since_epoch"})
+_BIGINTS = frozenset({"create_time_since_epoch", "last_update_time_since_epoch", "milliseconds_since_epoch"})
 
 
-def _postgres_type(column: Column) -> str:
+def _postgres_type(_: Table, column: Column) -> str:
     if column.name in _POSTGRES_BOOLEANS:
         return "BOOLEAN"
     if column.name == "type_kind":
         return "SMALLINT"
-    if column.name in _POSTGRES_BIGINTS:
+    if column.name in _BIGINTS:
         return "BIGINT"
     return _POSTGRES_TYPES.get(column.type, column.type)
 
 
 def postgres_statements() -> list[str]:
     """The statements that create MLMD's schema on PostgreSQL, in order (without the version row)."""
-    statements = []
-    for table in TABLES:
-        parts = []
-        for c in table.columns:
-            if c.auto_id:
-                parts.append(f"{c.name} SERIAL PRIMARY KEY")
-                continue
-            declared = f"{c.name} {_postgres_type(c)}"
-            if table.primary_key == (c.name,):
-                declared += " PRIMARY KEY"
-            if c.not_null:
-                declared += " NOT NULL"
-            if c.default is not None:
-                declared += f" DEFAULT {c.default}"
-            if c.unique:
-                declared += " UNIQUE"
-            parts.append(declared)
-        if table.unique:
-            named = f"CONSTRAINT {table.unique_name} " if table.unique_name else ""
-            parts.append(f"{named}UNIQUE({', '.join(table.unique)})")
-        if len(table.primary_key) > 1:
-            parts.append(f"PRIMARY KEY ({', '.join(table.primary_key)})")
-        statements.append(f"CREATE TABLE IF NOT EXISTS {table.name} ({', '.join(parts)})")
+    statements = _create_tables("", lambda _: "SERIAL PRIMARY KEY", _postgres_type, named_unique=True)
     for index in INDEXES:  # PostgreSQL's are not partial in MLMD
         statements.append(f"CREATE INDEX IF NOT EXISTS {index.name} ON {index.table} ({', '.join(index.columns)})")
     return statements
@@ -226,36 +215,16 @@ _MYSQL_TEXT_INDEXED = frozenset({"uri", "string_value"})
 def _mysql_type(table: Table, column: Column) -> str:
     if table.name.endswith("Property") and column.name in _MYSQL_PROPERTY_TYPES:
         return _MYSQL_PROPERTY_TYPES[column.name]
-    if column.name in _POSTGRES_BIGINTS:
+    if column.name in _BIGINTS:
         return "BIGINT"
     return column.type
 
 
 def mysql_statements() -> list[str]:
     """The statements that create MLMD's schema on MySQL or MariaDB, in order (without the version row)."""
-    statements = []
-    for table in TABLES:
-        parts = []
-        for c in table.columns:
-            if c.auto_id:
-                parts.append(f"`{c.name}` {'INT' if table.name == 'Type' else 'INTEGER'} PRIMARY KEY AUTO_INCREMENT")
-                continue
-            declared = f"`{c.name}` {_mysql_type(table, c)}"
-            if table.primary_key == (c.name,):
-                declared += " PRIMARY KEY"
-            if c.not_null:
-                declared += " NOT NULL"
-            if c.default is not None:
-                declared += f" DEFAULT {c.default}"
-            if c.unique:
-                declared += " UNIQUE"
-            parts.append(declared)
-        if table.unique:
-            named = f"CONSTRAINT {table.unique_name} " if table.unique_name else ""
-            parts.append(f"{named}UNIQUE({', '.join(f'`{c}`' for c in table.unique)})")
-        if len(table.primary_key) > 1:
-            parts.append(f"PRIMARY KEY ({', '.join(f'`{c}`' for c in table.primary_key)})")
-        statements.append(f"CREATE TABLE IF NOT EXISTS `{table.name}` ({', '.join(parts)})")
+    statements = _create_tables(
+        "`", lambda table: f"{'INT' if table.name == 'Type' else 'INTEGER'} PRIMARY KEY AUTO_INCREMENT", _mysql_type,
+        named_unique=True)
     for index in INDEXES:
         columns = ", ".join(f"`{c}`(255)" if c in _MYSQL_TEXT_INDEXED else f"`{c}`" for c in index.columns)
         statements.append(f"ALTER TABLE `{index.table}` ADD INDEX `{index.name}` ({columns})")
