@@ -271,7 +271,7 @@ def test_a_store_of_an_unknown_schema_version_keeps_records_until_it_is_usable(s
     recorder = recorder_for(sqlite_store_uri, tmp_path / "spool")  # ends as soon as the flusher reports
     with caplog.at_level(logging.WARNING):
         assert recorder.record(make_record(), wait=True) is False
-    assert "has schema version 99, written by a newer ml-metadata; this ml-metadata reads version 10" in caplog.text
+    assert "has schema version 99, written by a newer ml-metadata; airflow-graphlets reads and writes version 10" in caplog.text
     assert len(recorder.spool.pending()) == 1
 
     with sqlite3.connect(path) as conn:

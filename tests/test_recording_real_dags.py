@@ -269,11 +269,12 @@ def test_the_mlmd_hook_opens_the_store_a_connection_names(airflow_env, store_uri
     probe = (
         "from airflow_graphlets.hook import MlmdHook\n"
         "hook = MlmdHook()\n"
-        "print(hook.store_config().backend, type(hook.get_conn()).__name__)\n"
+        "print(hook.store_config().backend, type(hook.get_conn()).__name__, type(hook.get_mlmd_client()).__name__)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
         env={**airflow_env.env, "AIRFLOW_CONN_MLMD_DEFAULT": store_uri, "GLOG_minloglevel": "2"},
         capture_output=True, text=True, check=True, timeout=120,
     )
-    assert out.stdout.split()[-2:] == [store_uri.split(":")[0], "MetadataStore"]
+    # The native store by default; ml-metadata's own client where the [mlmd] extra is installed.
+    assert out.stdout.split()[-3:] == [store_uri.split(":")[0], "NativeStore", "MetadataStore"]

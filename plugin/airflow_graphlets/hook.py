@@ -39,10 +39,16 @@ class MlmdHook(BaseHook):
         return store_config_from_connection(self.get_connection(self.mlmd_conn_id))
 
     def get_conn(self):
-        """MLMD's ``MetadataStore`` for the connection."""
+        """The store, with ml-metadata's ``MetadataStore`` methods (native: no ml-metadata needed)."""
         from airflow_graphlets.store.connect import open_store
 
         return open_store(self.store_config())
+
+    def get_mlmd_client(self):
+        """ml-metadata's own ``MetadataStore`` for the connection (needs ``airflow-graphlets[mlmd]``)."""
+        from airflow_graphlets.store.connect import open_mlmd_client
+
+        return open_mlmd_client(self.store_config())
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

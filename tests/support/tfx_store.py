@@ -79,7 +79,7 @@ class TfxPipeline:
     trainer_ids: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.pipeline_context = self._context("pipeline", self.name)
+        self.pipeline_context = self._context("pipeline", self.name, reuse=True)  # a pipeline may be continued
 
     def run(self, run_id: str, plan: RunPlan) -> dict[str, int]:
         """Write one run; returns the execution id of each component that ran."""

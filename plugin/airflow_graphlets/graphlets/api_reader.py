@@ -1,4 +1,8 @@
-"""The reference reader: graphlets one model at a time, through MLMD's own Python API.
+"""The reference reader: graphlets one model at a time, through MLMD's Python API.
+
+The API is the native store's (:class:`~airflow_graphlets.store.native_store.NativeStore`) by
+default, or ml-metadata's own client (``client="mlmd"``, the ``[mlmd]`` extra): the same calls
+read the same graphlets through either, which the tests check.
 
 Slow by design (a few MLMD calls per model) and written to be obviously right: it follows the
 rules of :mod:`.rules` with plain sets, using ``get_lineage_subgraph`` for each model's downstream
@@ -11,9 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.metadata_store.metadata_store import ListOptions, OrderByField
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.graphlets import rules
@@ -28,8 +29,11 @@ from airflow_graphlets.graphlets.model import (
     execution_outcomes,
 )
 from airflow_graphlets.graphlets.provenance import to_millis
+from airflow_graphlets.store import mlmd_proto as mlmd_pb
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import mlmd_schema_version, read_only_engine
+from airflow_graphlets.store.native_reads import LineageQuery, ListOptions, OrderByField
+from airflow_graphlets.store.native_store import NativeStore
 from airflow_graphlets.store.uri import StoreConfig
 
 _ARTIFACT_BASES = {
@@ -48,40 +52,63 @@ _EXECUTION_BASES = {
 _LIVE = mlmd_pb.Artifact.LIVE
 # MLMD pages its list calls by create time by default, which skips rows whose create times are
 # not in id order (concurrent runs); paging by id returns every row.
-_BY_ID = ListOptions(order_by=OrderByField.ID, is_asc=True)
 
 
-def read_graphlets_with_mlmd_api(config: StoreConfig, pipelines: Sequence[str] | None = None) -> Extraction:
+def read_graphlets_with_mlmd_api(config: StoreConfig, pipelines: Sequence[str] | None = None,
+                                 client: str = "native") -> Extraction:
     """Every model graphlet of a store, read through MLMD's API (see the module docstring).
 
     Args:
-      config: the store. Its schema is checked read-only first, and SQLite stores are opened
+      config: the store. Its schema is checked read-only first, and the store is opened
         read-only, so a wrong path never creates an empty store.
       pipelines: only these pipelines; all when ``None``.
+      client: ``"native"`` (no ml-metadata needed) or ``"mlmd"`` (ml-metadata's client).
 
     Raises:
       StoreNotFoundError, NotAnMlmdStoreError, UnsupportedSchemaError, NoGraphletsError.
+      ValueError: an unknown ``client``.
     """
     engine = read_only_engine(config)
     try:
         version = mlmd_schema_version(engine, config)
+        if client == "native":
+            graph = _Graph(NativeStore(config, engine))
+        elif client == "mlmd":
+            graph = _Graph(_mlmd_client(config), client_protos=True)
+        else:
+            raise ValueError(f"client must be 'native' or 'mlmd', not {client!r}")
+        extraction = graph.extract(str(config), version, pipelines)
     finally:
         engine.dispose()
-    connection = config.mlmd_connection_config()
-    if config.backend == "sqlite":
-        connection.sqlite.connection_mode = mlmd_pb.SqliteMetadataSourceConfig.READONLY
-    graph = _Graph(metadata_store.MetadataStore(connection))
-    extraction = graph.extract(str(config), version, pipelines)
     if not len(extraction.graphlets):
         raise NoGraphletsError(f"The MLMD store {config} holds no model graphlet (no Trainer execution).")
     return extraction
 
 
+def _mlmd_client(config: StoreConfig):
+    """ml-metadata's ``MetadataStore``, read-only on SQLite."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    connection = config.mlmd_connection_config()
+    if config.backend == "sqlite":
+        connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(connection)
+
+
 class _Graph:
     """Cached look-ups of one store's executions, artifacts and events."""
 
-    def __init__(self, store: metadata_store.MetadataStore) -> None:
+    def __init__(self, store, client_protos: bool = False) -> None:
         self.store = store
+        self.client_protos = client_protos
+        if client_protos:
+            from ml_metadata.metadata_store.metadata_store import ListOptions as ClientListOptions
+            from ml_metadata.metadata_store.metadata_store import OrderByField as ClientOrderByField
+
+            self.by_id = ClientListOptions(order_by=ClientOrderByField.ID, is_asc=True)
+        else:
+            self.by_id = ListOptions(order_by=OrderByField.ID, is_asc=True)
         self.types = {t.id: (t.name, _ARTIFACT_BASES.get(t.base_type)) for t in store.get_artifact_types()}
         self.types.update({t.id: (t.name, _EXECUTION_BASES.get(t.base_type)) for t in store.get_execution_types()})
         self.executions: dict[int, mlmd_pb.Execution] = {}
@@ -132,16 +159,16 @@ class _Graph:
         for index, name in enumerate(pipelines):
             context = self.store.get_context_by_type_and_name(schema.PIPELINE_CONTEXT, name)
             pipeline_contexts.append(context)
-            for execution in self.store.get_executions_by_context(context.id, list_options=_BY_ID):
+            for execution in self.store.get_executions_by_context(context.id, list_options=self.by_id):
                 self.executions[execution.id] = execution
                 pipeline_of[execution.id] = index
         if only is None:
-            for execution in self.store.get_executions(list_options=_BY_ID):
+            for execution in self.store.get_executions(list_options=self.by_id):
                 if self.types[execution.type_id][0] not in schema.BOOKKEEPING_EXECUTION_TYPES:
                     self.executions[execution.id] = execution
         run_of: dict[int, mlmd_pb.Context] = {}
         for context in self._run_contexts(pipeline_contexts if only is not None else None):
-            for execution in self.store.get_executions_by_context(context.id, list_options=_BY_ID):
+            for execution in self.store.get_executions_by_context(context.id, list_options=self.by_id):
                 run_of[execution.id] = context
 
         in_scope = sorted(self.executions) if only is None else sorted(pipeline_of)
@@ -249,12 +276,17 @@ class _Graph:
         """Readers of the models (not as a baseline), then Pushers reading what those wrote."""
         if not models:
             return set()
-        options = mlmd_pb.LineageSubgraphQueryOptions(
-            starting_artifacts=mlmd_pb.LineageSubgraphQueryOptions.StartingNodes(
-                filter_query=f"id IN ({', '.join(map(str, sorted(models)))})"),
-            max_num_hops=4,
-            direction=mlmd_pb.LineageSubgraphQueryOptions.DOWNSTREAM,
-        )
+        if self.client_protos:
+            from ml_metadata.proto import metadata_store_pb2 as client_pb
+
+            options = client_pb.LineageSubgraphQueryOptions(
+                starting_artifacts=client_pb.LineageSubgraphQueryOptions.StartingNodes(
+                    filter_query=f"id IN ({', '.join(map(str, sorted(models)))})"),
+                max_num_hops=4,
+                direction=client_pb.LineageSubgraphQueryOptions.DOWNSTREAM,
+            )
+        else:
+            options = LineageQuery(tuple(sorted(models)), max_num_hops=4, direction="DOWNSTREAM")
         subgraph = self.store.get_lineage_subgraph(options, ["artifacts", "executions", "events"])
         for execution in subgraph.executions:
             self.executions[execution.id] = execution
@@ -297,7 +329,7 @@ class _Graph:
     def _run_fingerprint(self, run: mlmd_pb.Context | None) -> str | None:
         if run is None:
             return None
-        names = {self.types[e.type_id][0] for e in self.store.get_executions_by_context(run.id, list_options=_BY_ID)}
+        names = {self.types[e.type_id][0] for e in self.store.get_executions_by_context(run.id, list_options=self.by_id)}
         return rules.structure_fingerprint(names)
 
 

@@ -10,7 +10,10 @@ trained without a quarter of the pipelines, is replayed on those (held-out pipel
 from __future__ import annotations
 
 import hashlib
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np

@@ -94,7 +94,7 @@ def record_override(config: StoreConfig, dag_id: str, action: str, by: str, reas
       StoreUnavailableError: the store cannot be opened.
     """
     validate(dag_id, action, by)
-    from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+    from airflow_graphlets.store import mlmd_proto as mlmd_pb
 
     from airflow_graphlets.store.connect import open_store
     from airflow_graphlets.store.types import TypeRegistry

@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field, fields, replace
 
-from ml_metadata import errors as mlmd_errors
+from airflow_graphlets.store import mlmd_errors
 
 from airflow_graphlets.errors import RecordError, StoreUnavailableError, first_line
 from airflow_graphlets.recorder.records import TaskRunRecord

@@ -21,9 +21,9 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any, Generic, TypeVar
 
-from ml_metadata import errors as mlmd_errors
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from airflow_graphlets.store import mlmd_errors
+from airflow_graphlets.store.native_store import NativeStore
+from airflow_graphlets.store import mlmd_proto as mlmd_pb
 
 from airflow_graphlets.errors import RecordError
 from airflow_graphlets.recorder.records import InputRef, RunState, TaskRunRecord
@@ -96,7 +96,7 @@ class Writer:
         module's docstring); the writer closes it.
     """
 
-    def __init__(self, store: metadata_store.MetadataStore, rows: RowBatch | None = None) -> None:
+    def __init__(self, store: NativeStore, rows: RowBatch | None = None) -> None:
         self.store = store
         self.types = TypeRegistry(store)
         self.contexts = ContextCache(store, self.types)
@@ -119,7 +119,7 @@ class Writer:
           The execution id, whether anything was written, and inputs not found in the store.
 
         Raises:
-          ml_metadata.errors.StatusError: the store failed; the caller keeps the record to retry.
+          mlmd_errors.StatusError: the store failed; the caller keeps the record to retry.
         """
         external_id = execution_external_id(
             record.dag_id, record.run_id, record.task_id, record.map_index, record.try_number
@@ -256,7 +256,7 @@ class Writer:
         :meth:`take_rejected` instead of stopping the rest.
 
         Raises:
-          StoreUnavailableError, ml_metadata.errors.StatusError: the store failed; none of the
+          StoreUnavailableError, mlmd_errors.StatusError: the store failed; none of the
             queued records is written (the caller keeps them to write again).
         """
         self._flush_batch()
@@ -333,14 +333,12 @@ class Writer:
           How many executions gained input events.
 
         Raises:
-          ml_metadata.errors.StatusError: the store failed (the caller tries again later).
+          mlmd_errors.StatusError: the store failed (the caller tries again later).
         """
         self.flush()
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        query = (f"custom_properties.{PENDING_INPUTS}.string_value != '' AND "
-                 f"create_time_since_epoch > {now_ms - LATE_INPUT_SECONDS * 1000}")
-        waiting = self.store.get_executions(
-            list_options=metadata_store.ListOptions(filter_query=query, limit=_LATE_BATCH))
+        waiting = self.store.executions_with_property_since(
+            PENDING_INPUTS, now_ms - LATE_INPUT_SECONDS * 1000, _LATE_BATCH)
         linked = 0
         for execution in waiting:
             try:
@@ -461,7 +459,7 @@ def _set_pending(execution: mlmd_pb.Execution, pending: list[InputRef]) -> None:
         del execution.custom_properties[PENDING_INPUTS]
 
 
-def _execution_by_external_id(store: metadata_store.MetadataStore, external_id: str) -> mlmd_pb.Execution | None:
+def _execution_by_external_id(store: NativeStore, external_id: str) -> mlmd_pb.Execution | None:
     try:
         found = store.get_executions_by_external_ids([external_id])
     except mlmd_errors.NotFoundError:
@@ -571,7 +569,7 @@ class _Recent(Generic[K, V]):
         self._items.pop(key, None)
 
 
-def _resolve_input(store: metadata_store.MetadataStore, ref: InputRef) -> list[mlmd_pb.Artifact]:
+def _resolve_input(store: NativeStore, ref: InputRef) -> list[mlmd_pb.Artifact]:
     if ref.by == "artifact_id":
         return artifacts.by_ids(store, list(ref.artifact_ids))
     if ref.by == "task_output":

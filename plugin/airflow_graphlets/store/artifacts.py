@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ml_metadata import errors as mlmd_errors
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from airflow_graphlets.store import mlmd_errors
+from airflow_graphlets.store.native_store import NativeStore
+from airflow_graphlets.store import mlmd_proto as mlmd_pb
 
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.identity import pipeline_run_context_name
@@ -46,7 +46,7 @@ def event_key(event: mlmd_pb.Event) -> str | None:
     return None
 
 
-def by_external_id(store: metadata_store.MetadataStore, external_id: str) -> mlmd_pb.Artifact | None:
+def by_external_id(store: NativeStore, external_id: str) -> mlmd_pb.Artifact | None:
     """The artifact with this external id, or ``None``."""
     try:
         found = store.get_artifacts_by_external_ids([external_id])
@@ -55,14 +55,14 @@ def by_external_id(store: metadata_store.MetadataStore, external_id: str) -> mlm
     return found[0] if found else None
 
 
-def by_ids(store: metadata_store.MetadataStore, artifact_ids: list[int]) -> list[mlmd_pb.Artifact]:
+def by_ids(store: NativeStore, artifact_ids: list[int]) -> list[mlmd_pb.Artifact]:
     """The artifacts with these MLMD ids that exist, in the given order."""
     found = {a.id: a for a in store.get_artifacts_by_id(list(artifact_ids))}
     return [found[i] for i in artifact_ids if i in found]
 
 
 def task_outputs(
-    store: metadata_store.MetadataStore,
+    store: NativeStore,
     dag_id: str,
     run_id: str,
     task_id: str,
@@ -102,7 +102,7 @@ def task_outputs(
     return by_ids(store, [e.artifact_id for e in events])
 
 
-def latest_by_uri(store: metadata_store.MetadataStore, uri: str, type_name: str = "") -> list[mlmd_pb.Artifact]:
+def latest_by_uri(store: NativeStore, uri: str, type_name: str = "") -> list[mlmd_pb.Artifact]:
     """The newest LIVE artifact with this uri (of this type, if given), as a list of zero or one."""
     candidates = [a for a in store.get_artifacts_by_uri(uri) if a.state == mlmd_pb.Artifact.LIVE]
     if type_name and candidates:
@@ -112,7 +112,7 @@ def latest_by_uri(store: metadata_store.MetadataStore, uri: str, type_name: str 
 
 
 def pipeline_spans(
-    store: metadata_store.MetadataStore, dag_id: str, type_name: str, span_min: int, span_max: int,
+    store: NativeStore, dag_id: str, type_name: str, span_min: int, span_max: int,
     candidate_ids: list[int] | None = None,
 ) -> list[mlmd_pb.Artifact]:
     """The newest LIVE ``type_name`` artifact of each span in ``[span_min, span_max]`` of a pipeline.
@@ -120,18 +120,12 @@ def pipeline_spans(
     Newest means highest ``version``, then highest id: a re-ingested span supersedes the old one.
 
     Args:
-      candidate_ids: the ids of exactly the artifacts MLMD's filter query below would find, when
-        the caller found them faster (:meth:`RowBatch.span_artifact_ids`).
+      candidate_ids: the ids of exactly the artifacts :meth:`NativeStore.span_artifact_ids` finds,
+        when the caller found them already (:meth:`RowBatch.span_artifact_ids`).
     """
-    if candidate_ids is not None:
-        found = store.get_artifacts_by_id(candidate_ids) if candidate_ids else []
-    else:
-        query = (
-            f"type = {_quote(type_name)} AND state = LIVE AND contexts_p.type = {_quote(schema.PIPELINE_CONTEXT)} "
-            f"AND contexts_p.name = {_quote(dag_id)} AND properties.{schema.SPAN}.int_value >= {int(span_min)} "
-            f"AND properties.{schema.SPAN}.int_value <= {int(span_max)}"
-        )
-        found = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=query))
+    if candidate_ids is None:
+        candidate_ids = store.span_artifact_ids(dag_id, type_name, span_min, span_max)
+    found = store.get_artifacts_by_id(candidate_ids) if candidate_ids else []
     newest: dict[int, mlmd_pb.Artifact] = {}
     for artifact in found:
         span = artifact.properties[schema.SPAN].int_value
@@ -155,8 +149,3 @@ def _event_index(event: mlmd_pb.Event) -> int:
         if step.HasField("index"):
             return step.index
     return 0
-
-
-def _quote(text: str) -> str:
-    """A string literal for MLMD's filter-query language."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -22,6 +22,7 @@ import sqlalchemy
 from sqlalchemy.pool import NullPool
 
 from airflow_graphlets.store.mlmd_ddl import create_schema
+from airflow_graphlets.store.native_store import install_simple_types
 from airflow_graphlets.store.uri import StoreConfig
 
 T = TypeVar("T")
@@ -50,7 +51,7 @@ def create_schema_once(config: StoreConfig, connect: Callable[[], T]) -> T:
             _lock(conn, config.backend)
             try:
                 with engine.connect() as ddl:
-                    create_schema(ddl)
+                    _create(ddl)
                 return connect()
             finally:
                 _unlock(conn, config.backend)
@@ -68,12 +69,19 @@ def _sqlite_schema_once(path: str, connect: Callable[[], T]) -> T:
             engine = sqlalchemy.create_engine(f"sqlite:///{path}", poolclass=NullPool)
             try:
                 with engine.connect() as ddl:
-                    create_schema(ddl)
+                    _create(ddl)
             finally:
                 engine.dispose()
             return connect()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _create(conn: sqlalchemy.Connection) -> None:
+    """MLMD's tables, then MLMD's simple types, as ml-metadata's first connect leaves a store."""
+    if create_schema(conn):
+        with conn.begin():
+            install_simple_types(conn)
 
 
 def _sqlite_has_schema(path: str) -> bool:

@@ -7,38 +7,85 @@ import os
 import re
 import sqlite3
 
-from ml_metadata import errors as mlmd_errors
-from ml_metadata.metadata_store import metadata_store
+import sqlalchemy
 from sqlalchemy.exc import SQLAlchemyError
 
 from airflow_graphlets.errors import StoreUnavailableError, first_line
+from airflow_graphlets.store import mlmd_errors
 from airflow_graphlets.store.bootstrap import create_schema_once
+from airflow_graphlets.store.mlmd_ddl import SCHEMA_VERSION
+from airflow_graphlets.store.native_store import NativeStore
 from airflow_graphlets.store.uri import StoreConfig
 
 
-def open_store(config: StoreConfig) -> metadata_store.MetadataStore:
+def open_store(config: StoreConfig) -> NativeStore:
     """Connect to the MLMD store ``config`` names, creating its schema if it is new.
+
+    The store is spoken to natively (:class:`NativeStore`, MLMD's API over SQL); ml-metadata's
+    client is not needed. ``open_mlmd_client`` gives ml-metadata's own ``MetadataStore`` instead.
 
     Args:
       config: where the store lives.
 
     Returns:
-      MLMD's ``MetadataStore`` handle.
+      The store's handle, with ml-metadata's ``MetadataStore`` methods.
 
     Raises:
       StoreUnavailableError: the database is down, refuses the credentials, or holds an MLMD
-        schema this version of ml-metadata cannot use. The message names the store (password
-        masked) and the cause.
+        schema of another version than 10. The message names the store (password masked) and
+        the cause.
     """
     if config.backend == "sqlite":
         _prepare_sqlite_file(config.path)
     try:
-        return create_schema_once(config, lambda: metadata_store.MetadataStore(config.mlmd_connection_config()))
+        store = create_schema_once(config, lambda: NativeStore(config))
+        _check_version(store)
+        return store
     except (mlmd_errors.StatusError, SQLAlchemyError) as err:
         raise _unavailable(config, err) from err
-    except RuntimeError as err:
-        # MLMD raises a bare RuntimeError when a PostgreSQL connection cannot be made at all.
+
+
+def open_mlmd_client(config: StoreConfig):
+    """ml-metadata's own ``MetadataStore`` on the store (the ``[mlmd]`` extra), schema created
+    natively first as :func:`open_store` does.
+
+    Raises:
+      StoreUnavailableError: ml-metadata is not installed, or the store cannot be opened.
+    """
+    try:
+        from ml_metadata import errors as client_errors
+        from ml_metadata.metadata_store import metadata_store
+    except ImportError as err:
+        raise StoreUnavailableError(
+            "ml-metadata's client is not installed: pip install 'airflow-graphlets[mlmd]' (Python 3.10 or 3.11), "
+            "or use the native store (open_store), which needs no client.") from err
+    open_store(config).close()
+    try:
+        return metadata_store.MetadataStore(config.mlmd_connection_config())
+    except (client_errors.StatusError, RuntimeError) as err:
         raise _unavailable(config, err) from err
+
+
+def _check_version(store: NativeStore) -> None:
+    """Refuse a store of another MLMD schema version, saying which way it differs."""
+    with store.engine.connect() as conn:
+        versions = [v for (v,) in conn.execute(sqlalchemy.text("SELECT schema_version FROM MLMDEnv"))]
+    if versions == [SCHEMA_VERSION]:
+        return
+    store.close()
+    if len(versions) != 1:
+        raise StoreUnavailableError(f"The MLMD store {store.config}'s MLMDEnv table holds {len(versions)} schema "
+                                    "versions; a store holds exactly one. Point the connection at an MLMD store.")
+    found = versions[0]
+    if found > SCHEMA_VERSION:
+        raise StoreUnavailableError(
+            f"The MLMD store {store.config} has schema version {found}, written by a newer ml-metadata; "
+            f"airflow-graphlets reads and writes version {SCHEMA_VERSION} (ml-metadata 1.11 to 1.17). Point the "
+            "connection at another store, or upgrade airflow-graphlets when it supports that version.")
+    raise StoreUnavailableError(
+        f"The MLMD store {store.config} has schema version {found}, older than the version {SCHEMA_VERSION} "
+        "airflow-graphlets reads and writes. Upgrade its schema with ml-metadata's MetadataStore(config, "
+        "enable_upgrade_migration=True), or point the connection at a new database.")
 
 
 def _prepare_sqlite_file(path: str) -> None:
@@ -82,7 +129,7 @@ def _unavailable(config: StoreConfig, err: Exception) -> StoreUnavailableError:
             "ml-metadata reads, and MLMD does not migrate a store on connect. Upgrade its schema with "
             "ml-metadata's enable_upgrade_migration, or point the connection at a new database."
         )
-    if isinstance(err, mlmd_errors.FailedPreconditionError):
+    if type(err).__name__ == "FailedPreconditionError":
         return StoreUnavailableError(
             f"The MLMD store {config} has a schema this ml-metadata cannot use ({first_line(err)}). "
             "Point the connection at a store written by ml-metadata 1.11 to 1.17, or at a new database."

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ml_metadata import errors as mlmd_errors
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from airflow_graphlets.store import mlmd_errors
+from airflow_graphlets.store.native_store import NativeStore
+from airflow_graphlets.store import mlmd_proto as mlmd_pb
 
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.identity import node_context_name, pipeline_run_context_name
@@ -23,7 +23,7 @@ class ContextCache:
     the same transaction as the execution (reusing one a concurrent writer made first).
     """
 
-    def __init__(self, store: metadata_store.MetadataStore, types: TypeRegistry) -> None:
+    def __init__(self, store: NativeStore, types: TypeRegistry) -> None:
         self._store = store
         self._types = types
         self._known: dict[tuple[str, str], mlmd_pb.Context] = {}
@@ -85,7 +85,7 @@ class ContextCache:
 
 
 def link_parent(
-    store: metadata_store.MetadataStore, child_id: int, parent_id: int, *, check_first: bool = True
+    store: NativeStore, child_id: int, parent_id: int, *, check_first: bool = True
 ) -> None:
     """Record that context ``child_id`` (a pipeline run) belongs to ``parent_id`` (its pipeline), once."""
     if check_first and any(p.id == parent_id for p in store.get_parent_contexts_by_context(child_id)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ml_metadata.proto import metadata_store_pb2
+from airflow_graphlets.store import mlmd_proto as metadata_store_pb2
 
 from airflow_graphlets.store import schema
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import psycopg2
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from airflow_graphlets.store import mlmd_proto as mlmd_pb
 from psycopg2 import errors as pg_errors
 
 from airflow_graphlets.errors import StoreUnavailableError, first_line

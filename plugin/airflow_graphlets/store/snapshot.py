@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from airflow_graphlets.store.native_store import NativeStore
+from airflow_graphlets.store import mlmd_proto as mlmd_pb
 
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.artifacts import event_key
@@ -32,7 +32,7 @@ VOLATILE_PROPERTIES = frozenset(
 )
 
 
-def execution_rows(store: metadata_store.MetadataStore, dag_id: str | None = None) -> list[dict[str, Any]]:
+def execution_rows(store: NativeStore, dag_id: str | None = None) -> list[dict[str, Any]]:
     """One row per execution: id, pipeline, node, type, state, try, inputs and outputs."""
     executions = store.get_executions()
     if dag_id is not None:
@@ -68,7 +68,7 @@ def execution_rows(store: metadata_store.MetadataStore, dag_id: str | None = Non
     return rows
 
 
-def store_snapshot(store: metadata_store.MetadataStore) -> dict[str, Any]:
+def store_snapshot(store: NativeStore) -> dict[str, Any]:
     """Everything recorded, keyed by names and external ids instead of database ids."""
     context_types = {t.id: t.name for t in store.get_context_types()}
     contexts = store.get_contexts()

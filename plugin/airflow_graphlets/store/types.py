@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ml_metadata import errors as mlmd_errors
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from airflow_graphlets.store import mlmd_errors
+from airflow_graphlets.store.native_store import NativeStore
+from airflow_graphlets.store import mlmd_proto as mlmd_pb
 
 from airflow_graphlets.store import schema
 
@@ -29,7 +29,7 @@ class TypeRegistry:
     ``common_utils.register_type_if_not_exist`` does, so a store TFX wrote accepts ours and back.
     """
 
-    def __init__(self, store: metadata_store.MetadataStore) -> None:
+    def __init__(self, store: NativeStore) -> None:
         self._store = store
         self._ids: dict[tuple[str, str], int] = {}
         self._artifact_properties: dict[int, dict[str, int]] = {}
