@@ -19,7 +19,7 @@ export GLOG_minloglevel ?= 1
 # MLMD anew (the suite ran in 15 min without, 12 min with).
 $(VENV)/.installed: pyproject.toml constraints.txt overrides.txt | $(UV)
 	test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
-	$(UV) pip install --quiet --compile-bytecode --python $(PY) -e '.[test,examples,production]' -c constraints.txt --override overrides.txt
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) -e '.[test,examples,production,mlmd]' -c constraints.txt --override overrides.txt
 	touch $@
 
 env: $(VENV)/.installed

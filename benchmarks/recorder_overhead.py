@@ -10,6 +10,9 @@
    push); and per record as a finishing task sees it (spool write, wake the flusher, wait until
    written), p50 and p99.
 
+3. The writer through the native store against ml-metadata's client (issue 21's before and after):
+   the same 500 executions into a fresh store each round, rounds alternating, ratio of medians.
+
 Run: ``make bench`` (or ``.venv/bin/python benchmarks/recorder_overhead.py``).
 """
 
@@ -128,16 +131,53 @@ def records(count: int, dag_id: str):
         run += 1
 
 
+def write_cost(uri: str, client: str) -> list[float]:
+    """Milliseconds per execution (its start and end records) written by ``Writer.write``
+    through the native store or ml-metadata's client, each into its own fresh store."""
+    config = parse_store_uri(uri)
+    if client == "native":
+        store = open_store(config)
+    else:
+        from airflow_graphlets.store.mlmd_client import ClientStore
+
+        store = ClientStore(config)
+    writer = Writer(store)
+    per_execution = []
+    for start, end in records(EXECUTIONS, "bench"):
+        began = time.perf_counter()
+        writer.write(start)
+        writer.write(end)
+        per_execution.append((time.perf_counter() - began) * 1000)
+    return per_execution
+
+
+def native_against_client(backend: str, work: str) -> None:
+    """Issue 21's figure: the native writer against ml-metadata's client (before), one run,
+    alternating rounds so both see the same machine load."""
+    try:
+        import ml_metadata  # noqa: F401
+    except ImportError:
+        print(f"== Native store vs ml-metadata's client, {backend}: skipped (ml-metadata not installed) ==")
+        return
+    costs: dict[str, list[float]] = {"mlmd-client": [], "native": []}
+    for _ in range(REPEATS):
+        for client in costs:
+            uri = create_store_uri(backend, work)
+            try:
+                costs[client].append(statistics.median(write_cost(uri, client)))
+            finally:
+                drop_store(uri)
+    before, after = statistics.median(costs["mlmd-client"]), statistics.median(costs["native"])
+    print(f"== Writer time per execution, {backend}: native store vs ml-metadata's client "
+          f"({EXECUTIONS} executions x {REPEATS} rounds, median of round medians) ==")
+    print(f"  ml-metadata client {before:6.2f} ms   native {after:6.2f} ms   ratio native/client {after / before:.3f}"
+          "   (target <= 1.10)")
+
+
 def recorder_latency(backend: str, work: str) -> None:
     uri = create_store_uri(backend, work)
     try:
-        writer = Writer(open_store(parse_store_uri(uri)))
-        per_execution = []
-        for start, end in records(EXECUTIONS, "bench"):
-            began = time.perf_counter()
-            writer.write(start)
-            writer.write(end)
-            per_execution.append((time.perf_counter() - began) * 1000)
+        per_execution = write_cost(uri, "native")
 
         recorder = Recorder(parse_store_uri(uri), Spool(os.path.join(work, f"spool-{backend}")), record_timeout=10)
         flush = []
@@ -162,6 +202,9 @@ def main() -> None:
         if "latency" in parts:
             recorder_latency("sqlite", work)
             recorder_latency("postgresql", work)
+        if "latency" in parts or "native" in parts:
+            native_against_client("sqlite", work)
+            native_against_client("postgresql", work)
         if "dag" in parts:
             dag_slowdown(work)
 

@@ -11,10 +11,19 @@ from airflow_graphlets.recorder.records import ArtifactRecord, InputRef, RunStat
 from airflow_graphlets.recorder.writer import UNRESOLVED_INPUTS, Writer
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.identity import execution_external_id
+from airflow_graphlets.store.mlmd_client import ClientStore
 from airflow_graphlets.store.snapshot import store_snapshot
 from airflow_graphlets.store.uri import parse_store_uri
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 from test_records import make_record
+
+
+@pytest.fixture(params=["native", "mlmd-client"])
+def store(request, store_uri):
+    """The store through the native API, and through ml-metadata's client (the [mlmd] extra):
+    the writer behaves the same on both."""
+    config = parse_store_uri(store_uri)
+    return open_store(config) if request.param == "native" else ClientStore(config)
 
 
 def write(store, record):

@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
         "--reader", choices=("bulk", "mlmd-api"), default="bulk",
         help="bulk SQL reader (default) or the slow reference reader through MLMD's API",
     )
+    analyze.add_argument(
+        "--client", choices=("native", "mlmd"), default="native",
+        help="with --reader mlmd-api: the native store's API (default) or ml-metadata's client "
+             "(needs airflow-graphlets[mlmd])",
+    )
     analyze.set_defaults(run=_analyze)
 
     replay = commands.add_parser(
@@ -214,9 +219,15 @@ def _analyze(args: argparse.Namespace) -> int:
     store = _store(args.store)
     if args.reader == "bulk":
         from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+
+        extraction = read_graphlets(store, args.pipeline)
     else:
-        from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api as read_graphlets
-    analysis = analyze(read_graphlets(store, args.pipeline), clock=args.clock)
+        from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api
+
+        if args.client == "mlmd":
+            _require_mlmd_client()
+        extraction = read_graphlets_with_mlmd_api(store, args.pipeline, client=args.client)
+    analysis = analyze(extraction, clock=args.clock)
     print(to_json(analysis) if args.json else to_text(analysis, top=args.top), end="" if not args.json else "\n")
     if args.html or args.png:
         from airflow_graphlets.graphlets.plots import write_html, write_png
@@ -226,6 +237,14 @@ def _analyze(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _require_mlmd_client() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ml_metadata") is None:
+        raise StoreConfigError("--client mlmd needs ml-metadata's client: pip install 'airflow-graphlets[mlmd]' "
+                               "(Python 3.10 or 3.11, with overrides.txt), or leave --client at native.")
 
 
 def _replay(args: argparse.Namespace) -> int:

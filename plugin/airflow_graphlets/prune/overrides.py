@@ -94,14 +94,21 @@ def record_override(config: StoreConfig, dag_id: str, action: str, by: str, reas
       StoreUnavailableError: the store cannot be opened.
     """
     validate(dag_id, action, by)
-    from airflow_graphlets.store import mlmd_proto as mlmd_pb
-
     from airflow_graphlets.store.connect import open_store
-    from airflow_graphlets.store.types import TypeRegistry
 
     # To the millisecond: MLMD hands doubles back to 15 significant digits.
     at = round(time.time() if now is None else float(now), 3)
     store = open_store(config)
+    try:
+        return _put_override(store, dag_id, action, by, reason, at)
+    finally:
+        store.close()  # the API server calls this again and again: hold no connection after
+
+
+def _put_override(store, dag_id: str, action: str, by: str, reason: str, at: float) -> Override:
+    from airflow_graphlets.store import mlmd_proto as mlmd_pb
+    from airflow_graphlets.store.types import TypeRegistry
+
     types = TypeRegistry(store)
     execution = mlmd_pb.Execution(type_id=types.execution_type(OVERRIDE_TYPE),
                                   last_known_state=mlmd_pb.Execution.COMPLETE)
