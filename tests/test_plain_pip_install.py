@@ -65,7 +65,7 @@ def test_plain_pip_installs_records_and_analyses_on_python_3_12(tmp_path):
     from support.airflow_env import wait_until_recorded
 
     wait_until_recorded(str(tmp_path / "spool"))
-    report = json.loads(run([str(venv / "bin" / "graphlets"), "analyze", f"sqlite:///{store}", "--json"],
+    report = json.loads(run([str(venv / "bin" / "graphlets"), "analyze", "--store", f"sqlite:///{store}", "--json"],
                             env=env).stdout)
     assert report["totals"]["graphlets"] >= 1 and report["totals"]["pushed"] + report["totals"]["not_pushed"] >= 1, report
     tasks = run([python, "-c", (

@@ -19,7 +19,7 @@ from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.row_batch import BatchRefused, RowBatch
 from airflow_graphlets.store.snapshot import store_snapshot
 from airflow_graphlets.store.uri import parse_store_uri
-from ml_metadata.metadata_store import metadata_store
+from airflow_graphlets.store.mlmd_client import ClientStore
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 from support.databases import create_store_uri, drop_store
 from test_records import make_record
@@ -259,7 +259,7 @@ def test_values_mlmd_would_refuse_are_not_batched(pg_uris):
     writer.close()
 
 
-def test_the_span_look_up_in_sql_finds_what_mlmds_filter_query_finds(pg_uris):
+def test_the_span_look_ups_in_sql_find_what_mlmds_filter_query_finds(pg_uris):
     uri = pg_uris[0]
     writer = Writer(open_store(parse_store_uri(uri)))
     for span, version, dag_id in [(1, 0, "churn"), (2, 0, "churn"), (2, 1, "churn"), (3, 0, "churn"),
@@ -277,14 +277,14 @@ def test_the_span_look_up_in_sql_finds_what_mlmds_filter_query_finds(pg_uris):
     store.put_artifacts([dead])
 
     rows = RowBatch(parse_store_uri(uri), lambda type_id: None)
+    client = ClientStore(parse_store_uri(uri))
     for dag_id, type_name, low, high in [("churn", "Examples", 0, 10), ("churn", "Examples", 2, 2),
                                          ("other", "Examples", 0, 5), ("churn", "ExampleStatistics", 0, 5),
                                          ("churn", "MyExamples", 0, 5), ("nobody", "Examples", 0, 5)]:
-        through_sql = store.get_artifacts_by_id(rows.span_artifact_ids(dag_id, type_name, low, high))
-        through_filter = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=(
-            f'type = "{type_name}" AND state = LIVE AND contexts_p.type = "pipeline" AND contexts_p.name = "{dag_id}" '
-            f"AND properties.span.int_value >= {low} AND properties.span.int_value <= {high}")))
-        assert sorted(a.id for a in through_sql) == sorted(a.id for a in through_filter), (dag_id, type_name)
+        through_sql = rows.span_artifact_ids(dag_id, type_name, low, high)
+        through_native = store.span_artifact_ids(dag_id, type_name, low, high)
+        through_filter = client.span_artifact_ids(dag_id, type_name, low, high)  # MLMD's filter query
+        assert sorted(through_sql) == through_native == through_filter, (dag_id, type_name)
     assert [a.uri for a in pipeline_spans(store, "churn", "Examples", 0, 10,
                                           rows.span_artifact_ids("churn", "Examples", 0, 10))] == \
         ["/churn/1/0", "/churn/2/1", "/churn/9/0"]

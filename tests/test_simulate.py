@@ -13,7 +13,7 @@ from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.simulate.history import generate
 from airflow_graphlets.simulate.profile import Profile
 from airflow_graphlets.simulate.run import simulate
-from airflow_graphlets.store.connect import open_store
+from airflow_graphlets.store.connect import open_mlmd_client, open_store
 from airflow_graphlets.store.uri import parse_store_uri
 
 
@@ -41,7 +41,7 @@ def test_graphlets_read_through_mlmd_api_are_what_was_generated(store_uri):
 def test_the_store_passes_mlmds_own_checks_and_accepts_mlmd_writes_after(store_uri):
     config = parse_store_uri(store_uri)
     report = simulate(config, pipelines=2, days=5, seed=1)
-    store = open_store(config)  # MLMD checks the schema version when it connects
+    store = open_mlmd_client(config)  # ml-metadata's own client checks the schema version when it connects
     assert len(store.get_executions()) == report.executions
     from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -86,8 +86,8 @@ def test_a_postgresql_store_keeps_mlmds_keys_and_indexes_after_a_load_that_dropp
         expected = schema_of(fresh)
         assert schema_of(loaded) == expected and len(expected) > 20
         store = open_store(parse_store_uri(loaded))
-        from ml_metadata import errors as mlmd_errors
-        from ml_metadata.proto import metadata_store_pb2 as pb
+        from airflow_graphlets.store import mlmd_errors
+        from airflow_graphlets.store import mlmd_proto as pb
 
         taken = store.get_executions()[0]
         with pytest.raises(mlmd_errors.AlreadyExistsError):  # the unique external id holds again

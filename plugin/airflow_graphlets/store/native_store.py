@@ -189,8 +189,10 @@ class NativeStore(NativeReads):
             base_name = SYSTEM_BASE_TYPES[kind][proto.base_type - 1]
             base_id = conn.execute(sa.text("SELECT id FROM Type WHERE type_kind = :k AND name = :n"),
                                    {"k": kind, "n": base_name}).scalar()
-            if base_id is None:
-                raise NotFoundError(f"MLMD's base type {base_name} is not in the store")
+            if base_id is None:  # ml-metadata registers its simple types on connect; a store made otherwise may lack them
+                install_simple_types(conn)
+                base_id = conn.execute(sa.text("SELECT id FROM Type WHERE type_kind = :k AND name = :n"),
+                                       {"k": kind, "n": base_name}).scalar_one()
             conn.execute(sa.text("INSERT INTO ParentType (type_id, parent_type_id) VALUES (:t, :p)"),
                          {"t": type_id, "p": base_id})
         return type_id
