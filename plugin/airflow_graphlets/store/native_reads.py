@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-import sqlalchemy as sa
-
 from airflow_graphlets.store import mlmd_proto as pb
+from airflow_graphlets.store.sql import IN_LIST_LIMIT, Sql, id_chunks
 
 # MLMD's TypeKind (metadata_source.proto): how the Type table tells its three kinds apart.
 EXECUTION_KIND, ARTIFACT_KIND, CONTEXT_KIND = 0, 1, 2
@@ -25,7 +24,6 @@ SYSTEM_BASE_TYPES = {  # MLMD's simple types, registered in every store, in MLMD
     EXECUTION_KIND: ("mlmd.Train", "mlmd.Transform", "mlmd.Process", "mlmd.Evaluate", "mlmd.Deploy"),
 }
 _STRUCT_PREFIX = "mlmd-struct::"  # how MLMD stores a Struct value in string_value
-_CHUNK = 500  # ids per IN (...) list
 _INPUT_EVENTS = (pb.Event.INPUT, pb.Event.DECLARED_INPUT, pb.Event.INTERNAL_INPUT)
 _OUTPUT_EVENTS = (pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT, pb.Event.INTERNAL_OUTPUT, pb.Event.PENDING_OUTPUT)
 
@@ -84,13 +82,6 @@ _ORDER_COLUMNS = {OrderByField.CREATE_TIME: "create_time_since_epoch",
                   OrderByField.UPDATE_TIME: "last_update_time_since_epoch", OrderByField.ID: "id"}
 
 
-def chunks(ids: Sequence[int]) -> Iterator[list[int]]:
-    """``ids`` in slices short enough for one ``IN (...)`` list."""
-    ids = list(ids)
-    for start in range(0, len(ids), _CHUNK):
-        yield ids[start:start + _CHUNK]
-
-
 def set_property_from_row(target: Any, int_value, double_value, string_value, byte_value, proto_value,
                           bool_value) -> None:
     """Fill an MLMD ``Value`` from the columns of one property row, as MLMD reads it back."""
@@ -114,7 +105,9 @@ def set_property_from_row(target: Any, int_value, double_value, string_value, by
 class NativeReads:
     """MLMD's getters over one SQLAlchemy engine; mixed into ``NativeStore``."""
 
-    engine: sa.Engine
+    def _reading(self):
+        """A connection in a read transaction (given by ``NativeStore``)."""
+        raise NotImplementedError
 
     # -- types ---------------------------------------------------------------------------------
     def get_artifact_types(self) -> list:
@@ -153,39 +146,36 @@ class NativeReads:
         return found[0]
 
     def _types(self, kind: int, name: str | None = None, ids: list[int] | None = None) -> list:
-        with self._reading() as conn:
-            where = "type_kind = :kind" + (" AND name = :name" if name is not None else "")
-            statement = sa.text(f"SELECT id, name, version, description, external_id FROM Type WHERE {where}"
-                                + (" AND id IN :ids" if ids is not None else "") + " ORDER BY id")
+        where = "type_kind = :kind" + (" AND name = :name" if name is not None else "")
+        with self._reading() as sql:
             if ids is not None:
-                statement = statement.bindparams(sa.bindparam("ids", expanding=True))
-                rows = [row for part in chunks(ids) for row in conn.execute(
-                    statement, {"kind": kind, "name": name, "ids": part}).all()]
+                rows = [row for part in id_chunks(ids) for row in sql.rows(
+                    f"SELECT id, name, version, description, external_id FROM Type WHERE {where} AND id IN :ids "
+                    "ORDER BY id", {"kind": kind, "name": name, "ids": part})]
             else:
-                rows = conn.execute(statement, {"kind": kind, "name": name}).all()
-            rows = [r for r in rows if r.name not in SYSTEM_BASE_TYPES.get(kind, ())]
-            ids = [r.id for r in rows]
+                rows = sql.rows(f"SELECT id, name, version, description, external_id FROM Type WHERE {where} "
+                                "ORDER BY id", {"kind": kind, "name": name})
+            rows = [r for r in rows if r[1] not in SYSTEM_BASE_TYPES.get(kind, ())]
             properties: dict[int, list] = {}
             bases: dict[int, str] = {}
-            for part in chunks(ids):
-                for type_id, prop, data_type in conn.execute(sa.text(
-                        "SELECT type_id, name, data_type FROM TypeProperty WHERE type_id IN :ids ORDER BY name"
-                ).bindparams(sa.bindparam("ids", expanding=True)), {"ids": part}):
+            for part in id_chunks([r[0] for r in rows]):
+                for type_id, prop, data_type in sql.rows(
+                        "SELECT type_id, name, data_type FROM TypeProperty WHERE type_id IN :ids ORDER BY name",
+                        {"ids": part}):
                     properties.setdefault(type_id, []).append((prop, data_type))
-                for type_id, base in conn.execute(sa.text(
-                        "SELECT p.type_id, t.name FROM ParentType p JOIN Type t ON t.id = p.parent_type_id "
-                        "WHERE p.type_id IN :ids").bindparams(sa.bindparam("ids", expanding=True)), {"ids": part}):
+                for type_id, base in sql.rows("SELECT p.type_id, t.name FROM ParentType p JOIN Type t ON "
+                                              "t.id = p.parent_type_id WHERE p.type_id IN :ids", {"ids": part}):
                     bases[type_id] = base
         message = _TYPE_MESSAGES[kind]
         found = []
-        for row in rows:
-            proto = message(id=row.id, name=row.name)
-            for field in ("version", "description", "external_id"):
-                if getattr(row, field) is not None:
-                    setattr(proto, field, getattr(row, field))
-            for prop, data_type in properties.get(row.id, ()):
+        for type_id, type_name, *optional in rows:
+            proto = message(id=type_id, name=type_name)
+            for field, value in zip(("version", "description", "external_id"), optional):
+                if value is not None:
+                    setattr(proto, field, value)
+            for prop, data_type in properties.get(type_id, ()):
                 proto.properties[prop] = int(data_type or 0)
-            base = bases.get(row.id)
+            base = bases.get(type_id)
             if base in SYSTEM_BASE_TYPES.get(kind, ()):
                 proto.base_type = SYSTEM_BASE_TYPES[kind].index(base) + 1
             found.append(proto)
@@ -302,24 +292,21 @@ class NativeReads:
 
     def _events(self, column: str, ids: list[int]) -> list:
         found = []
-        with self._reading() as conn:
-            for part in chunks(ids):
-                rows = conn.execute(sa.text(
-                    f"SELECT id, artifact_id, execution_id, type, milliseconds_since_epoch FROM Event "
-                    f"WHERE {column} IN :ids ORDER BY {column}, id").bindparams(sa.bindparam("ids", expanding=True)),
-                    {"ids": part}).all()
+        with self._reading() as sql:
+            for part in id_chunks(ids):
+                rows = sql.rows(f"SELECT id, artifact_id, execution_id, type, milliseconds_since_epoch FROM Event "
+                                f"WHERE {column} IN :ids ORDER BY {column}, id", {"ids": part})
                 steps: dict[int, list] = {}
-                for part_ids in chunks([r.id for r in rows]):
-                    for event_id, is_index, index, key in conn.execute(sa.text(
+                for event_ids in id_chunks([r[0] for r in rows]):
+                    for event_id, is_index, index, key in sql.rows(
                             "SELECT event_id, is_index_step, step_index, step_key FROM EventPath "
-                            "WHERE event_id IN :ids").bindparams(sa.bindparam("ids", expanding=True)),
-                            {"ids": part_ids}):
+                            "WHERE event_id IN :ids", {"ids": event_ids}):
                         steps.setdefault(event_id, []).append((is_index, index, key))
-                for row in rows:
-                    event = pb.Event(artifact_id=row.artifact_id, execution_id=row.execution_id, type=row.type)
-                    if row.milliseconds_since_epoch is not None:
-                        event.milliseconds_since_epoch = row.milliseconds_since_epoch
-                    for is_index, index, key in steps.get(row.id, ()):
+                for event_id, artifact_id, execution_id, event_type, milliseconds in rows:
+                    event = pb.Event(artifact_id=artifact_id, execution_id=execution_id, type=event_type)
+                    if milliseconds is not None:
+                        event.milliseconds_since_epoch = milliseconds
+                    for is_index, index, key in steps.get(event_id, ()):
                         step = event.path.steps.add()
                         if is_index:
                             step.index = index
@@ -351,44 +338,39 @@ class NativeReads:
             if options.limit:
                 limit = f" LIMIT {int(options.limit)}"
         columns = ", ".join(f"n.{c}" for c in kind.columns)
-        statement = sa.text(f"SELECT n.id, n.type_id, t.name AS type_name, {columns} FROM {kind.table} n "
-                            f"JOIN Type t ON t.id = n.type_id WHERE {where} ORDER BY {order}{limit}")
-        if "ids" in params:
-            statement = statement.bindparams(sa.bindparam("ids", expanding=True))
-        with self._reading() as conn:
+        statement = (f"SELECT n.id, n.type_id, t.name, {columns} FROM {kind.table} n JOIN Type t ON t.id = n.type_id "
+                     f"WHERE {where} ORDER BY {order}{limit}")
+        with self._reading() as sql:
             if "ids" in params:
-                rows = [row for part in chunks(params["ids"]) if part
-                        for row in conn.execute(statement, {**params, "ids": part}).all()]
-                if len(params["ids"]) > _CHUNK:
-                    rows.sort(key=lambda r: r.id)
+                rows = [row for part in id_chunks(params["ids"])
+                        for row in sql.rows(statement, {**params, "ids": part})]
+                if len(params["ids"]) > IN_LIST_LIMIT:  # several lists: put the chunks' rows in id order
+                    rows.sort(key=lambda r: r[0])
             else:
-                rows = conn.execute(statement, params).all()
-            properties = self._properties(conn, kind, [r.id for r in rows])
-        nodes = []
-        for row in rows:
-            node = kind.message(id=row.id, type_id=row.type_id, type=row.type_name)
-            for column in kind.columns:
-                value = getattr(row, column)
-                if value is not None:
-                    setattr(node, column, value)
-            for name, is_custom, values in properties.get(row.id, ()):
-                set_property_from_row((node.custom_properties if is_custom else node.properties)[name], *values)
-            nodes.append(node)
-        return nodes
+                rows = sql.rows(statement, params)
+            properties = self._properties(sql, kind, [r[0] for r in rows])
+        return [node_from_row(kind.message, kind.columns, row, properties.get(row[0], ())) for row in rows]
 
-    def _properties(self, conn: sa.Connection, kind: _NodeKind, ids: list[int]) -> dict[int, list]:
+    def _properties(self, sql: Sql, kind: _NodeKind, ids: list[int]) -> dict[int, list]:
         found: dict[int, list] = {}
-        for part in chunks(ids):
-            for row in conn.execute(sa.text(
+        for part in id_chunks(ids):
+            for row in sql.rows(
                     f"SELECT {kind.owner_column}, name, is_custom_property, int_value, double_value, string_value, "
-                    f"byte_value, proto_value, bool_value FROM {kind.property_table} "
-                    f"WHERE {kind.owner_column} IN :ids").bindparams(sa.bindparam("ids", expanding=True)),
+                    f"byte_value, proto_value, bool_value FROM {kind.property_table} WHERE {kind.owner_column} IN :ids",
                     {"ids": part}):
                 found.setdefault(row[0], []).append((row[1], bool(row[2]), row[3:]))
         return found
 
-    def _reading(self):
-        raise NotImplementedError  # NativeStore gives a connection in a read transaction
+
+def node_from_row(message: type, columns: tuple[str, ...], row: tuple, properties) -> Any:
+    """A node message from ``(id, type_id, type name, *columns)`` and its property rows."""
+    node = message(id=row[0], type_id=row[1], type=row[2])
+    for column, value in zip(columns, row[3:]):
+        if value is not None:
+            setattr(node, column, value)
+    for name, is_custom, values in properties:
+        set_property_from_row((node.custom_properties if is_custom else node.properties)[name], *values)
+    return node
 
 
 def _version_clause(version: str | None) -> str:
