@@ -54,8 +54,10 @@ class MlmdHook(BaseHook):
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """How the connection form looks in the Airflow UI."""
         return {
-            "hidden_fields": ["port", "schema", "login", "password", "host"],
+            # The password has its own field: Airflow masks it in logs and the UI, not the extras.
+            "hidden_fields": ["port", "schema", "login", "host"],
             "relabeling": {},
-            "placeholders": {"extra": '{"uri": "postgresql://user@host:5432/mlmd"}'},
+            "placeholders": {"extra": '{"uri": "postgresql://user@host:5432/mlmd?sslmode=verify-full"}',
+                             "password": "the store's password (kept out of the uri)"},
         }
 

@@ -42,7 +42,8 @@ def create_schema_once(config: StoreConfig, connect: Callable[[], T]) -> T:
     if config.backend == "sqlite":
         return _sqlite_schema_once(config.path, connect)
     engine = sqlalchemy.create_engine(
-        config.sqlalchemy_url(), poolclass=NullPool, connect_args={"connect_timeout": _CONNECT_TIMEOUT_SECONDS}
+        config.sqlalchemy_url(), poolclass=NullPool,
+        connect_args={"connect_timeout": _CONNECT_TIMEOUT_SECONDS, **config.connect_args()}
     )
     try:
         with engine.connect() as conn:
@@ -66,7 +67,7 @@ def _sqlite_schema_once(path: str, connect: Callable[[], T]) -> T:
     with open(path + ".init-lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            engine = sqlalchemy.create_engine(f"sqlite:///{path}", poolclass=NullPool)
+            engine = sqlalchemy.create_engine(sqlalchemy.engine.URL.create("sqlite", database=path), poolclass=NullPool)
             try:
                 with engine.connect() as ddl:
                     _create(ddl)

@@ -106,7 +106,7 @@ class BulkWriter:
         self.config = config
         self.mlmd = open_store(config)  # creates MLMD's schema (and its version row) when new
         self.types = TypeRegistry(self.mlmd)
-        self.engine = sa.create_engine(config.sqlalchemy_url())
+        self.engine = sa.create_engine(config.sqlalchemy_url(), connect_args=config.connect_args())
         self.conn = self.engine.raw_connection()
         self.dialect = self.engine.dialect.name
         self._pending: dict[str, list[tuple]] = {table: [] for table in COLUMNS}

@@ -41,7 +41,7 @@ def open_store(config: StoreConfig) -> NativeStore:
         store = create_schema_once(config, lambda: NativeStore(config))
         _check_version(store)
         return store
-    except (mlmd_errors.StatusError, SQLAlchemyError) as err:
+    except (mlmd_errors.StatusError, SQLAlchemyError, OSError) as err:
         raise _unavailable(config, err) from err
 
 

@@ -7,6 +7,7 @@ PostgreSQL sessions default to read-only transactions, MySQL sessions are set re
 from __future__ import annotations
 
 import os
+import pathlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,16 +52,17 @@ def read_only_engine(config: StoreConfig, point_reads: bool = False) -> Engine:
                 f"No SQLite MLMD store at {config.path}: the file does not exist. Check the path "
                 "(sqlite:////absolute/path needs four slashes)."
             )
-        uri = f"file:{config.path}?mode=ro"
+        uri = pathlib.Path(config.path).as_uri() + "?mode=ro"  # '#', '%' and '?' in the path percent-encoded
         engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
     elif config.backend == "postgresql":
         options = "-c default_transaction_read_only=on" + (_POINT_READS if point_reads else "")
         # Point reads run each statement on its own (still read-only): no BEGIN and ROLLBACK
         # round trips around the dozen small queries of a gate decision.
-        engine = sa.create_engine(config.sqlalchemy_url(), connect_args={"options": options},
+        engine = sa.create_engine(config.sqlalchemy_url(), connect_args={"options": options, **config.connect_args()},
                                   **({"isolation_level": "AUTOCOMMIT"} if point_reads else {}))
     else:
-        engine = sa.create_engine(config.sqlalchemy_url(), connect_args={"init_command": "SET SESSION TRANSACTION READ ONLY"})
+        engine = sa.create_engine(config.sqlalchemy_url(), connect_args={
+            "init_command": "SET SESSION TRANSACTION READ ONLY", **config.connect_args()})
     try:
         with engine.connect():
             pass
@@ -72,6 +74,9 @@ def read_only_engine(config: StoreConfig, point_reads: bool = False) -> Engine:
                 f"The database of the MLMD store {config} does not exist ({message}). Check the database name."
             ) from None
         raise StoreUnavailableError(f"Cannot open the MLMD store {config}: {message}") from None
+    except OSError as err:  # a TLS file that cannot be read, before the driver connects
+        engine.dispose()
+        raise StoreUnavailableError(f"Cannot open the MLMD store {config}: {err}") from None
     return engine
 
 

@@ -54,7 +54,7 @@ def make_engine(config: StoreConfig) -> sa.Engine:
     """A read-write engine (a connection pool) on the store's database; the schema must exist
     (``store/bootstrap.py`` makes it). Transactions are begun by :func:`store.sql.transaction`."""
     if config.backend == "sqlite":
-        engine = sa.create_engine(f"sqlite:///{config.path}", pool_size=1, max_overflow=4,
+        engine = sa.create_engine(config.sqlalchemy_url(), pool_size=1, max_overflow=4,
                                   connect_args={"timeout": 60, "check_same_thread": False})
 
         @sa_event.listens_for(engine, "connect")
@@ -66,7 +66,7 @@ def make_engine(config: StoreConfig) -> sa.Engine:
     # the winner's row in the same transaction (REPEATABLE READ would keep its older snapshot).
     return sa.create_engine(config.sqlalchemy_url(), pool_pre_ping=True, pool_size=1, max_overflow=4,
                             isolation_level="READ COMMITTED",
-                            connect_args={"connect_timeout": _CONNECT_TIMEOUT_SECONDS})
+                            connect_args={"connect_timeout": _CONNECT_TIMEOUT_SECONDS, **config.connect_args()})
 
 
 class NativeStore(NativeReads):

@@ -82,7 +82,7 @@ class RowBatch:
             self._conn = psycopg2.connect(
                 host=config.host, port=config.port, user=config.user, password=config.password or None,
                 dbname=config.database, connect_timeout=_CONNECT_TIMEOUT_SECONDS,
-                application_name="airflow-graphlets flusher")
+                application_name="airflow-graphlets flusher", **config.connect_args())
         except psycopg2.Error as err:
             raise StoreUnavailableError(f"Cannot connect to the MLMD store {config}: {first_line(err)}") from err
         self._conn.autocommit = True  # id draws commit at once; flush opens its own transaction

@@ -6,6 +6,12 @@ Accepted forms::
     sqlite:///relative/path/mlmd.sqlite
     postgresql://user:password@host:5432/dbname  (also postgres://, postgresql+psycopg2://)
     mysql://user:password@host:3306/dbname       (also mariadb://, mysql+pymysql://)
+
+A server address may carry TLS options as a query string, which every connection to the store
+honours (the native store, the readers, the flusher's row batch, ml-metadata's client)::
+
+    postgresql://mlmd@db:5432/mlmd?sslmode=verify-full&sslrootcert=/etc/ssl/ca.pem
+    mysql://mlmd@db:3306/mlmd?ssl_ca=/etc/ssl/ca.pem&ssl_verify_cert=true
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from airflow_graphlets.errors import StoreConfigError
 
@@ -30,6 +36,13 @@ _SCHEMES = {
     "mysql+pymysql": "mysql",
 }
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+# TLS options a server address may carry: libpq's names for PostgreSQL; for MySQL, the names
+# SQLAlchemy's MySQL URLs use (and ml-metadata's MySQL SSL options take).
+TLS_OPTIONS = {
+    "postgresql": ("sslmode", "sslcert", "sslkey", "sslpassword", "sslrootcert", "sslcrl"),
+    "mysql": ("ssl_ca", "ssl_cert", "ssl_key", "ssl_capath", "ssl_cipher", "ssl_verify_cert"),
+}
+_SECRET_OPTIONS = frozenset({"sslpassword"})
 _EXAMPLES = (
     "sqlite:////abs/path/mlmd.sqlite, postgresql://user@127.0.0.1:5432/mlmd "
     "or mysql://root@127.0.0.1:3306/mlmd"
@@ -47,14 +60,35 @@ class StoreConfig:
     user: str = ""
     password: str = ""
     database: str = ""
+    options: tuple[tuple[str, str], ...] = ()  # TLS options, in the order given (TLS_OPTIONS)
 
     def uri(self, *, hide_password: bool = True) -> str:
-        """The store's URI; the password is masked unless ``hide_password`` is false."""
+        """The store's URI; the password (and a key's passphrase) masked unless ``hide_password`` is false."""
         if self.backend == "sqlite":
             return f"sqlite:///{self.path}"
         secret = "***" if hide_password else quote(self.password, safe="")
         auth = quote(self.user, safe="") + (f":{secret}" if self.password else "")
-        return f"{self.backend}://{auth}@{self.host}:{self.port}/{self.database}"
+        query = urlencode([(k, "***" if hide_password and k in _SECRET_OPTIONS else v) for k, v in self.options],
+                          safe="/*")
+        return f"{self.backend}://{auth}@{_host_in_uri(self.host)}:{self.port}/{self.database}" + (
+            f"?{query}" if query else "")
+
+    def connect_args(self) -> dict:
+        """The TLS options as the database driver's connect arguments (psycopg2 takes libpq's
+        names; PyMySQL one ``ssl`` dictionary)."""
+        if self.backend == "postgresql":
+            return dict(self.options)
+        if self.backend == "mysql" and self.options:
+            ssl = {key[len("ssl_"):]: value for key, value in self.options if key != "ssl_verify_cert"}
+            verify = dict(self.options).get("ssl_verify_cert")
+            if verify is not None:
+                import ssl as ssl_module
+
+                required = verify.lower() in ("1", "true", "yes", "required")
+                ssl["verify_mode"] = ssl_module.CERT_REQUIRED if required else ssl_module.CERT_NONE
+                ssl.setdefault("check_hostname", required)
+            return {"ssl": ssl}
+        return {}
 
     def __str__(self) -> str:
         return self.uri()
@@ -74,6 +108,8 @@ class StoreConfig:
             config.postgresql.dbname = self.database
             if self.password:
                 config.postgresql.password = self.password
+            for key, value in self.options:
+                setattr(config.postgresql.ssloption, key, value)
         else:
             config.mysql.host = self.host
             config.mysql.port = self.port
@@ -81,15 +117,25 @@ class StoreConfig:
             config.mysql.database = self.database
             if self.password:
                 config.mysql.password = self.password
+            names = {"ssl_ca": "ca", "ssl_cert": "cert", "ssl_key": "key", "ssl_capath": "capath",
+                     "ssl_cipher": "cipher"}
+            for key, value in self.options:
+                if key == "ssl_verify_cert":
+                    config.mysql.ssl_options.verify_server_cert = value.lower() in ("1", "true", "yes", "required")
+                else:
+                    setattr(config.mysql.ssl_options, names[key], value)
         return config
 
-    def sqlalchemy_url(self) -> str:
-        """A SQLAlchemy URL for bulk reads of MLMD's tables."""
+    def sqlalchemy_url(self):
+        """A SQLAlchemy URL for the store's database (for SQLite a ``URL`` object, which keeps a
+        path holding ``%``, ``#`` or ``?`` as it is; a string would be parsed)."""
         if self.backend == "sqlite":
-            return f"sqlite:///{self.path}"
+            from sqlalchemy.engine import URL  # not at import: tasks load this module
+
+            return URL.create("sqlite", database=self.path)
         auth = quote(self.user, safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
         driver = "postgresql+psycopg2" if self.backend == "postgresql" else "mysql+pymysql"
-        return f"{driver}://{auth}@{self.host}:{self.port}/{self.database}"
+        return f"{driver}://{auth}@{_host_in_uri(self.host)}:{self.port}/{self.database}"
 
 
 def parse_store_uri(uri: str) -> StoreConfig:
@@ -129,7 +175,11 @@ def _parse_sqlite(uri: str) -> StoreConfig:
             f"The SQLite store URI {uri!r} has no file path; write sqlite:////absolute/path/mlmd.sqlite "
             "(four slashes for an absolute path)."
         )
-    path = unquote(rest[1:]).split("?", 1)[0]
+    path, _, query = rest[1:].partition("?")
+    if query:
+        raise StoreConfigError(f"The SQLite store URI {uri!r} has options ({query}); SQLite stores take none. "
+                               "A '?' in the file name is written %3F.")
+    path = unquote(path)
     if not path or path.endswith("/"):
         raise StoreConfigError(f"The SQLite store URI {uri!r} names a directory, not a file.")
     if path == ":memory:":
@@ -164,7 +214,42 @@ def _parse_server(uri: str, backend: str) -> StoreConfig:
         user=unquote(parts.username),
         password=unquote(parts.password or ""),
         database=database,
+        options=_options(parts.query, backend, _mask(uri)),
     )
+
+
+def _options(query: str, backend: str, shown: str) -> tuple[tuple[str, str], ...]:
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as err:
+        raise StoreConfigError(f"The MLMD store URI {shown!r} has a malformed query string: {err}.") from None
+    known = TLS_OPTIONS[backend]
+    unknown = [key for key, _ in pairs if key not in known]
+    if unknown:
+        raise StoreConfigError(f"The MLMD store URI has the unknown option(s) {', '.join(unknown)}; a {backend} "
+                               f"address takes {', '.join(known)}.")
+    return tuple(pairs)
+
+
+def _with_password(uri: str, password: str | None, conn_id: str) -> str:
+    """An ``mlmd`` connection's ``uri`` with the connection's password field put in it: Airflow
+    masks the password field in logs and the UI, not the extras, so the password belongs there."""
+    if not password:
+        return uri
+    head, sep, tail = uri.partition("://")
+    auth, at, rest = tail.rpartition("@")
+    if not at:
+        raise StoreConfigError(f"Connection {conn_id!r} has a password but its uri names no user; write "
+                               "extra uri as postgresql://USER@host:5432/mlmd.")
+    if ":" in auth:
+        raise StoreConfigError(f"Connection {conn_id!r} has a password both in its password field and in extra "
+                               "uri; keep it in the password field only (Airflow does not mask extras).")
+    return f"{head}{sep}{auth}:{quote(password, safe='')}@{rest}"
+
+
+def _host_in_uri(host: str) -> str:
+    """An IPv6 address in brackets, as URIs write it (urlsplit gives it without)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _mask(uri: str) -> str:
@@ -202,7 +287,7 @@ def connection_to_store_uri(
     kind = (conn_type or "").lower()
     if kind == "mlmd":
         if extra.get("uri"):
-            return str(extra["uri"])
+            return _with_password(str(extra["uri"]), password, conn_id)
         kind = str(extra.get("backend", "")).lower()
         if not kind:
             raise StoreConfigError(
@@ -226,4 +311,6 @@ def connection_to_store_uri(
             "the database."
         )
     auth = quote(login, safe="") + (f":{quote(password, safe='')}" if password else "")
-    return f"{backend}://{auth}@{host}:{port or _DEFAULT_PORTS[backend]}/{schema}"
+    options = [(key, str(extra[key])) for key in TLS_OPTIONS[backend] if extra.get(key) not in (None, "")]
+    query = f"?{urlencode(options)}" if options else ""
+    return f"{backend}://{auth}@{_host_in_uri(host)}:{port or _DEFAULT_PORTS[backend]}/{quote(schema, safe='')}{query}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from airflow_graphlets.errors import NoGraphletsError
+from airflow_graphlets.errors import GraphletsError, NoGraphletsError
 from airflow_graphlets.graphlets.model import OUTCOME_NAMES, STATUSES, Extraction
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
@@ -155,9 +156,28 @@ def _count(row, names: tuple[str, ...], pipeline: np.ndarray, times: np.ndarray,
 
 
 def summary_lock_path(summary_url: str) -> str:
-    """The lock file that keeps refreshes of one summary one at a time on a machine."""
+    """The lock file that keeps refreshes of one summary one at a time on a machine, in a
+    directory only this user can write (a name in the shared temporary directory could be
+    taken first by another user, to hold the lock or point it elsewhere).
+
+    Raises:
+      GraphletsError: that directory exists and is not this user's private directory.
+    """
     digest = hashlib.sha256(summary_url.encode()).hexdigest()[:16]
-    return os.path.join(tempfile.gettempdir(), f"airflow-graphlets-summary-{digest}.lock")
+    return os.path.join(_private_directory(), f"summary-{digest}.lock")
+
+
+def _private_directory() -> str:
+    path = os.path.join(tempfile.gettempdir(), f"airflow-graphlets-{os.getuid()}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    found = os.lstat(path)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise GraphletsError(f"{path} is not a directory only this user can write (owner uid {found.st_uid}, "
+                             f"mode {stat.filemode(found.st_mode)}); remove it, and airflow-graphlets makes it again.")
+    return path
 
 
 @contextmanager
@@ -165,7 +185,8 @@ def refresh_lock(path: str) -> Iterator[bool]:
     """An exclusive, non-blocking lock on ``path``: yields whether this process holds it (one
     refresh at a time per machine, however many API-server workers ask for one)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a+") as handle:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)  # never through a planted link
+    with os.fdopen(descriptor, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
