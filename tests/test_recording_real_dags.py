@@ -154,7 +154,9 @@ def test_a_pipeline_run_is_recorded_in_tfx_shape_on_every_backend(airflow_env, s
 
 
 def test_every_way_a_task_ends_is_recorded(airflow_env, sqlite_store_uri, tmp_path):
-    result = airflow_env.run_dag(OUTCOMES, DAY5, store_uri=sqlite_store_uri, spool_dir=str(tmp_path / "spool"))
+    secret = "s3cr3t-token-9f2"
+    result = airflow_env.run_dag(OUTCOMES, DAY5, store_uri=sqlite_store_uri, spool_dir=str(tmp_path / "spool"),
+                                 env={"AIRFLOW_CONN_GRAPHLETS_TEST_SECRET": f"http://user:{secret}@api.example"})
     assert result.state == "failed"  # always_fails fails the run; the recorder changes nothing about that
     store = open_store(parse_store_uri(sqlite_store_uri))
     executions = _executions_by_task(store, OUTCOMES, result.run_id)
@@ -171,7 +173,8 @@ def test_every_way_a_task_ends_is_recorded(airflow_env, sqlite_store_uri, tmp_pa
     assert [v for k, v in outcome.items() if k[0] == "gated"] == [("CANCELED", "skipped")]
     assert len(executions) == 7
     error = executions[("always_fails", -1, 1)].custom_properties["error"].string_value
-    assert error == "ValueError: this task always fails"
+    # The error is stored as Airflow's task log shows it: the secret masked.
+    assert error == "ValueError: this task always fails (token ***)"
 
 
 def test_running_the_same_dag_run_again_adds_no_duplicates(airflow_env, sqlite_store_uri, tmp_path):

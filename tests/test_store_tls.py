@@ -87,3 +87,20 @@ def test_an_ipv6_host_keeps_its_brackets_so_the_address_parses_again():
     config = parse_store_uri("postgresql://mlmd@[::1]:5432/mlmd")
     assert config.host == "::1" and parse_store_uri(config.uri(hide_password=False)) == config
     assert "[::1]" in config.sqlalchemy_url()
+
+
+@pytest.mark.parametrize("typed", ["mlmd:hunter2@db.internal:5432/mlmd", "postgresql//mlmd:hunter2@db/mlmd",
+                                   "postgresql://mlmd:hunter2@db:notaport/mlmd"])
+def test_an_address_in_an_error_never_shows_its_password(typed):
+    with pytest.raises(StoreConfigError) as refused:
+        parse_store_uri(typed)
+    assert "hunter2" not in str(refused.value) and "mlmd:***@" in str(refused.value)
+
+
+def test_a_malformed_summary_address_never_shows_its_password():
+    from airflow_graphlets.errors import GraphletsError
+    from airflow_graphlets.summary.database import summary_engine
+
+    with pytest.raises(GraphletsError) as refused:
+        summary_engine("summary:hunter2@db/summary")
+    assert "hunter2" not in str(refused.value)

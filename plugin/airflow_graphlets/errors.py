@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class GraphletsError(Exception):
     """Base class of every error raised by airflow-graphlets."""
@@ -21,6 +23,18 @@ class RecordError(GraphletsError, ValueError):
 
 class SpoolError(GraphletsError):
     """The local spool cannot be written or read."""
+
+
+_CREDENTIALS = re.compile(r"(?P<user>[^\s:/@'\"?#]*):(?P<secret>[^\s@'\"/]+)@")
+_SECRET_PARAMETERS = re.compile(r"(?P<key>\b(?:password|passwd|sslpassword)=)(?P<secret>[^\s&'\"]+)", re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the password of every ``user:password@host`` in it, with or without a
+    scheme, and every ``password=...`` parameter, replaced by ``***``: for any message that may
+    quote an address someone typed."""
+    text = _CREDENTIALS.sub(lambda m: f"{m['user']}:***@", text)
+    return _SECRET_PARAMETERS.sub(lambda m: f"{m['key']}***", text)
 
 
 def first_line(err: BaseException) -> str:

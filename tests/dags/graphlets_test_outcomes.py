@@ -22,7 +22,14 @@ def graphlets_test_outcomes():
 
     @task(retries=0)
     def always_fails():
-        raise ValueError("this task always fails")
+        import os
+
+        from airflow.sdk import BaseHook
+
+        # A secret the task read (Airflow's masker now knows it) ends up in the error's text.
+        token = BaseHook.get_connection("graphlets_test_secret").password if os.environ.get(
+            "AIRFLOW_CONN_GRAPHLETS_TEST_SECRET") else "none"
+        raise ValueError(f"this task always fails (token {token})")
 
     @task
     def after_failure():

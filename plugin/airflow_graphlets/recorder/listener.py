@@ -7,6 +7,7 @@ and never reaches the user's task.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
@@ -70,7 +71,7 @@ class GraphletsListener:
             else:
                 prints = self._fingerprints[key] = fingerprint(getattr(ti, "task", None))
                 context = None
-            record = task_run_record(ti, state, error=error, context=context, prints=prints)
+            record = task_run_record(ti, state, error=_masked(error), context=context, prints=prints)
             recorder.record(record, wait=wait)
         except Exception:  # noqa: BLE001 - never let recording fail the user's task
             log.warning("airflow-graphlets: could not record %s of %s", state.value, _describe(ti), exc_info=True)
@@ -117,6 +118,24 @@ class GraphletsListener:
             )
             self._wait = settings.record_wait
         return self._recorder
+
+
+def _masked(error: Any) -> str | None:
+    """A failed try's error as its task log shows it: every secret Airflow's masker knows in this
+    process (connection passwords read by the task, sensitive variables), and any password in an
+    address, replaced by ``***``."""
+    if error is None:
+        return None
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+    for module in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker"):
+        try:
+            text = str(importlib.import_module(module).redact(text))
+            break
+        except (ImportError, AttributeError):
+            continue
+    from airflow_graphlets.errors import mask_secrets
+
+    return mask_secrets(text)
 
 
 def _outside_a_task(ti: Any) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from airflow_graphlets.errors import StoreConfigError
+from airflow_graphlets.errors import StoreConfigError, mask_secrets
 
 if TYPE_CHECKING:
     from ml_metadata.proto import metadata_store_pb2
@@ -155,7 +155,7 @@ def parse_store_uri(uri: str) -> StoreConfig:
         raise StoreConfigError(f"The MLMD store URI is empty. Give one such as {_EXAMPLES}.")
     uri = uri.strip()
     if "://" not in uri:
-        raise StoreConfigError(f"The MLMD store URI {uri!r} has no scheme. Give one such as {_EXAMPLES}.")
+        raise StoreConfigError(f"The MLMD store URI {mask_secrets(uri)!r} has no scheme. Give one such as {_EXAMPLES}.")
     scheme = uri.split("://", 1)[0].lower()
     backend = _SCHEMES.get(scheme)
     if backend is None:
@@ -256,10 +256,10 @@ def _mask(uri: str) -> str:
     """The URI with any password replaced, for error messages."""
     head, sep, tail = uri.partition("://")
     if "@" not in tail:
-        return uri
+        return mask_secrets(uri)
     auth, _, host = tail.rpartition("@")
     user = auth.split(":", 1)[0]
-    return f"{head}{sep}{user}{':***' if ':' in auth else ''}@{host}"
+    return mask_secrets(f"{head}{sep}{user}{':***' if ':' in auth else ''}@{host}")
 
 
 def connection_to_store_uri(

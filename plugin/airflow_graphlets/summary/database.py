@@ -10,7 +10,7 @@ import os
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from airflow_graphlets.errors import GraphletsError
+from airflow_graphlets.errors import GraphletsError, mask_secrets
 from airflow_graphlets.summary import tables
 
 
@@ -24,7 +24,7 @@ def summary_engine(url: str) -> Engine:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
         raise GraphletsError(
-            f"[graphlets] summary_uri = {url!r} is not a database URL: give one such as "
+            f"[graphlets] summary_uri = {mask_secrets(url)!r} is not a database URL: give one such as "
             "sqlite:////var/airflow/graphlets/summary.sqlite or postgresql://user@host/db"
         ) from None
     if parsed.get_backend_name() == "sqlite" and parsed.database:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from airflow_graphlets.errors import GraphletsError
+from airflow_graphlets.errors import GraphletsError, mask_secrets
 from airflow_graphlets.ui.access import Viewer, check_same_origin, csrf_token, current_viewer
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -147,7 +147,7 @@ def create_app() -> FastAPI:
     @app.exception_handler(GraphletsError)
     async def _graphlets_error(request: Request, exc: GraphletsError):
         return render(request, "error.html", None, status_code=503, title="The MLMD store cannot be read",
-                      message=str(exc))
+                      message=mask_secrets(str(exc)))
 
     @app.get("/", response_class=HTMLResponse)
     def overview_page(request: Request, viewer: ViewerDep, services: ServicesDep,
