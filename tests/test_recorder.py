@@ -279,3 +279,23 @@ def test_a_store_of_an_unknown_schema_version_keeps_records_until_it_is_usable(s
     report = replay_spool(recorder.spool, parse_store_uri(sqlite_store_uri))
     assert (report.written, report.remaining) == (1, 0)
     assert len(open_store(parse_store_uri(sqlite_store_uri)).get_executions()) == 1
+
+
+def test_an_override_made_against_a_hung_store_answers_within_its_bound(hung_server):
+    """The UI's override POST runs in the API server: a store that never answers is reported
+    within the bound, not waited on (issue 22, item 8)."""
+    from airflow_graphlets.errors import StoreUnavailableError
+    from airflow_graphlets.prune.overrides import record_override_within
+
+    began = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match="did not answer within 1.5 s.*not confirmed"):
+        record_override_within(parse_store_uri(hung_server), "churn", "force-run", "alice", seconds=1.5)
+    assert time.monotonic() - began < 3
+
+
+def test_an_override_within_its_bound_is_recorded(sqlite_store_uri):
+    from airflow_graphlets.prune.overrides import read_overrides, record_override_within
+
+    made = record_override_within(parse_store_uri(sqlite_store_uri), "churn", "never-skip", "alice", "labels", 10)
+    assert [(o.action, o.by, o.reason) for o in read_overrides(parse_store_uri(sqlite_store_uri), "churn")] == \
+        [(made.action, "alice", "labels")]

@@ -17,6 +17,7 @@ readers leave these executions out (``schema.BOOKKEEPING_EXECUTION_TYPES``).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from airflow_graphlets.errors import GraphletsError
+from airflow_graphlets.errors import GraphletsError, StoreUnavailableError
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
@@ -103,6 +104,39 @@ def record_override(config: StoreConfig, dag_id: str, action: str, by: str, reas
         return _put_override(store, dag_id, action, by, reason, at)
     finally:
         store.close()  # the API server calls this again and again: hold no connection after
+
+
+def record_override_within(config: StoreConfig, dag_id: str, action: str, by: str, reason: str = "",
+                           seconds: float = 10.0) -> Override:
+    """:func:`record_override`, waiting at most ``seconds`` for the store: the UI calls it in the
+    API server's process, which a store that hangs (a connect that never completes, a locked
+    table) must not hold. The write runs in a daemon thread; if it has not finished in time the
+    caller is told, and the write may still complete later.
+
+    Raises:
+      OverrideError: as :func:`record_override`.
+      StoreUnavailableError: the store failed, or did not answer within ``seconds``.
+    """
+    validate(dag_id, action, by)
+    outcome: list = []
+
+    def write() -> None:
+        try:
+            outcome.append(record_override(config, dag_id, action, by, reason))
+        except BaseException as err:  # noqa: BLE001 - handed to the caller below
+            outcome.append(err)
+
+    worker = threading.Thread(target=write, name="graphlets-override", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not outcome:
+        raise StoreUnavailableError(
+            f"The MLMD store {config} did not answer within {seconds:g} s, so the {action} override of {dag_id!r} "
+            "is not confirmed; it may still be recorded when the store answers. Check the skip log before "
+            "making it again.")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 def _put_override(store, dag_id: str, action: str, by: str, reason: str, at: float) -> Override:

@@ -254,7 +254,7 @@ def create_app() -> FastAPI:
                         dag: Annotated[str, Form()], action: Annotated[str, Form()],
                         csrf: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
                         run_id: Annotated[str, Form()] = ""):
-        from airflow_graphlets.prune.overrides import ACTIONS, OverrideError, record_override
+        from airflow_graphlets.prune.overrides import ACTIONS, OverrideError, record_override_within
 
         check_same_origin(request, viewer, csrf)
         if action not in ACTIONS:
@@ -265,7 +265,8 @@ def create_app() -> FastAPI:
         if run_id:
             why = f"overrules the skip of run {run_id}" + (f": {why}" if why else "")
         try:
-            made = record_override(services.store, dag, action, viewer.name, why)
+            # Bounded: a store that hangs must not hold the API server's worker (a 503 says so).
+            made = record_override_within(services.store, dag, action, viewer.name, why)
         except OverrideError as err:
             raise HTTPException(400, str(err)) from None
         base, _ = _roots(request)
