@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -281,3 +282,45 @@ def test_the_mlmd_hook_opens_the_store_a_connection_names(airflow_env, store_uri
     )
     # The native store by default; ml-metadata's own client where the [mlmd] extra is installed.
     assert out.stdout.split()[-3:] == [store_uri.split(":")[0], "NativeStore", "MetadataStore"]
+
+
+def test_a_failing_secrets_backend_keeps_records_in_the_spool_not_in_the_default_store(airflow_env, tmp_path):
+    """Airflow reports a connection as missing when a secrets backend fails; the recorder must not
+    take that for "no connection" and drain the records into the default SQLite store (issue 22,
+    item 1). They wait in the spool, with the reason logged, until a lookup works."""
+    spool = tmp_path / "spool"
+    default_store = tmp_path / "default" / "mlmd.sqlite"
+    sealed = {"AIRFLOW__SECRETS__BACKEND": "secrets_backends.SealedVault",
+              "AIRFLOW__GRAPHLETS__DEFAULT_STORE": str(default_store),
+              "PYTHONPATH": os.path.join(os.path.dirname(__file__), "support")}
+    result = airflow_env.run_dag(PIPELINE, DAY5, store_uri=None, spool_dir=str(spool), env=sealed, settle=False)
+    assert result.state == "success", result.output[-3000:]
+    assert "Looking up the connection 'mlmd_default' failed" in result.output
+    assert "SealedVault: the vault is sealed" in result.output
+    assert not default_store.exists()  # nothing went to the default store
+    waiting = len(Spool(str(spool)).pending())
+    assert waiting >= 14  # every task's start and end
+
+    # The vault opens: the next run's lookup works and its flusher drains everything, in order.
+    store_uri = f"sqlite:///{tmp_path / 'mlmd.sqlite'}"
+    second = airflow_env.run_dag(PIPELINE, DAY6, store_uri=store_uri, spool_dir=str(spool))
+    assert second.state == "success"
+    store = open_store(parse_store_uri(store_uri))
+    runs = {e.custom_properties["run_id"].string_value for e in store.get_executions()}
+    assert runs == {result.run_id, second.run_id}
+    assert not default_store.exists()
+
+
+def test_an_override_is_refused_not_misfiled_while_the_secrets_backend_fails(airflow_env, tmp_path):
+    """The CLI (and the UI, which resolves the store the same way) says why instead of writing
+    the override into the default store."""
+    default_store = tmp_path / "default" / "mlmd.sqlite"
+    env = {**airflow_env.env, "AIRFLOW__SECRETS__BACKEND": "secrets_backends.SealedVault",
+           "AIRFLOW__GRAPHLETS__DEFAULT_STORE": str(default_store),
+           "PYTHONPATH": os.path.join(os.path.dirname(__file__), "support")}
+    env.pop("AIRFLOW_CONN_MLMD_DEFAULT", None)
+    done = subprocess.run([sys.executable, "-m", "airflow_graphlets.cli", "override", "force-run", "--dag", "churn",
+                           "--by", "alice"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "the vault is sealed" in done.stderr and "whether it exists is unknown" in done.stderr
+    assert not default_store.exists()

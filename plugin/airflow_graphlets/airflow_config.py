@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from airflow_graphlets.config import OPTIONS, SECTION, GraphletsSettings, settings_from_mapping
+from airflow_graphlets.errors import ConnectionLookupError, first_line
 from airflow_graphlets.store.uri import StoreConfig, connection_to_store_uri, parse_store_uri
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ def resolve_store(settings: GraphletsSettings, *, own_session: bool = False) -> 
 
     Raises:
       StoreConfigError: the connection exists but does not describe a store.
+      ConnectionLookupError: a secrets backend failed and none found the connection: whether
+        it exists is unknown, so the default store is not used (records wait in the spool).
     """
     connection = _in_own_thread(_find_connection, settings.conn_id) if own_session else _find_connection(settings.conn_id)
     if connection is None:
@@ -81,14 +84,45 @@ def _in_own_thread(function, *args):
 
 
 def _find_connection(conn_id: str):
-    """The Airflow connection ``conn_id``, or ``None`` when no secrets backend has it."""
+    """The Airflow connection ``conn_id``, or ``None`` when no secrets backend has it.
+
+    Airflow answers "not found" also when a secrets backend failed (it logs the error and asks
+    the next one). So a "not found" is checked by asking each backend of this process again:
+    one that raises makes the answer "unknown", not "absent".
+
+    Raises:
+      ConnectionLookupError: a backend failed and none had the connection.
+    """
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
-        return None
+        pass
+    failures = []
+    for backend in _secrets_backends():
+        try:
+            found = backend.get_connection(conn_id=conn_id)
+        except Exception as err:  # noqa: BLE001 - any failure means "unknown"
+            failures.append(f"{type(backend).__name__}: {first_line(err)}")
+            continue
+        if found:
+            return found  # a backend that failed a moment ago answers now
+    if failures:
+        raise ConnectionLookupError(
+            f"Looking up the connection {conn_id!r} failed ({'; '.join(failures)}), so whether it exists is "
+            "unknown. Records stay in the spool until the lookup works; the default store is used only for a "
+            "connection that does not exist.")
+    return None
+
+
+def _secrets_backends() -> list:
+    try:
+        from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
+    except ImportError:  # pragma: no cover - other task SDKs
+        return []
+    return list(ensure_secrets_backend_loaded())
 
 
 def _airflow_conf():

@@ -65,3 +65,8 @@ class NoGraphletsError(GraphletsError):
 
 class NotEnoughHistoryError(GraphletsError):
     """Too little finished history to learn the push predictor from (the message says how much)."""
+
+
+class ConnectionLookupError(StoreUnavailableError):
+    """The store's Airflow connection could not be looked up (a secrets backend failed): whether
+    it exists is unknown, so neither it nor the default store can be used yet."""

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from typing import Any
 
 from pluggy import HookimplMarker
 
-from airflow_graphlets.errors import GraphletsError
+from airflow_graphlets.errors import ConnectionLookupError, GraphletsError
 from airflow_graphlets.recorder.records import RunState
 from airflow_graphlets.recorder.recorder import Recorder
 from airflow_graphlets.recorder.spool import Spool
 
 hookimpl = HookimplMarker("airflow")
 log = logging.getLogger(__name__)
+_LOOKUP_RETRY_SECONDS = 30.0  # how often a failed connection lookup is tried again
 
 
 class GraphletsListener:
@@ -30,6 +32,9 @@ class GraphletsListener:
         self._disabled = False
         self._wait = False  # [graphlets] record_wait, read with the other settings
         self._fingerprints: dict[str, Any] = {}  # task-instance id -> fingerprint taken at start
+        # While the store's connection cannot be looked up: a recorder that only spools.
+        self._spool_only: Recorder | None = None
+        self._lookup_retry_at = 0.0
 
     @hookimpl
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
@@ -107,7 +112,16 @@ class GraphletsListener:
                 if not settings.enabled:
                     self._disabled = True
                     return None
+                if time.monotonic() < self._lookup_retry_at:
+                    return self._spool_only
                 store = resolve_store(settings, own_session=in_scheduler)
+            except ConnectionLookupError as err:
+                # Not "no connection": keep records in the spool, say why, and look again later.
+                if self._spool_only is None:
+                    log.warning("airflow-graphlets: %s", err)
+                self._spool_only = Recorder(None, Spool(settings.spool_dir), unresolved=str(err))
+                self._lookup_retry_at = time.monotonic() + _LOOKUP_RETRY_SECONDS
+                return self._spool_only
             except GraphletsError as err:
                 # One clear line, then silence for this process: the task itself carries on.
                 log.error("airflow-graphlets: recording is off: %s", err)

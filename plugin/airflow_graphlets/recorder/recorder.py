@@ -32,16 +32,18 @@ class Recorder:
     """Records task runs for one process (a task, or the scheduler).
 
     Args:
-      store_config: the MLMD store.
+      store_config: the MLMD store; ``None`` while it is unknown (its connection could not be
+        looked up): records are spooled and wait, no flusher is started.
       spool: where records wait.
       record_timeout: seconds a finishing task waits at most for its record to be written.
       flusher_idle_seconds: how long a flusher this recorder starts stays alive without work.
     """
 
-    store_config: StoreConfig
+    store_config: StoreConfig | None
     spool: Spool
     record_timeout: float = 5.0
     flusher_idle_seconds: float = 300.0
+    unresolved: str = ""  # why store_config is None
     _warned: set[str] = field(default_factory=set)
     _next_health_check: float = 0.0
 
@@ -58,8 +60,16 @@ class Recorder:
         try:
             entry = self.spool.append(record)
         except SpoolError as err:
+            if self.store_config is None:
+                self._warn_once("spool", f"airflow-graphlets: {err} The store is unknown ({self.unresolved}): "
+                                         "this record is lost.")
+                return False
             self._warn_once("spool", f"airflow-graphlets: {err} This record is written directly, unspooled.")
             return self._write_directly(record)
+        if self.store_config is None:
+            self._warn_once("unresolved", f"airflow-graphlets: records wait in the spool {self.spool.directory}: "
+                                          f"{self.unresolved}")
+            return False
         self._notify()
         if wait:
             return self._wait_written(entry)
