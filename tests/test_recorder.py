@@ -299,3 +299,39 @@ def test_an_override_within_its_bound_is_recorded(sqlite_store_uri):
     made = record_override_within(parse_store_uri(sqlite_store_uri), "churn", "never-skip", "alice", "labels", 10)
     assert [(o.action, o.by, o.reason) for o in read_overrides(parse_store_uri(sqlite_store_uri), "churn")] == \
         [(made.action, "alice", "labels")]
+
+
+def test_a_flusher_failing_with_an_old_address_hands_over_to_the_new_settings(tmp_path):
+    """After a password rotation (here: the store moved to a new address) the machine's failing
+    flusher, started with the old address, steps down for one with the address tasks now use,
+    and the spool drains (issue 22, item 3)."""
+    spool = tmp_path / "spool"
+    old = recorder_for("postgresql://postgres@127.0.0.1:9/mlmd", spool)  # nothing listens on port 9
+    old.flusher_idle_seconds = 120
+    for i in range(3):
+        old.record(make_record(task_id=f"before_{i}"), wait=True)
+    first = flusher.read_state(str(spool))
+    assert first.store_failing and len(old.spool.pending()) == 3
+
+    new_uri = f"sqlite:///{tmp_path / 'moved.sqlite'}"
+    new = recorder_for(new_uri, spool)
+    new.record(make_record(task_id="after"), wait=False)
+    new._next_health_check = 0.0
+    new.record(make_record(task_id="after_2"), wait=False)  # its health check sees the old flusher failing
+    _wait_gone(first.pid, timeout=10)
+    deadline = time.monotonic() + 20
+    while new.spool.pending() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert new.spool.pending() == []
+    tasks = {e.custom_properties["task_id"].string_value for e in open_store(parse_store_uri(new_uri)).get_executions()}
+    assert tasks == {"before_0", "before_1", "before_2", "after", "after_2"}
+
+
+def test_a_flusher_that_keeps_failing_ends_and_keeps_the_records(tmp_path):
+    recorder = recorder_for("postgresql://postgres@127.0.0.1:9/mlmd", tmp_path / "spool")
+    recorder.flusher_idle_seconds = 2
+    recorder.record(make_record(), wait=True)
+    pid = flusher.read_state(recorder.spool.directory).pid
+    _wait_gone(pid, timeout=15)  # failing for its idle time: it ends instead of retrying for ever
+    assert len(recorder.spool.pending()) == 1
+    assert _flushers_of(recorder.spool.directory) == []

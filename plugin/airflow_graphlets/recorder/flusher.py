@@ -10,8 +10,12 @@ socket in the spool directory. If nobody listens there, the task starts a flushe
 (``python -m airflow_graphlets.recorder.flusher``, in its own session, so it outlives the
 task). The flusher holds the spool's ``.flusher.lock`` while it lives, drains the spool on every
 datagram, backs off while the store is down, publishes its health in ``.flusher.state``, and
-exits after ``flusher_idle_seconds`` without work. The store's URI reaches it through the
-environment, never the command line, so passwords do not show in ``ps``.
+exits after ``flusher_idle_seconds`` without work, or after failing that long (the records
+wait; the next task starts a flusher with the settings of its day). It publishes a digest of the
+store address it writes to: a task whose address differs (a rotated password, a moved database)
+while the flusher is failing asks it to step down (:func:`hand_over`), and starts one with its own.
+The store's URI reaches it through the environment, never the command line, so passwords do not
+show in ``ps``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -66,6 +71,7 @@ class FlusherState:
     last_error: str = ""  # why the last drain stopped, "" when it wrote everything
     error_since: float | None = None
     busy_since: float | None = None  # wall-clock time the running drain started, None when idle
+    store_digest: str = ""  # store_digest() of the address this flusher writes to
 
     @property
     def store_failing(self) -> bool:
@@ -85,6 +91,31 @@ def read_state(spool_dir: str) -> FlusherState:
         return FlusherState()
     fields.pop("busy_since", None)
     return FlusherState(**fields, busy_since=busy if busy > _IDLE_MARK else None)
+
+
+def store_digest(store_config: StoreConfig) -> str:
+    """A short digest of the full store address (password included, never shown): two flushers'
+    addresses differ exactly when their digests do."""
+    return hashlib.sha256(store_config.uri(hide_password=False).encode()).hexdigest()[:16]
+
+
+_STEP_DOWN = b"step-down"
+
+
+def hand_over(spool_dir: str, store_config: StoreConfig, idle_seconds: float = 300.0) -> bool:
+    """If the spool's flusher is failing with another store address than ``store_config``, ask it
+    to step down and start one with ``store_config``; ``True`` if so. Never raises."""
+    state = read_state(spool_dir)
+    if not state.store_failing or not state.store_digest or state.store_digest == store_digest(store_config):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.sendto(_STEP_DOWN, os.path.join(spool_dir, SOCKET_NAME))
+    except OSError:
+        pass  # it is gone already
+    start_flusher(spool_dir, store_config, idle_seconds)  # waits for the old one's lock
+    return True
 
 
 def notify(spool_dir: str, store_config: StoreConfig, idle_seconds: float = 300.0) -> None:
@@ -198,11 +229,13 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
 
     drainer = SpoolDrainer(spool, store_config)
     busy_path = os.path.join(spool_dir, BUSY_NAME)
-    state = FlusherState(pid=os.getpid())
+    digest = store_digest(store_config)
+    state = FlusherState(pid=os.getpid(), store_digest=digest)
     _publish(spool_dir, state)
     _mark_busy(busy_path, False)
     backoff = 0.0
-    idle_since = time.monotonic()
+    idle_since = failing_since = time.monotonic()
+    handing_over = False
     try:
         while os.path.isdir(spool_dir):
             _mark_busy(busy_path, True)
@@ -211,14 +244,21 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
             drained_at = time.monotonic()
             if report.error:
                 if not state.store_failing:
-                    state = FlusherState(pid=os.getpid(), last_error=report.error, error_since=time.time())
+                    state = FlusherState(pid=os.getpid(), last_error=report.error, error_since=time.time(),
+                                         store_digest=digest)
                     _publish(spool_dir, state)
+                    failing_since = time.monotonic()
+                if time.monotonic() - failing_since >= idle_seconds:
+                    handing_over = True  # failing this long: end; the next task starts one afresh
+                    break
                 backoff = min(_MAX_BACKOFF_SECONDS, max(1.0, backoff * 2))
-                _wait(sock, backoff)  # retry after the backoff, however many wake-ups come
-                _drain_wakeups(sock)
+                # Retry after the backoff, however many wake-ups come; a step-down ends it now.
+                if _wait(sock, min(backoff, idle_seconds)) == _STEP_DOWN or _drain_wakeups(sock):
+                    handing_over = True
+                    break
                 continue
             if state.store_failing:
-                state = FlusherState(pid=os.getpid())
+                state = FlusherState(pid=os.getpid(), store_digest=digest)
                 _publish(spool_dir, state)
             backoff = 0.0
             if report.written:
@@ -236,13 +276,15 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
         # socket and starts a new flusher, which waits for this one's lock.
         sock.close()
         _unlink(sock_path)
-        if os.path.isdir(spool_dir):
+        if os.path.isdir(spool_dir) and not handing_over:
             drainer.drain(timeout=10)
             if drainer.seconds_until_link() < float("inf"):
                 drainer.link_late_inputs()  # what this flusher wrote last may complete others' inputs
+        drainer.close()
         os.close(lock_fd)
     # A record spooled while this flusher was leaving found the lock held and started no other.
-    if os.path.isdir(spool_dir) and spool.pending():
+    # (Not when it failed or stepped down: the next task, or the one that asked, starts one.)
+    if os.path.isdir(spool_dir) and spool.pending() and not handing_over:
         start_flusher(spool_dir, store_config, idle_seconds)
     return 0
 
@@ -254,23 +296,25 @@ def _bind(path: str) -> socket.socket:
     return sock
 
 
-def _wait(sock: socket.socket, seconds: float) -> bool:
-    """Block until a wake-up arrives or ``seconds`` pass; ``True`` if woken."""
+def _wait(sock: socket.socket, seconds: float) -> bytes | None:
+    """Block until a datagram arrives or ``seconds`` pass; the datagram (truthy), or ``None``."""
     sock.settimeout(max(0.001, seconds))
     try:
-        sock.recv(64)
-        return True
+        return sock.recv(64) or b"."
     except socket.timeout:
-        return False
+        return None
 
 
-def _drain_wakeups(sock: socket.socket) -> None:
+def _drain_wakeups(sock: socket.socket) -> bool:
+    """Read every waiting datagram; ``True`` if one asked this flusher to step down."""
     sock.setblocking(False)
+    stepped_down = False
     try:
         while True:
-            sock.recv(64)
+            stepped_down |= sock.recv(64) == _STEP_DOWN
     except OSError:
         pass
+    return stepped_down
 
 
 def _mark_busy(path: str, busy: bool) -> None:

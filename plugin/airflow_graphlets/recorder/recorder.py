@@ -76,9 +76,14 @@ class Recorder:
         if time.monotonic() >= self._next_health_check:  # a file read, so not on every record
             self._next_health_check = time.monotonic() + _HEALTH_CHECK_SECONDS
             state = flusher.read_state(self.spool.directory)
-            if state.store_failing:
+            if state.store_failing and not self._hand_over():
                 self._warn_unavailable(state.last_error)
         return False
+
+    def _hand_over(self) -> bool:
+        """A failing flusher writing to another address than this task's (settings changed since
+        it started: a rotated password, a moved database) is replaced by one with this task's."""
+        return flusher.hand_over(self.spool.directory, self.store_config, self.flusher_idle_seconds)
 
     def _wait_written(self, entry: SpoolEntry) -> bool:
         deadline = time.monotonic() + self.record_timeout
@@ -88,7 +93,8 @@ class Recorder:
             if now >= next_state_check:
                 state = flusher.read_state(self.spool.directory)
                 if state.store_failing:
-                    self._warn_unavailable(state.last_error)
+                    if not self._hand_over():
+                        self._warn_unavailable(state.last_error)
                     return False
                 next_state_check = now + _STATE_CHECK_SECONDS
             if now >= deadline:
