@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import glob
+import json
 import logging
 import multiprocessing
 import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -335,3 +338,59 @@ def test_a_flusher_that_keeps_failing_ends_and_keeps_the_records(tmp_path):
     _wait_gone(pid, timeout=15)  # failing for its idle time: it ends instead of retrying for ever
     assert len(recorder.spool.pending()) == 1
     assert _flushers_of(recorder.spool.directory) == []
+
+
+def test_a_flusher_draining_a_long_backlog_is_not_taken_for_hung(sqlite_store_uri, tmp_path, monkeypatch):
+    """Stall detection watches progress, not the drain's age: a flusher that keeps writing a
+    backlog longer than the stall limit is left alone (issue 22, item 4)."""
+    monkeypatch.setattr(flusher, "STALL_SECONDS", 1.5)  # the tasks' side of the check, shortened
+    spool = Spool(str(tmp_path / "spool"))
+    for i in range(2500):
+        spool.append(make_record(task_id=f"t{i}"))
+    recorder = recorder_for(sqlite_store_uri, spool.directory)
+    recorder.record(make_record(task_id="last"), wait=False)  # starts the flusher on the backlog
+    began, killed, busy_seen = time.monotonic(), False, 0.0
+    while spool.pending() and time.monotonic() - began < 120:
+        state = flusher.read_state(spool.directory)
+        if state.busy_since is not None:
+            busy_seen = max(busy_seen, time.time() - state.busy_since)
+        killed |= flusher.stop_stalled_flusher(spool.directory)
+        time.sleep(0.2)
+    assert not killed and spool.pending() == []
+    assert time.monotonic() - began > 1.5 * 2  # the drain really outlasted the stall limit
+    assert len(open_store(parse_store_uri(sqlite_store_uri)).get_executions()) == 2501
+
+
+def test_a_pid_in_the_state_file_that_is_not_this_spools_flusher_is_never_killed(tmp_path, monkeypatch):
+    """After a crash the state file's pid may have been reused by another process."""
+    spool_dir = str(tmp_path / "spool")
+    os.makedirs(spool_dir)
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        stale = flusher.FlusherState(pid=bystander.pid)
+        flusher._publish(spool_dir, stale)
+        busy = os.path.join(spool_dir, flusher.BUSY_NAME)
+        open(busy, "w").close()
+        os.utime(busy, (time.time() - 600, time.time() - 600))  # "busy" for ten minutes
+        assert flusher.read_state(spool_dir).stalled()
+        assert flusher.stop_stalled_flusher(spool_dir) is False
+        assert bystander.poll() is None  # still alive
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_record_of_an_unknown_state_is_set_aside_and_the_rest_drain(sqlite_store_uri, tmp_path):
+    spool = Spool(str(tmp_path / "spool"))
+    spool.append(make_record(task_id="before"))
+    odd = spool.append(make_record(task_id="odd"))
+    with open(odd.path) as handle:
+        payload = json.load(handle)
+    payload["state"] = "half_done"  # a state this version does not know
+    with open(odd.path, "w") as handle:
+        json.dump(payload, handle)
+    spool.append(make_record(task_id="after"))
+    report = replay_spool(spool, parse_store_uri(sqlite_store_uri))
+    assert (report.written, report.quarantined, report.remaining) == (2, 1, 0)
+    reasons = [open(p).read() for p in glob.glob(os.path.join(spool.directory, "corrupt", "*.reason"))]
+    assert any("state must be one of" in reason and "half_done" in reason for reason in reasons)

@@ -45,8 +45,11 @@ LOG_NAME = "flusher.log"
 _LOG_LIMIT_BYTES = 1 << 20
 _IDLE_MARK = 1.0  # the busy file's mtime while no drain runs (the epoch, give or take)
 STORE_ENV = "GRAPHLETS_FLUSHER_STORE_URI"
-# A drain busy for longer than this is taken for hung (a database that accepts and never answers).
+# A drain that wrote nothing for this long is taken for hung (a database that accepts and never
+# answers). The busy file's time is the drain's start, then each record's write (a heartbeat), so a
+# drain of a long backlog that keeps writing is never taken for hung.
 STALL_SECONDS = 60.0
+_HEARTBEAT_SECONDS = 1.0
 _MAX_BACKOFF_SECONDS = 30.0
 _SPAWN_LOCK_WAIT_SECONDS = 5.0
 # A flusher being started (the marker's age) is not started again by other tasks for this long:
@@ -70,7 +73,7 @@ class FlusherState:
     pid: int = 0
     last_error: str = ""  # why the last drain stopped, "" when it wrote everything
     error_since: float | None = None
-    busy_since: float | None = None  # wall-clock time the running drain started, None when idle
+    busy_since: float | None = None  # wall-clock time of the running drain's last progress (its start or last record), None when idle
     store_digest: str = ""  # store_digest() of the address this flusher writes to
 
     @property
@@ -203,15 +206,44 @@ def _open_log(spool_dir: str):
 
 
 def stop_stalled_flusher(spool_dir: str) -> bool:
-    """Kill a flusher whose drain has hung past :data:`STALL_SECONDS`; ``True`` if one was."""
+    """Kill a flusher whose drain wrote nothing for :data:`STALL_SECONDS`; ``True`` if one was.
+
+    Only a process that is this spool's flusher and holds its lock: after a crash the pid in the
+    state file may belong to another process by now."""
     state = read_state(spool_dir)
-    if not state.pid or not state.stalled():
+    if not state.pid or not state.stalled() or not _is_flusher_of(state.pid, spool_dir):
+        return False
+    if not _flusher_holds_lock(spool_dir):
         return False
     try:
         os.kill(state.pid, 9)
     except OSError:
         return False
     return True
+
+
+def _is_flusher_of(pid: int, spool_dir: str) -> bool:
+    """Whether ``pid`` is a flusher process of ``spool_dir`` (its command line says so)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            args = handle.read().split(b"\0")
+    except OSError:
+        return False
+    return b"airflow_graphlets.recorder.flusher" in args and os.fsencode(spool_dir) in args
+
+
+class _Heartbeat:
+    """Stamps the busy file as records are written, at most once a second."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._last = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= _HEARTBEAT_SECONDS:
+            self._last = now
+            _mark_busy(self.path, True)
 
 
 def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
@@ -227,8 +259,9 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
 
     from airflow_graphlets.recorder.replay import SpoolDrainer  # MLMD is imported here, never in a task
 
-    drainer = SpoolDrainer(spool, store_config)
     busy_path = os.path.join(spool_dir, BUSY_NAME)
+    heartbeat = _Heartbeat(busy_path)
+    drainer = SpoolDrainer(spool, store_config, on_progress=heartbeat)
     digest = store_digest(store_config)
     state = FlusherState(pid=os.getpid(), store_digest=digest)
     _publish(spool_dir, state)

@@ -174,7 +174,11 @@ class TaskRunRecord:
             raise RecordError(f"try_number must be a whole number ≥ 0, not {self.try_number!r}.")
         if not _is_int(self.map_index) or self.map_index < -1:
             raise RecordError(f"map_index must be -1 (not mapped) or ≥ 0, not {self.map_index!r}.")
-        object.__setattr__(self, "state", RunState(self.state))
+        try:
+            object.__setattr__(self, "state", RunState(self.state))
+        except ValueError:
+            raise RecordError(f"state must be one of {', '.join(s.value for s in RunState)}, "
+                              f"not {self.state!r}.") from None
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "outputs", tuple(self.outputs))
         # Free text Airflow hands over (an exception's message may hold a file name that is not
@@ -221,8 +225,8 @@ class TaskRunRecord:
             payload["inputs"] = tuple(InputRef(**ref) for ref in payload.get("inputs", ()))
             payload["outputs"] = tuple(ArtifactRecord(**art) for art in payload.get("outputs", ()))
             return cls(**payload)
-        except TypeError as err:
-            raise RecordError(f"Task-run record has unexpected fields: {err}.") from None
+        except (TypeError, ValueError, AttributeError) as err:  # a field of the wrong kind or value
+            raise RecordError(f"Task-run record has unexpected fields or values: {err}.") from None
 
 
 def check_properties(properties: Any, owner: str) -> dict[str, PropertyValue]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-
-from airflow_graphlets.store import mlmd_errors
 
 from airflow_graphlets.errors import RecordError, StoreUnavailableError, first_line
 from airflow_graphlets.recorder.records import TaskRunRecord
 from airflow_graphlets.recorder.spool import Spool, SpoolEntry
 from airflow_graphlets.recorder.writer import REFUSALS, Writer, refusal_reason
+from airflow_graphlets.store import mlmd_errors
 from airflow_graphlets.store.uri import StoreConfig
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,10 @@ class SpoolDrainer:
       batch_rows: let the writer batch rows (PostgreSQL); off, every record is its own MLMD call.
     """
 
-    def __init__(self, spool: Spool, store_config: StoreConfig, *, batch_rows: bool = True) -> None:
+    def __init__(self, spool: Spool, store_config: StoreConfig, *, batch_rows: bool = True,
+                 on_progress: Callable[[], None] | None = None) -> None:
         self.spool = spool
+        self.on_progress = on_progress  # called as records are written: the flusher's heartbeat
         self.store_config = store_config
         self.batch_rows = batch_rows
         self._writer: Writer | None = None
@@ -175,6 +177,10 @@ class SpoolDrainer:
             self.spool.quarantine(entry, str(err))
             report.quarantined += 1
             return None
+        except Exception as err:  # noqa: BLE001 - no record may stop the drain (it would never get past it)
+            self.spool.quarantine(entry, f"Could not be read: {type(err).__name__}: {err}")
+            report.quarantined += 1
+            return None
 
     def _write_entry(self, entry: SpoolEntry, record: TaskRunRecord, report: ReplayReport,
                      start: SpoolEntry | None = None) -> str:
@@ -193,6 +199,8 @@ class SpoolDrainer:
             self._fail(entry, report, err)
             return _FAILED
         report.write_seconds.append(time.perf_counter() - started)
+        if self.on_progress is not None:
+            self.on_progress()
         if not self._uncommitted:
             self._batch_opened = time.monotonic()
         if start is not None:  # leaves the spool before its end: a task waiting on the end then finds both gone
