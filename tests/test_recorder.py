@@ -394,3 +394,25 @@ def test_a_record_of_an_unknown_state_is_set_aside_and_the_rest_drain(sqlite_sto
     assert (report.written, report.quarantined, report.remaining) == (2, 1, 0)
     reasons = [open(p).read() for p in glob.glob(os.path.join(spool.directory, "corrupt", "*.reason"))]
     assert any("state must be one of" in reason and "half_done" in reason for reason in reasons)
+
+
+def test_an_unwritable_spool_costs_a_task_that_does_not_wait_nothing_even_with_a_hung_store(hung_server):
+    """With the spool unwritable and record_wait off, a record is written directly in the
+    background: the task moves on at once, however long the store takes (issue 22, item 5)."""
+    recorder = recorder_for(hung_server, "/sys/graphlets-spool", timeout=5.0)
+    began = time.monotonic()
+    for i in range(5):
+        assert recorder.record(make_record(task_id=f"t{i}"), wait=False) is False
+    assert time.monotonic() - began < 1.0  # before: up to record_timeout (5 s) per record
+
+
+def test_an_unwritable_spool_still_records_what_a_task_does_not_wait_for(sqlite_store_uri):
+    recorder = recorder_for(sqlite_store_uri, "/sys/graphlets-spool")
+    recorder.record(make_record(task_id="background"), wait=False)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        executions = open_store(parse_store_uri(sqlite_store_uri)).get_executions()
+        if executions:
+            break
+        time.sleep(0.1)
+    assert [e.custom_properties["task_id"].string_value for e in executions] == ["background"]

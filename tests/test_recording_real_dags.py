@@ -324,3 +324,24 @@ def test_an_override_is_refused_not_misfiled_while_the_secrets_backend_fails(air
     assert done.returncode == 2, done.stdout + done.stderr
     assert "the vault is sealed" in done.stderr and "whether it exists is unknown" in done.stderr
     assert not default_store.exists()
+
+
+def test_a_hanging_secrets_backend_cannot_hang_the_scheduler_side_lookup(airflow_env):
+    """The scheduler's DAG-run listener looks the store up with a bound (issue 22, item 6)."""
+    probe = (
+        "import time\n"
+        "from airflow_graphlets import airflow_config\n"
+        "from airflow_graphlets.errors import ConnectionLookupError\n"
+        "airflow_config.LOOKUP_TIMEOUT_SECONDS = 1.0\n"
+        "began = time.monotonic()\n"
+        "try:\n"
+        "    airflow_config.resolve_store(airflow_config.load_settings(), own_session=True)\n"
+        "except ConnectionLookupError as err:\n"
+        "    print('REFUSED', round(time.monotonic() - began, 1), err)\n"
+    )
+    env = {**airflow_env.env, "AIRFLOW__SECRETS__BACKEND": "secrets_backends.HangingVault",
+           "PYTHONPATH": os.path.join(os.path.dirname(__file__), "support")}
+    env.pop("AIRFLOW_CONN_MLMD_DEFAULT", None)
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("REFUSED"))
+    assert float(line.split()[1]) < 3 and "did not finish within 1 s" in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -76,3 +77,12 @@ def test_only_one_replayer_holds_the_lock(tmp_path):
 def _try_lock(spool: Spool) -> bool:
     with spool.replay_lock(timeout=0.05) as taken:
         return taken
+
+
+def test_many_records_are_stored_at_once_in_order_and_durably_named(tmp_path):
+    spool = Spool(str(tmp_path / "spool"))
+    records = [make_record(task_id=f"t{i}") for i in range(50)]
+    entries = spool.append_many(records)
+    assert [spool.read(e).task_id for e in spool.pending()] == [r.task_id for r in records]
+    assert [e.path for e in entries] == [e.path for e in spool.pending()]
+    assert not [name for name in os.listdir(spool.directory) if name.endswith(".tmp")]

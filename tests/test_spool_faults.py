@@ -65,7 +65,7 @@ def test_a_recorder_on_a_full_disk_writes_each_record_directly(small_disk, sqlit
     recorder = Recorder(parse_store_uri(sqlite_store_uri), Spool(str(disk / "spool")), record_timeout=60)
     with caplog.at_level(logging.WARNING):
         for task in ("ingest", "train"):
-            assert recorder.record(make_record(task_id=task, state=RunState.RUNNING), wait=False)
+            assert not recorder.record(make_record(task_id=task, state=RunState.RUNNING), wait=False)  # not awaited
             assert recorder.record(make_record(task_id=task), wait=True)
     assert caplog.text.count("No space left on device") == 1  # one warning per process
     executions = open_store(parse_store_uri(sqlite_store_uri)).get_executions()

@@ -11,6 +11,7 @@ from airflow_graphlets.errors import ConnectionLookupError, first_line
 from airflow_graphlets.store.uri import StoreConfig, connection_to_store_uri, parse_store_uri
 
 log = logging.getLogger(__name__)
+LOOKUP_TIMEOUT_SECONDS = 10.0
 
 
 def load_settings() -> GraphletsSettings:
@@ -77,7 +78,11 @@ def _in_own_thread(function, *args):
 
     thread = threading.Thread(target=call, name="graphlets-connection-lookup", daemon=True)
     thread.start()
-    thread.join()
+    thread.join(LOOKUP_TIMEOUT_SECONDS)  # a hung secrets backend must not hang the scheduler
+    if thread.is_alive():
+        raise ConnectionLookupError(
+            f"Looking up the store's connection did not finish within {LOOKUP_TIMEOUT_SECONDS:g} s (a secrets "
+            "backend hangs?). Records stay in the spool until a lookup finishes.")
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("result")

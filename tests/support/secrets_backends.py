@@ -16,3 +16,17 @@ class SealedVault(BaseSecretsBackend):
 
     def get_variable(self, key: str, team_name: str | None = None) -> str | None:
         raise ConnectionError("the vault is sealed")
+
+
+class HangingVault(BaseSecretsBackend):
+    """A secrets backend that never answers."""
+
+    def get_conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
+        import time
+
+        time.sleep(3600)
+
+    def get_connection(self, conn_id: str, team_name: str | None = None):
+        import time
+
+        time.sleep(3600)

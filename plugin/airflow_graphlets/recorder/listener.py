@@ -92,8 +92,8 @@ class GraphletsListener:
             from airflow_graphlets.recorder.capture import scheduler_outcomes
 
             dag_id, run_id = str(dag_run.dag_id), str(dag_run.run_id)
-            for record in scheduler_outcomes(dag_id, run_id, getattr(dag_run, "dag", None)):
-                recorder.record(record, wait=False)
+            # One flush to disk for the whole run, not one per task instance, on the scheduler's loop.
+            recorder.record_many(list(scheduler_outcomes(dag_id, run_id, getattr(dag_run, "dag", None))))
         except Exception:  # noqa: BLE001 - the scheduler must never feel us; log plain strings only
             log.warning("airflow-graphlets: could not record skipped tasks of %s run %s", dag_id, run_id,
                         exc_info=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -65,6 +66,9 @@ class Recorder:
                                          "this record is lost.")
                 return False
             self._warn_once("spool", f"airflow-graphlets: {err} This record is written directly, unspooled.")
+            if not wait:
+                self._write_in_background(record)  # a task that does not wait never pays for the store
+                return False
             return self._write_directly(record)
         if self.store_config is None:
             self._warn_once("unresolved", f"airflow-graphlets: records wait in the spool {self.spool.directory}: "
@@ -84,6 +88,24 @@ class Recorder:
         """A failing flusher writing to another address than this task's (settings changed since
         it started: a rotated password, a moved database) is replaced by one with this task's."""
         return flusher.hand_over(self.spool.directory, self.store_config, self.flusher_idle_seconds)
+
+    def record_many(self, records: list[TaskRunRecord]) -> None:
+        """Spool several records with one flush to disk and wake the flusher once; never raises,
+        never waits (the scheduler's DAG-run listener: every task instance of a run at once)."""
+        if not records:
+            return
+        if self.store_config is None:
+            for record in records:
+                self.record(record, wait=False)
+            return
+        try:
+            self.spool.append_many(records)
+        except SpoolError as err:
+            self._warn_once("spool", f"airflow-graphlets: {err} These records are written directly, unspooled.")
+            for record in records:
+                self._write_in_background(record)
+            return
+        self._notify()
 
     def _wait_written(self, entry: SpoolEntry) -> bool:
         deadline = time.monotonic() + self.record_timeout
@@ -142,6 +164,32 @@ class Recorder:
             record.dag_id, record.task_id, record.try_number,
         )
         return False
+
+    def _write_in_background(self, record: TaskRunRecord) -> None:
+        """The direct write of :meth:`_write_directly`, in a detached grandchild this process does
+        not wait for (the child exits at once and is reaped; the grandchild ends within the
+        record timeout, or 30 s, even if the store hangs)."""
+        try:
+            pid = os.fork()
+        except OSError:
+            return
+        if pid == 0:  # the child: start the writer and leave
+            code = 0
+            try:
+                if os.fork() == 0:
+                    signal.alarm(int(max(self.record_timeout, 30)))  # a hung store does not keep it for ever
+                    try:
+                        from airflow_graphlets.recorder.writer import Writer
+                        from airflow_graphlets.store.connect import open_store
+
+                        Writer(open_store(self.store_config)).write(record)
+                    finally:
+                        os._exit(0)
+            except BaseException:  # noqa: BLE001 - the child must end here whatever happens
+                code = 1
+            finally:
+                os._exit(code)
+        os.waitpid(pid, 0)  # the child only forks: this returns at once
 
     def _warn_unavailable(self, reason: str) -> None:
         self._warn_once(
