@@ -35,15 +35,35 @@ class Viewer:
         return self._dag("PUT", dag_id)
 
     def readable_dags(self) -> set[str] | None:
-        """None when the user may read every DAG, else the DAG ids they may read."""
-        if self.auth_manager.is_authorized_dag(method="GET", user=self.user):
+        """None when the user may read every DAG, else the DAG ids they may read.
+
+        With Airflow's multi-team mode a permission on "all DAGs" asked without details says
+        nothing about other teams' DAGs, so there the answer is always the list Airflow gives
+        (which weighs each DAG's team)."""
+        if not _multi_team() and self.auth_manager.is_authorized_dag(method="GET", user=self.user):
             return None
         return set(self.auth_manager.get_authorized_dag_ids(user=self.user, method="GET"))
 
     def _dag(self, method: str, dag_id: str) -> bool:
+        """Asked as Airflow's own API asks: the DAG and, in multi-team mode, the team owning it."""
         from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 
-        return bool(self.auth_manager.is_authorized_dag(method=method, user=self.user, details=DagDetails(id=dag_id)))
+        team = _team_of(dag_id) if _multi_team() else None
+        return bool(self.auth_manager.is_authorized_dag(method=method, user=self.user,
+                                                        details=DagDetails(id=dag_id, team_name=team)))
+
+
+def _multi_team() -> bool:
+    from airflow.configuration import conf
+
+    return conf.getboolean("core", "multi_team", fallback=False)
+
+
+def _team_of(dag_id: str) -> str | None:
+    """The team owning ``dag_id`` (through its DAG bundle), ``None`` when no team does."""
+    from airflow.models.dag import DagModel
+
+    return DagModel.get_team_name(dag_id)
 
 
 async def current_viewer(request: Request) -> Viewer:
