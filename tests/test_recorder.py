@@ -416,3 +416,45 @@ def test_an_unwritable_spool_still_records_what_a_task_does_not_wait_for(sqlite_
             break
         time.sleep(0.1)
     assert [e.custom_properties["task_id"].string_value for e in executions] == ["background"]
+
+
+def test_a_password_rotation_on_a_real_server_reaches_the_machines_flusher(tmp_path):
+    """MariaDB checks passwords (the local PostgreSQL trusts every one): records written under the
+    old password, the password rotated, the flusher (started with the old one) fails; the next
+    task, holding the new password, takes over and the spool drains (issue 22, item 3)."""
+    import pymysql
+    from support.databases import MARIA, create_store_uri, drop_store
+
+    uri = create_store_uri("mysql", str(tmp_path))
+    database = uri.rsplit("/", 1)[1]
+    user = f"rot_{database[-8:]}"
+    admin = pymysql.connect(**MARIA, autocommit=True)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'old-secret'")
+            cursor.execute(f"GRANT ALL ON `{database}`.* TO '{user}'@'127.0.0.1'")
+        old_uri = f"mysql://{user}:old-secret@127.0.0.1:3306/{database}"
+        spool = tmp_path / "spool"
+        old = recorder_for(old_uri, spool)
+        old.flusher_idle_seconds = 120
+        assert old.record(make_record(task_id="before_rotation"), wait=True)
+        with admin.cursor() as cursor:
+            cursor.execute(f"ALTER USER '{user}'@'127.0.0.1' IDENTIFIED BY 'new-secret'")
+            cursor.execute(f"KILL USER '{user}'")  # the flusher's open connection ends, as a server restart would
+        old.record(make_record(task_id="during_rotation"), wait=True)
+        failing = flusher.read_state(str(spool))
+        assert failing.store_failing and "Access denied" in failing.last_error
+
+        new = recorder_for(f"mysql://{user}:new-secret@127.0.0.1:3306/{database}", spool)
+        new.record(make_record(task_id="after_rotation"), wait=True)  # sees the failing flusher, takes over
+        deadline = time.monotonic() + 30
+        while new.spool.pending() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert new.spool.pending() == []
+        tasks = {e.custom_properties["task_id"].string_value for e in open_store(parse_store_uri(uri)).get_executions()}
+        assert tasks == {"before_rotation", "during_rotation", "after_rotation"}
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+        admin.close()
+        drop_store(uri)

@@ -272,7 +272,7 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
     try:
         while os.path.isdir(spool_dir):
             _mark_busy(busy_path, True)
-            report = drainer.drain()
+            report = _drain_or_fail(drainer)
             _mark_busy(busy_path, False)
             drained_at = time.monotonic()
             if report.error:
@@ -320,6 +320,20 @@ def run(spool_dir: str, store_config: StoreConfig, idle_seconds: float) -> int:
     if os.path.isdir(spool_dir) and spool.pending() and not handing_over:
         start_flusher(spool_dir, store_config, idle_seconds)
     return 0
+
+
+def _drain_or_fail(drainer):
+    """One drain; an error nobody expected counts as the store failing (the flusher backs off and
+    tries again) instead of ending the flusher with records waiting."""
+    from airflow_graphlets.errors import first_line
+    from airflow_graphlets.recorder.replay import ReplayReport
+
+    try:
+        return drainer.drain()
+    except Exception as err:  # noqa: BLE001 - logged, then treated as a failing store
+        logging.getLogger(__name__).exception("airflow-graphlets: the drain failed unexpectedly")
+        drainer.close()  # reconnect next time
+        return ReplayReport(error=f"{type(err).__name__}: {first_line(err)}")
 
 
 def _bind(path: str) -> socket.socket:

@@ -122,6 +122,8 @@ def transaction(engine: sa.Engine, backend: str, *, write: bool, describe: str) 
         connection = engine.raw_connection()
     except sa.exc.DBAPIError as err:
         raise UnavailableError(f"The MLMD store {describe} failed: {first_line(err.orig or err)}") from err
+    except dbapi.Error as err:  # the pool hands a failed connect's driver error through unwrapped
+        raise UnavailableError(f"Cannot connect to the MLMD store {describe}: {first_line(err)}") from err
     except OSError as err:  # a TLS file that cannot be read, before the driver connects
         raise UnavailableError(f"Cannot connect to the MLMD store {describe}: {err}") from err
     try:
