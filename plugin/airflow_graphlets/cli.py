@@ -280,7 +280,7 @@ def _decisions(args: argparse.Namespace) -> int:
             when = dt.datetime.fromisoformat(args.since)
         except ValueError:
             raise StoreConfigError(f"--since {args.since!r} is not an ISO date or time such as 2026-01-15.") from None
-        since = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+        since = (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
     found = read_decisions(_store(args.store), args.dag, since)
     if args.json:
         print(json.dumps([d.as_dict() for d in found], indent=1))
@@ -357,7 +357,7 @@ def _summarize(args: argparse.Namespace) -> int:
 def _utc(epoch_seconds: float) -> str:
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(epoch_seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(epoch_seconds, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _printable(text: str) -> str:

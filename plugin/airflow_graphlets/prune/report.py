@@ -17,7 +17,7 @@ _COLUMNS = ("policy", "skipped", "compute saved", "pushes kept", "model age", "a
 
 def to_text(evaluation: Evaluation) -> str:
     """Policies side by side, then the curve."""
-    since = dt.datetime.fromtimestamp(evaluation.evaluate_from, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    since = dt.datetime.fromtimestamp(evaluation.evaluate_from, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     point = evaluation.operating_point
     if evaluation.given_predictor:
         how = f"the given predictor {evaluation.given_predictor}'s own, not trained on this store"

@@ -58,7 +58,7 @@ def generate(profile: Profile, pipelines: int, days: int, seed: int,
 
     ``only``: just these pipelines (by number), each the same as in the whole history (every
     pipeline draws from its own generator), so that processes can build parts side by side."""
-    start = dt.datetime.fromisoformat(profile.start_date).replace(tzinfo=dt.UTC).timestamp()
+    start = dt.datetime.fromisoformat(profile.start_date).replace(tzinfo=dt.timezone.utc).timestamp()
     width = len(str(max(pipelines - 1, 1)))
     for index in range(pipelines) if only is None else only:
         yield _pipeline(profile, f"ct_pipeline_{index:0{width}d}", np.random.default_rng([seed, index]), start, days)

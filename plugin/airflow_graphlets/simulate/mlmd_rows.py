@@ -190,7 +190,7 @@ class RowBuilder:
         spans: list[int] = []  # Examples artifact id per span
         blessed_models: list[int] = []
         for r, t0 in enumerate(history.run_times.tolist()):
-            run_id = "scheduled__" + dt.datetime.fromtimestamp(t0, dt.UTC).isoformat()
+            run_id = "scheduled__" + dt.datetime.fromtimestamp(t0, dt.timezone.utc).isoformat()
             run_ctx = self._context(schema.PIPELINE_RUN_CONTEXT, f"{dag}.{run_id}", int(t0 * 1000))
             self._add("ParentContext", (run_ctx, pipeline_ctx))
             for name, value in ((schema.ContextProps.DAG_ID, dag), (schema.ContextProps.RUN_ID, run_id),

@@ -309,7 +309,7 @@ def _hours(seconds: float | None) -> str:
 def _when(epoch: float | None) -> str:
     if not epoch:
         return "–"
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _day(day: int | None) -> str:
