@@ -147,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     summarize = commands.add_parser("summarize", help="refresh the summary the Graphlets UI pages read (docs/ui.md)")
     summarize.add_argument("--store", help="MLMD store URI (default: the mlmd_default connection)")
     summarize.add_argument("--summary", help="summary database URL (default: [graphlets] summary_uri)")
+    summarize.add_argument("--full", action="store_true",
+                           help="rebuild the whole summary instead of reading what changed since the last refresh")
     summarize.add_argument("--if-unlocked", action="store_true",
                            help="do nothing when another summarize holds the lock (how the UI starts it)")
     summarize.set_defaults(run=_summarize)
@@ -348,9 +350,10 @@ def _summarize(args: argparse.Namespace) -> int:
             return 0
         if not held:
             raise GraphletsError(f"Another graphlets summarize is running (it holds {lock}); wait for it to end.")
-        result = refresh_summary(store, engine)
+        result = refresh_summary(store, engine, full=args.full)
+    how = "in full" if result.full else "incrementally (the pipelines written to since the last refresh)"
     print(f"summarized {result.graphlets:,} graphlets of {result.pipelines:,} pipelines and {result.decisions:,} "
-          f"gate decisions from {store} in {result.seconds:.1f} s")
+          f"gate decisions from {store} {how} in {result.seconds:.1f} s")
     return 0
 
 

@@ -83,10 +83,18 @@ def read_decisions(config: StoreConfig, dag_id: str, since: float | None = None,
     return [d for d in found if since is None or d.decided_at >= since]
 
 
-def read_all_decisions(config: StoreConfig, engine: Engine | None = None) -> dict[str, list[LoggedDecision]]:
-    """Every gate decision of the store, by DAG id, each list oldest first (one query)."""
+def read_all_decisions(config: StoreConfig, engine: Engine | None = None,
+                       pipelines: list[str] | None = None) -> dict[str, list[LoggedDecision]]:
+    """Every gate decision of the store (of ``pipelines`` only, when given), by DAG id, each list
+    oldest first."""
+    params = {"decision": DECISION, "context_type": schema.PIPELINE_CONTEXT}
     with reading(config, engine) as engine, engine.connect() as conn:
-        rows = conn.execute(sa.text(_ALL), {"decision": DECISION, "context_type": schema.PIPELINE_CONTEXT}).all()
+        if pipelines is None:
+            rows = conn.execute(sa.text(_ALL), params).all()
+        else:
+            of_pipelines = sa.text(_ALL + " AND c.name IN :names").bindparams(sa.bindparam("names", expanding=True))
+            rows = [row for start in range(0, len(pipelines), 500)
+                    for row in conn.execute(of_pipelines, {**params, "names": pipelines[start:start + 500]}).all()]
     dag_of = {int(row[1]): str(row[0]) for row in rows}
     by_dag: dict[str, list[LoggedDecision]] = {}
     for found in _parse([row[1:] for row in rows]):

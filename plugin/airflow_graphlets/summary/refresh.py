@@ -1,8 +1,10 @@
-"""Build the summary from an MLMD store: extract every graphlet, reduce, replace the tables.
+"""Build the summary from an MLMD store: extract the graphlets, reduce, replace the tables.
 
-The extraction is the bulk reader's (``graphlets analyze`` reads the same); at paper scale it
-takes about half a minute, which is why pages read the summary and a refresh runs beside them
-(``graphlets summarize``, started by the UI when the summary is older than its maximum age).
+The extraction is the bulk reader's (``graphlets analyze`` reads the same). A full one takes
+about half a minute at paper scale, so after the first a refresh is incremental: only the
+pipelines written to since the last are read again (``summary/incremental.py``). Pages read the
+summary; ``graphlets summarize`` refreshes it, started by the UI when it is older than its
+maximum age.
 """
 
 from __future__ import annotations
@@ -30,56 +32,93 @@ _BATCH = 20_000  # rows per INSERT batch: bounded memory for the driver at paper
 
 @dataclass(frozen=True)
 class RefreshResult:
-    """What a refresh wrote."""
+    """What a refresh wrote: a full one every row, an incremental one the rows of the pipelines
+    written to since the last (``pipelines`` counts those)."""
 
     graphlets: int
     pipelines: int
     decisions: int
     seconds: float
+    full: bool = True
 
 
-def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2) -> RefreshResult:
-    """Replace the summary in ``engine`` with what the store ``config`` holds now.
+def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, full: bool = False,
+                    margin_ms: int | None = None) -> RefreshResult:
+    """Bring the summary in ``engine`` up to what the store ``config`` holds now: incrementally
+    (``summary/incremental.py``) when it already summarises this store, else, or with ``full``,
+    by replacing everything. ``margin_ms``: how far before the last watermark an incremental
+    refresh looks again (default ``MARGIN_MS``, 5 minutes).
 
     Raises:
       StoreNotFoundError, StoreUnavailableError, NotAnMlmdStoreError, UnsupportedSchemaError:
         the store cannot be read (the summary is left as it was).
     """
+    from airflow_graphlets.summary.incremental import (
+        MARGIN_MS,
+        read_state,
+        refresh_pipelines,
+        store_watermark,
+        touched_pipelines,
+    )
+
+    began = time.perf_counter()
+    state = read_state(engine)
+    watermark = store_watermark(config)  # before reading: what changes meanwhile is found next time
+    if not full and state.get("store") == str(config) and "watermark_ms" in state:
+        margin = MARGIN_MS if margin_ms is None else margin_ms
+        touched = touched_pipelines(config, int(state["watermark_ms"]) - margin)
+        graphlets, decisions = refresh_pipelines(config, engine, touched, watermark, workers=1 if len(touched) < 50
+                                                 else workers)
+        return RefreshResult(graphlets, len(touched), decisions, time.perf_counter() - began, full=False)
+    return _refresh_everything(config, engine, workers, watermark, began)
+
+
+def _refresh_everything(config: StoreConfig, engine: Engine, workers: int, watermark: int,
+                        began: float) -> RefreshResult:
     from airflow_graphlets.graphlets.bulk_reader import read_graphlets
     from airflow_graphlets.prune.decisions import read_all_decisions
 
-    began = time.perf_counter()
     try:
         extraction: Extraction | None = read_graphlets(config, workers=workers)
     except NoGraphletsError:
         extraction = None
-    decisions = read_all_decisions(config)
-    graphlet_rows = list(_graphlet_rows(extraction)) if extraction else []
-    decision_rows = [
-        {"execution_id": d.execution_id, "pipeline": dag, "run_id": d.run_id, "decided_at": d.decided_at,
-         "decision": d.decision, "probability": d.probability,
-         "saved_seconds": float(d.features.get("expected_cost", 0.0) or 0.0) if d.decision == "skip" else 0.0}
-        for dag, found in decisions.items() for d in found
-    ]
-    day_rows = _compute_days(extraction, decision_rows)
+    decisions = decision_rows(read_all_decisions(config))
+    graphlets = list(graphlet_rows(extraction)) if extraction else []
+    day_rows = compute_days(extraction, decisions)
+    from airflow_graphlets.summary.incremental import lock_summary
+
     with engine.begin() as conn:
+        lock_summary(conn)
         for table in (tables.graphlet, tables.compute_day, tables.pipeline_total, tables.day_total, tables.decision,
                       tables.state):
             conn.execute(table.delete())
-        for table, rows in ((tables.graphlet, graphlet_rows), (tables.compute_day, day_rows),
-                            (tables.pipeline_total, _rolled_up(day_rows, "pipeline")),
-                            (tables.day_total, _rolled_up(day_rows, "day")), (tables.decision, decision_rows)):
+        for table, rows in ((tables.graphlet, graphlets), (tables.compute_day, day_rows),
+                            (tables.pipeline_total, rolled_up(day_rows, "pipeline")),
+                            (tables.day_total, rolled_up(day_rows, "day")), (tables.decision, decisions)):
             for start in range(0, len(rows), _BATCH):
                 conn.execute(table.insert(), rows[start:start + _BATCH])
         conn.execute(tables.state.insert(), [
             {"key": "store", "value": str(config)},
             {"key": "refreshed_at", "value": repr(time.time())},
+            {"key": "watermark_ms", "value": str(watermark)},
+            {"key": "last_refresh", "value": "full"},
         ])
     pipelines = {row["pipeline"] for row in day_rows}
-    return RefreshResult(len(graphlet_rows), len(pipelines), len(decision_rows), time.perf_counter() - began)
+    return RefreshResult(len(graphlets), len(pipelines), len(decisions), time.perf_counter() - began)
 
 
-def _graphlet_rows(extraction: Extraction) -> Iterator[dict]:
+def decision_rows(decisions: dict) -> list[dict]:
+    """The summary's rows of the gate decisions ``read_all_decisions`` returns."""
+    return [
+        {"execution_id": d.execution_id, "pipeline": dag, "run_id": d.run_id, "decided_at": d.decided_at,
+         "decision": d.decision, "probability": d.probability,
+         "saved_seconds": float(d.features.get("expected_cost", 0.0) or 0.0) if d.decision == "skip" else 0.0}
+        for dag, found in decisions.items() for d in found
+    ]
+
+
+def graphlet_rows(extraction: Extraction) -> Iterator[dict]:
+    """The summary's row of each graphlet of ``extraction`` that belongs to a pipeline."""
     g = extraction.graphlets
     spans = g.lists["spans"]
     offsets, values = spans.offsets, spans.values
@@ -98,7 +137,7 @@ def _graphlet_rows(extraction: Extraction) -> Iterator[dict]:
         }
 
 
-def _compute_days(extraction: Extraction | None, decisions: list[dict]) -> list[dict]:
+def compute_days(extraction: Extraction | None, decisions: list[dict]) -> list[dict]:
     """One row per (pipeline, day) that had compute, a graphlet, a push or a decision."""
     rows: dict[tuple[str, int], dict] = {}
 
@@ -134,7 +173,7 @@ def _compute_days(extraction: Extraction | None, decisions: list[dict]) -> list[
     return [rows[key] for key in sorted(rows)]
 
 
-def _rolled_up(day_rows: list[dict], key: str) -> list[dict]:
+def rolled_up(day_rows: list[dict], key: str) -> list[dict]:
     """The (pipeline, day) rows summed per ``key`` ("pipeline" or "day")."""
     totals: dict[object, dict] = {}
     for row in day_rows:

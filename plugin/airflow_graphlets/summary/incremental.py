@@ -1,0 +1,136 @@
+"""Refresh the summary by what changed: re-extract only the pipelines written to since the last
+refresh, and replace their rows.
+
+A graphlet belongs to one pipeline and is assembled from that pipeline's executions (the bulk
+reader's pipeline filter reads exactly them), so a pipeline's summary rows depend on its own
+executions, artifacts and decisions only. A refresh therefore asks the store which pipelines
+have an execution or artifact created or updated, or a context created, after its watermark
+(MLMD's indexed ``last_update_time_since_epoch`` columns), re-extracts those pipelines, and in one
+transaction replaces their graphlet, day, pipeline-total and decision rows and recomputes the day
+totals of the days they touch, in the order a full refresh sums them.
+
+The watermark is the newest change time the store held when the refresh started, minus a margin
+(:data:`MARGIN_MS`): a writer whose transaction was still open then, or whose clock runs a little
+behind, commits rows with earlier times that the next refresh still finds. A refresh of another
+store, or of a summary without a watermark, is a full one; ``full=True`` forces one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from airflow_graphlets.errors import NoGraphletsError
+from airflow_graphlets.store import schema
+from airflow_graphlets.store.inspect import reading
+from airflow_graphlets.store.uri import StoreConfig
+from airflow_graphlets.summary import tables
+
+MARGIN_MS = 5 * 60 * 1000
+_SUMMARY_LOCK = 0x67736D79  # "gsmy"
+_CHUNK = 500
+_TOUCHED = """
+SELECT DISTINCT c.name FROM Context c JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type
+WHERE c.create_time_since_epoch >= :since OR c.id IN (
+    SELECT a.context_id FROM Association a JOIN Execution e ON e.id = a.execution_id
+    WHERE e.last_update_time_since_epoch >= :since OR e.create_time_since_epoch >= :since)
+  OR c.id IN (
+    SELECT at.context_id FROM Attribution at JOIN Artifact r ON r.id = at.artifact_id
+    WHERE r.last_update_time_since_epoch >= :since OR r.create_time_since_epoch >= :since)
+"""
+_NEWEST = ("SELECT MAX(m) FROM (SELECT MAX(last_update_time_since_epoch) AS m FROM Execution UNION ALL "
+           "SELECT MAX(last_update_time_since_epoch) FROM Artifact UNION ALL "
+           "SELECT MAX(create_time_since_epoch) FROM Context) newest")
+
+
+def store_watermark(config: StoreConfig, engine: Engine | None = None) -> int:
+    """The newest create or update time (ms) the store holds now; 0 for an empty store."""
+    with reading(config, engine) as engine, engine.connect() as conn:
+        return int(conn.execute(sa.text(_NEWEST)).scalar() or 0)
+
+
+def touched_pipelines(config: StoreConfig, since_ms: int, engine: Engine | None = None) -> list[str]:
+    """The pipelines with an execution or artifact created or updated, or that were created, at
+    or after ``since_ms``."""
+    with reading(config, engine) as engine, engine.connect() as conn:
+        rows = conn.execute(sa.text(_TOUCHED), {"since": since_ms, "pipeline_type": schema.PIPELINE_CONTEXT})
+        return sorted(name for (name,) in rows)
+
+
+def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str], watermark_ms: int,
+                      workers: int = 1) -> tuple[int, int]:
+    """Replace the summary rows of ``pipelines`` with what the store holds now; record the
+    watermark. Returns the graphlet and decision rows written."""
+    from airflow_graphlets.graphlets.bulk_reader import read_graphlets
+    from airflow_graphlets.prune.decisions import read_all_decisions
+    from airflow_graphlets.summary.refresh import compute_days, decision_rows, graphlet_rows, rolled_up
+
+    extraction = None
+    if pipelines:
+        try:
+            extraction = read_graphlets(config, pipelines, workers=workers)
+        except NoGraphletsError:
+            extraction = None
+    decisions = decision_rows(read_all_decisions(config, pipelines=pipelines)) if pipelines else []
+    graphlets = list(graphlet_rows(extraction)) if extraction else []
+    days = compute_days(extraction, decisions)
+    with engine.begin() as conn:
+        lock_summary(conn)
+        old_days = set()
+        for part in _chunks(pipelines):
+            old_days |= {day for (day,) in conn.execute(
+                sa.select(tables.compute_day.c.day).where(tables.compute_day.c.pipeline.in_(part)).distinct())}
+            for table in (tables.graphlet, tables.compute_day, tables.pipeline_total, tables.decision):
+                conn.execute(table.delete().where(table.c.pipeline.in_(part)))
+        for table, rows in ((tables.graphlet, graphlets), (tables.compute_day, days),
+                            (tables.pipeline_total, rolled_up(days, "pipeline")), (tables.decision, decisions)):
+            if rows:
+                conn.execute(table.insert(), rows)
+        _recompute_day_totals(conn, old_days | {row["day"] for row in days})
+        _set_state(conn, {"watermark_ms": str(watermark_ms), "refreshed_at": repr(time.time()),
+                          "last_refresh": f"incremental: {len(pipelines)} pipelines"})
+    return len(graphlets), len(decisions)
+
+
+def lock_summary(conn: sa.Connection) -> None:
+    """Hold the summary for this transaction: API servers on several machines may refresh one
+    shared summary database at once, and two replacing the same pipelines' rows side by side
+    would collide on their keys. On PostgreSQL (the database docs/ui.md names for a shared
+    summary) a lock held until the transaction ends; SQLite's write lock serialises writers."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SUMMARY_LOCK})
+
+
+def _recompute_day_totals(conn: sa.Connection, days: set[int]) -> None:
+    """Day totals of ``days`` from every pipeline's rows of those days, summed in a full
+    refresh's order (by pipeline), so both give the same floating-point totals."""
+    from airflow_graphlets.summary.refresh import rolled_up
+
+    for part in _chunks(sorted(days)):
+        rows = [dict(row._mapping) for row in conn.execute(
+            sa.select(tables.compute_day).where(tables.compute_day.c.day.in_(part))
+            .order_by(tables.compute_day.c.pipeline, tables.compute_day.c.day))]
+        conn.execute(tables.day_total.delete().where(tables.day_total.c.day.in_(part)))
+        totals = rolled_up(rows, "day")
+        if totals:
+            conn.execute(tables.day_total.insert(), totals)
+
+
+def _set_state(conn: sa.Connection, values: dict[str, str]) -> None:
+    conn.execute(tables.state.delete().where(tables.state.c.key.in_(list(values))))
+    conn.execute(tables.state.insert(), [{"key": k, "value": v} for k, v in values.items()])
+
+
+def read_state(engine: Engine) -> dict[str, str]:
+    """The summary's key/value state (empty for a new summary)."""
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.select(tables.state.c.key, tables.state.c.value)).all())
+
+
+def _chunks(values: Iterable) -> Iterable[list]:
+    values = list(values)
+    for start in range(0, len(values), _CHUNK):
+        yield values[start:start + _CHUNK]
