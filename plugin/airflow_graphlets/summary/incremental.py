@@ -36,11 +36,13 @@ _TOUCHED = """
 SELECT DISTINCT c.name FROM Context c JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type
 WHERE c.create_time_since_epoch >= :since OR c.id IN (
     SELECT a.context_id FROM Association a JOIN Execution e ON e.id = a.execution_id
-    WHERE e.last_update_time_since_epoch >= :since OR e.create_time_since_epoch >= :since)
+    WHERE e.last_update_time_since_epoch >= :since)
   OR c.id IN (
     SELECT at.context_id FROM Attribution at JOIN Artifact r ON r.id = at.artifact_id
-    WHERE r.last_update_time_since_epoch >= :since OR r.create_time_since_epoch >= :since)
+    WHERE r.last_update_time_since_epoch >= :since)
 """
+# (MLMD sets a node's update time with its create time and moves it on every change, so the
+# indexed update time alone finds what was created or changed.)
 _NEWEST = ("SELECT MAX(m) FROM (SELECT MAX(last_update_time_since_epoch) AS m FROM Execution UNION ALL "
            "SELECT MAX(last_update_time_since_epoch) FROM Artifact UNION ALL "
            "SELECT MAX(create_time_since_epoch) FROM Context) newest")
