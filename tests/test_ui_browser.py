@@ -28,6 +28,8 @@ from airflow_graphlets.prune.signals import span_drift
 from airflow_graphlets.simulate.run import simulate
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.uri import parse_store_uri
+from airflow_graphlets.ui.units import duration
+from airflow_graphlets.graphlets.clock import on_clock
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 from support.airflow_env import VENV_BIN
 from support.airflow_services import AirflowServices, free_port
@@ -159,14 +161,14 @@ def test_the_overview_is_in_airflows_navigation_and_shows_the_stores_numbers(dep
     frame = page.frame_locator("iframe")
     # The first visit finds no summary, starts one and reloads until it is there.
     frame.locator("[data-figure=graphlets]").filter(has_not_text=re.compile(r"^0$")).wait_for(timeout=90_000)
-    extraction = read_graphlets(deployment["config"])
+    extraction = on_clock(read_graphlets(deployment["config"]), "logical")  # the pages' clock
     e = extraction.executions
     wasted = e.duration[(e.outcome == 1) & (e.pipeline >= 0)].sum()
     assert figure(frame, "graphlets") == f"{len(extraction.graphlets):,}"
-    assert figure(frame, "wasted") == f"{wasted / 3600:,.1f} h"
+    assert figure(frame, "wasted") == duration(wasted)
     assert figure(frame, "dags") == f"{len(extraction.pipelines):,}"
     saved = read_decisions(deployment["config"], GATED)[-1].features["expected_cost"]
-    assert figure(frame, "saved") == f"{saved / 3600:,.1f} h"
+    assert figure(frame, "saved") == duration(saved)
     assert frame.locator("svg.chart g.bar").count() >= 20
     shoot(page, "overview")
     # Filtered to one DAG, the figures are that DAG's.
@@ -193,14 +195,14 @@ def test_markup_in_names_is_shown_as_text(deployment, browser):
 
 def test_the_pipeline_view_shows_the_timeline_cadence_and_skips(deployment, browser):
     page = signed_in(browser, deployment, "admin")
-    extraction = read_graphlets(deployment["config"])
+    extraction = on_clock(read_graphlets(deployment["config"]), "logical")  # the pages' clock
     g = extraction.graphlets
     index = extraction.pipelines.index("ct_pipeline_2")
     pushes = np.sort(g.pushed_at[(g.pipeline == index) & g.pushed])
     page.goto(f"{deployment['base']}/graphlets/pipeline?dag=ct_pipeline_2")
     assert figure(page, "graphlets") == str(int((g.pipeline == index).sum()))
     assert figure(page, "pushes") == str(len(pushes))
-    assert figure(page, "cadence") == f"{np.median(np.diff(pushes)) / 3600:.1f} h"
+    assert figure(page, "cadence") == duration(np.median(np.diff(pushes)))
     assert page.locator("svg.timeline a.run").count() == int((g.pipeline == index).sum())
     shoot(page, "pipeline")
     page.goto(f"{deployment['base']}/graphlets/pipeline?dag={GATED}")

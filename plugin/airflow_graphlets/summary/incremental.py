@@ -68,15 +68,24 @@ def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str],
     watermark. Returns the graphlet and decision rows written."""
     from airflow_graphlets.graphlets.bulk_reader import read_graphlets
     from airflow_graphlets.prune.decisions import read_all_decisions
-    from airflow_graphlets.summary.refresh import compute_days, decision_rows, graphlet_rows, rolled_up
+    from airflow_graphlets.graphlets.clock import on_clock
+    from airflow_graphlets.summary.refresh import (
+        CLOCK,
+        compute_days,
+        decision_rows,
+        graphlet_rows,
+        on_run_clock,
+        rolled_up,
+    )
 
     extraction = None
     if pipelines:
         try:
-            extraction = read_graphlets(config, pipelines, workers=workers)
+            extraction = on_clock(read_graphlets(config, pipelines, workers=workers), CLOCK)
         except NoGraphletsError:
             extraction = None
-    decisions = decision_rows(read_all_decisions(config, pipelines=pipelines)) if pipelines else []
+    decisions = on_run_clock(decision_rows(read_all_decisions(config, pipelines=pipelines)), extraction) \
+        if pipelines else []
     graphlets = list(graphlet_rows(extraction)) if extraction else []
     days = compute_days(extraction, decisions)
     with engine.begin() as conn:

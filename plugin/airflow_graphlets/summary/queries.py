@@ -232,6 +232,7 @@ def pipeline_view(engine: Engine, dag_id: str, page: int = 0, per_page: int = 50
 class SummaryState:
     store: str | None
     refreshed_at: float | None
+    clock: str = "wall"  # where the summary's times come from: "logical" dates or "wall" (summaries before it said)
 
 
 def summary_state(engine: Engine) -> SummaryState:
@@ -239,7 +240,7 @@ def summary_state(engine: Engine) -> SummaryState:
     with engine.connect() as conn:
         values = dict(conn.execute(sa.select(tables.state.c.key, tables.state.c.value)).all())
     at = values.get("refreshed_at")
-    return SummaryState(values.get("store"), float(at) if at else None)
+    return SummaryState(values.get("store"), float(at) if at else None, values.get("clock", "wall"))
 
 
 def graphlet_pipeline(engine: Engine, trainer_id: int) -> str | None:

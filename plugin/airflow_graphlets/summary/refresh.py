@@ -23,11 +23,15 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from airflow_graphlets.errors import GraphletsError, NoGraphletsError
+from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.graphlets.model import OUTCOME_NAMES, STATUSES, Extraction
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
 
 _BATCH = 20_000  # rows per INSERT batch: bounded memory for the driver at paper scale
+# The pages place runs where `graphlets analyze` does by default: on the runs' logical dates (a
+# backfill's days stay days apart), falling back to when executions ran where a run has none.
+CLOCK = "logical"
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,10 @@ def _refresh_everything(config: StoreConfig, engine: Engine, workers: int, water
     from airflow_graphlets.prune.decisions import read_all_decisions
 
     try:
-        extraction: Extraction | None = read_graphlets(config, workers=workers)
+        extraction: Extraction | None = on_clock(read_graphlets(config, workers=workers), CLOCK)
     except NoGraphletsError:
         extraction = None
-    decisions = decision_rows(read_all_decisions(config))
+    decisions = on_run_clock(decision_rows(read_all_decisions(config)), extraction)
     graphlets = list(graphlet_rows(extraction)) if extraction else []
     day_rows = compute_days(extraction, decisions)
     from airflow_graphlets.summary.incremental import lock_summary
@@ -102,9 +106,26 @@ def _refresh_everything(config: StoreConfig, engine: Engine, workers: int, water
             {"key": "refreshed_at", "value": repr(time.time())},
             {"key": "watermark_ms", "value": str(watermark)},
             {"key": "last_refresh", "value": "full"},
+            {"key": "clock", "value": CLOCK},
         ])
     pipelines = {row["pipeline"] for row in day_rows}
     return RefreshResult(len(graphlets), len(pipelines), len(decisions), time.perf_counter() - began)
+
+
+def on_run_clock(decisions: list[dict], extraction: Extraction | None) -> list[dict]:
+    """Decision rows placed on the extraction's clock: a gate's decision is an execution of its
+    run, so it moves with the run's logical date as the graphlets do (a backfill's skips stand on
+    their runs' days, not on the day the backfill ran). Decisions not in the extraction keep
+    their time."""
+    if extraction is None or not decisions:
+        return decisions
+    e = extraction.executions
+    if not len(e.ids):
+        return decisions
+    ids = np.asarray([d["execution_id"] for d in decisions], dtype=e.ids.dtype)
+    at = np.clip(np.searchsorted(e.ids, ids), 0, len(e.ids) - 1)
+    found = (e.ids[at] == ids) & (e.start[at] > 0)
+    return [{**d, "decided_at": float(e.start[i])} if ok else d for d, i, ok in zip(decisions, at, found)]
 
 
 def decision_rows(decisions: dict) -> list[dict]:

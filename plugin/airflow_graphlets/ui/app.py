@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from airflow_graphlets.errors import GraphletsError, mask_secrets
+from airflow_graphlets.ui.units import duration
 from airflow_graphlets.ui.access import Viewer, check_same_origin, csrf_token, current_viewer
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -110,7 +111,7 @@ def create_app() -> FastAPI:
     app.state.services_lock = threading.Lock()
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    env.filters.update(hours=_hours, when=_when, day=_day, pct=_pct)
+    env.filters.update(duration=duration, when=_when, day=_day, pct=_pct)
     for name in env.list_templates():  # compiled now, not on some user's first page
         env.get_template(name)
 
@@ -297,13 +298,6 @@ def _day_param(name: str, text: str | None) -> int | None:
     except ValueError:
         raise HTTPException(400, f"{name}={text!r} is not a date: use YYYY-MM-DD, such as 2026-11-30.") from None
     return (day - dt.date(1970, 1, 1)).days
-
-
-def _hours(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    hours = seconds / 3600
-    return f"{hours:,.1f} h" if hours < 10_000 else f"{hours / 1000:,.0f}k h"
 
 
 def _when(epoch: float | None) -> str:

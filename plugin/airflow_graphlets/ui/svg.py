@@ -14,6 +14,8 @@ from html import escape
 
 from markupsafe import Markup
 
+from airflow_graphlets.ui.units import axis_unit
+
 COLORS = {
     "pushed": "#2e7d32", "wasted": "#c62828", "pending": "#f9a825", "unattributed": "#90a4ae", "saved": "#1565c0",
     "not_pushed": "#c62828", "failed": "#424242", "running": "#f9a825", "skip": "#1565c0", "blessed": "#ef6c00",
@@ -25,13 +27,15 @@ def _fmt_day(day: int) -> str:
 
 
 def stacked_bars(buckets: Sequence[tuple[int, dict[str, float]]], series: Sequence[str], *, width: int = 900,
-                 height: int = 220, unit: Callable[[float], str] = lambda v: f"{v / 3600:,.1f} h") -> Markup:
-    """Bars over time, one stack per bucket (``(day, {series: value})``), ``series`` bottom up."""
+                 height: int = 220, unit: Callable[[float], str] | None = None) -> Markup:
+    """Bars over time, one stack per bucket (``(day, {series: value})``), ``series`` bottom up.
+    Values are seconds unless ``unit`` labels them otherwise; the axis unit fits the tallest bar."""
     if not buckets:
         return Markup('<p class="empty">No compute recorded in this range.</p>')
     left, bottom, top = 64, 22, 8
     plot_w, plot_h = width - left - 8, height - bottom - top
     peak = max(sum(values.get(s, 0.0) for s in series) for _, values in buckets) or 1.0
+    unit = unit or axis_unit(peak)
     bar = plot_w / len(buckets)
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="100%" '
              f'preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg">']
