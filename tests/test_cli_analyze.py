@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import shutil
 import sqlite3
@@ -54,6 +55,10 @@ def test_json_html_and_png_reports(tfx_uri, tmp_path, capsys):
     assert document["totals"]["graphlets"] == 6 and document["totals"]["pushed"] == 4
     page = html_path.read_text()
     assert page.count("<img ") == 8 and "data:image/png;base64," in page
+    assert "class='grid'" in page and "class='cards'" in page  # figures side by side, headline first
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    titles = re.findall(r"<img alt='(.*?)'", page)
+    assert len(captions) == 8 and not set(captions) & set(titles)  # a caption says more than its title
     assert HOSTILE not in page and "&lt;script&gt;" in page  # names from the store are escaped
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png_path.stat().st_size > 20_000
 
@@ -143,3 +148,20 @@ def test_an_unsupported_schema_version_is_named(tfx_uri, tmp_path, capsys):
 def test_bad_arguments_are_named(tfx_uri, capsys):
     assert "--top must be 0 or more" in _error(capsys, "--store", tfx_uri, "--top", "-1")
     assert "scheme" in _error(capsys, "--store", "oracle://db/x")
+
+
+def test_axes_of_nearly_equal_values_read_as_plain_numbers():
+    """No "1e-5+1.1e1" offset labels: every lifespan equal to the microsecond, say."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from airflow_graphlets.graphlets.plots import _cdf, _plain_numbers
+
+    fig, ax = plt.subplots()
+    _cdf(ax, np.asarray([11.00001, 11.00002, 11.00003]), "days")
+    _plain_numbers(ax)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert ax.xaxis.get_offset_text().get_text() == ""
+    assert labels and not any("e" in label for label in labels)
+    plt.close(fig)

@@ -28,7 +28,7 @@ from airflow_graphlets.prune.signals import span_drift
 from airflow_graphlets.simulate.run import simulate
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.uri import parse_store_uri
-from airflow_graphlets.ui.units import duration
+from airflow_graphlets.units import duration
 from airflow_graphlets.graphlets.clock import on_clock
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 from support.airflow_env import VENV_BIN

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_graphlets.ui.units import axis_unit, duration
+from airflow_graphlets.units import axis_unit, duration
 
 
 @pytest.mark.parametrize("seconds, shown", [

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from airflow_graphlets.errors import GraphletsError, mask_secrets
-from airflow_graphlets.ui.units import duration
+from airflow_graphlets.units import duration
 from airflow_graphlets.ui.access import Viewer, check_same_origin, csrf_token, current_viewer
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError

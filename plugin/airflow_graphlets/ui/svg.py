@@ -14,7 +14,7 @@ from html import escape
 
 from markupsafe import Markup
 
-from airflow_graphlets.ui.units import axis_unit
+from airflow_graphlets.units import axis_unit
 
 COLORS = {
     "pushed": "#2e7d32", "wasted": "#c62828", "pending": "#f9a825", "unattributed": "#90a4ae", "saved": "#1565c0",

@@ -37,6 +37,11 @@ def axis_unit(peak_seconds: float) -> Callable[[float], str]:
     return label_of
 
 
+def unit_for(peak_seconds: float) -> tuple[float, str]:
+    """The unit (its size in seconds, and its name) an axis up to ``peak_seconds`` reads in."""
+    return _unit(abs(peak_seconds))
+
+
 def _unit(seconds: float) -> tuple[float, str]:
     for size, label, at_least in _UNITS:
         if seconds >= at_least:
