@@ -38,11 +38,13 @@ class GraphletsPlugin(AirflowPlugin):
     name = "airflow_graphlets"
     listeners = [GraphletsListener()]
     fastapi_apps = [{"app": LazyGraphletsApp(), "url_prefix": MOUNT, "name": "Graphlets"}]
+    # Relative hrefs: Airflow's UI resolves them against its own base URL, so the pages open
+    # when Airflow is served under a sub-path ([api] base_url) as well as at the root.
     external_views = [
-        {"name": "Waste overview", "href": f"{MOUNT}/", "url_route": "graphlets", "category": "Graphlets",
+        {"name": "Waste overview", "href": f"{MOUNT[1:]}/", "url_route": "graphlets", "category": "Graphlets",
          "destination": "nav"},
-        {"name": "Skip log", "href": f"{MOUNT}/skips", "url_route": "graphlets-skips", "category": "Graphlets",
+        {"name": "Skip log", "href": f"{MOUNT[1:]}/skips", "url_route": "graphlets-skips", "category": "Graphlets",
          "destination": "nav"},
-        {"name": "Graphlets", "href": f"{MOUNT}/pipeline?dag={{DAG_ID}}", "url_route": "graphlets-dag",
+        {"name": "Graphlets", "href": f"{MOUNT[1:]}/pipeline?dag={{DAG_ID}}", "url_route": "graphlets-dag",
          "destination": "dag"},
     ]
