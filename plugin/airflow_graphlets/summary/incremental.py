@@ -32,17 +32,20 @@ from airflow_graphlets.summary import tables
 MARGIN_MS = 5 * 60 * 1000
 _SUMMARY_LOCK = 0x67736D79  # "gsmy"
 _CHUNK = 500
-_TOUCHED = """
-SELECT DISTINCT c.name FROM Context c JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type
-WHERE c.create_time_since_epoch >= :since OR c.id IN (
-    SELECT a.context_id FROM Association a JOIN Execution e ON e.id = a.execution_id
-    WHERE e.last_update_time_since_epoch >= :since)
-  OR c.id IN (
-    SELECT at.context_id FROM Attribution at JOIN Artifact r ON r.id = at.artifact_id
-    WHERE r.last_update_time_since_epoch >= :since)
-"""
-# (MLMD sets a node's update time with its create time and moves it on every change, so the
-# indexed update time alone finds what was created or changed.)
+# Look-ups by index only (MLMD indexes update times, and property rows by their owner): the
+# executions and artifacts changed since the watermark; the executions that wrote or read those
+# artifacts; the DAG id the recorder writes on each execution. MLMD has no index on an
+# association's execution id, so only executions without a DAG id (a TFX store's) are mapped to
+# their pipelines through the association table.
+_CHANGED_EXECUTIONS = "SELECT id FROM Execution WHERE last_update_time_since_epoch >= :since"
+_CHANGED_ARTIFACTS = "SELECT id FROM Artifact WHERE last_update_time_since_epoch >= :since"
+_EVENTS_OF_ARTIFACTS = "SELECT DISTINCT execution_id FROM Event WHERE artifact_id IN :ids"
+_DAG_IDS = ("SELECT execution_id, string_value FROM ExecutionProperty WHERE execution_id IN :ids "
+            "AND name = :dag_id AND is_custom_property = :custom")
+_PIPELINES_OF = ("SELECT DISTINCT c.name FROM Association a JOIN Context c ON c.id = a.context_id "
+                 "JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type WHERE a.execution_id IN :ids")
+_NEW_OR_NAMED = ("SELECT c.name FROM Context c JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type "
+                 "WHERE c.create_time_since_epoch >= :since OR c.name IN :names")
 _NEWEST = ("SELECT MAX(m) FROM (SELECT MAX(last_update_time_since_epoch) AS m FROM Execution UNION ALL "
            "SELECT MAX(last_update_time_since_epoch) FROM Artifact UNION ALL "
            "SELECT MAX(create_time_since_epoch) FROM Context) newest")
@@ -58,8 +61,39 @@ def touched_pipelines(config: StoreConfig, since_ms: int, engine: Engine | None 
     """The pipelines with an execution or artifact created or updated, or that were created, at
     or after ``since_ms``."""
     with reading(config, engine) as engine, engine.connect() as conn:
-        rows = conn.execute(sa.text(_TOUCHED), {"since": since_ms, "pipeline_type": schema.PIPELINE_CONTEXT})
-        return sorted(name for (name,) in rows)
+        def ids(statement: str, params: dict) -> set[int]:
+            return {int(i) for (i,) in conn.execute(_expanding(statement), params)}
+
+        executions = ids(_CHANGED_EXECUTIONS, {"since": since_ms})
+        artifacts = sorted(ids(_CHANGED_ARTIFACTS, {"since": since_ms}))
+        for part in _chunks(artifacts):
+            executions |= ids(_EVENTS_OF_ARTIFACTS, {"ids": part})
+        names: set[str] = set()
+        unnamed = set(executions)
+        for part in _chunks(sorted(executions)):
+            for execution_id, dag_id in conn.execute(_expanding(_DAG_IDS), {
+                    "ids": part, "dag_id": schema.ExecutionProps.DAG_ID, "custom": True}):
+                if dag_id:
+                    names.add(dag_id)
+                    unnamed.discard(int(execution_id))
+        for part in _chunks(sorted(unnamed)):
+            names |= {name for (name,) in conn.execute(_expanding(_PIPELINES_OF), {
+                "ids": part, "pipeline_type": schema.PIPELINE_CONTEXT})}
+        # Only names that are pipelines of the store (a DAG id may name another kind of context),
+        # and every pipeline created since.
+        found: set[str] = set()
+        for part in _chunks(sorted(names)) if names else [[]]:
+            found |= {name for (name,) in conn.execute(_expanding(_NEW_OR_NAMED), {
+                "since": since_ms, "names": part or [""], "pipeline_type": schema.PIPELINE_CONTEXT})}
+        return sorted(found)
+
+
+def _expanding(statement: str) -> sa.TextClause:
+    clause = sa.text(statement)
+    for name in ("ids", "names"):
+        if f":{name}" in statement:
+            clause = clause.bindparams(sa.bindparam(name, expanding=True))
+    return clause
 
 
 def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str], watermark_ms: int,
@@ -90,17 +124,17 @@ def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str],
     days = compute_days(extraction, decisions)
     with engine.begin() as conn:
         lock_summary(conn)
-        old_days = set()
+        old_rows = []
         for part in _chunks(pipelines):
-            old_days |= {day for (day,) in conn.execute(
-                sa.select(tables.compute_day.c.day).where(tables.compute_day.c.pipeline.in_(part)).distinct())}
+            old_rows += [dict(row._mapping) for row in conn.execute(
+                sa.select(tables.compute_day).where(tables.compute_day.c.pipeline.in_(part)))]
             for table in (tables.graphlet, tables.compute_day, tables.pipeline_total, tables.decision):
                 conn.execute(table.delete().where(table.c.pipeline.in_(part)))
         for table, rows in ((tables.graphlet, graphlets), (tables.compute_day, days),
                             (tables.pipeline_total, rolled_up(days, "pipeline")), (tables.decision, decisions)):
             if rows:
                 conn.execute(table.insert(), rows)
-        _recompute_day_totals(conn, old_days | {row["day"] for row in days})
+        _update_day_totals(conn, old_rows, days)
         _set_state(conn, {"watermark_ms": str(watermark_ms), "refreshed_at": repr(time.time()),
                           "last_refresh": f"incremental: {len(pipelines)} pipelines"})
     return len(graphlets), len(decisions)
@@ -115,19 +149,38 @@ def lock_summary(conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SUMMARY_LOCK})
 
 
-def _recompute_day_totals(conn: sa.Connection, days: set[int]) -> None:
-    """Day totals of ``days`` from every pipeline's rows of those days, summed in a full
-    refresh's order (by pipeline), so both give the same floating-point totals."""
+def _update_day_totals(conn: sa.Connection, old_rows: list[dict], new_rows: list[dict]) -> None:
+    """Move each day's totals by what the re-read pipelines' rows changed: the old rows' values
+    out, the new ones in, without reading the other pipelines' rows. Counts stay exact; sums of
+    seconds may differ from a full refresh's in the last bits (another summation order), which
+    a full refresh (``--full``) resets. A day no pipeline has rows for any more loses its row."""
     from airflow_graphlets.summary.refresh import rolled_up
 
-    for part in _chunks(sorted(days)):
-        rows = [dict(row._mapping) for row in conn.execute(
-            sa.select(tables.compute_day).where(tables.compute_day.c.day.in_(part))
-            .order_by(tables.compute_day.c.pipeline, tables.compute_day.c.day))]
-        conn.execute(tables.day_total.delete().where(tables.day_total.c.day.in_(part)))
-        totals = rolled_up(rows, "day")
-        if totals:
-            conn.execute(tables.day_total.insert(), totals)
+    before = {row["day"]: row for row in rolled_up(old_rows, "day")}
+    after = {row["day"]: row for row in rolled_up(new_rows, "day")}
+    metrics = [c.name for c in tables.day_total.columns if c.name != "day"]
+    for part in _chunks(sorted(set(before) | set(after))):
+        stored = {row.day: dict(row._mapping) for row in conn.execute(
+            sa.select(tables.day_total).where(tables.day_total.c.day.in_(part)))}
+        alive = {day for (day,) in conn.execute(
+            sa.select(tables.compute_day.c.day).where(tables.compute_day.c.day.in_(part)).distinct())}
+        for day in part:
+            if day not in alive:
+                conn.execute(tables.day_total.delete().where(tables.day_total.c.day == day))
+                continue
+            old, new = before.get(day, {}), after.get(day, {})
+            current = stored.get(day)
+            if current is None:
+                values = {name: new.get(name, 0) for name in metrics}
+                conn.execute(tables.day_total.insert(), [{"day": day, **values}])
+            else:
+                values = {name: _settled(current[name] - old.get(name, 0) + new.get(name, 0)) for name in metrics}
+                conn.execute(tables.day_total.update().where(tables.day_total.c.day == day).values(**values))
+
+
+def _settled(value):
+    """A moved sum with the residue of cancelled terms (below the data's microseconds) removed."""
+    return 0.0 if isinstance(value, float) and abs(value) < 1e-6 else value
 
 
 def _set_state(conn: sa.Connection, values: dict[str, str]) -> None:
