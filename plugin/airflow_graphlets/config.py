@@ -64,9 +64,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "summary_max_age_seconds",
-        "300",
-        "The UI starts a new summary of the store (in a process of its own) when a page finds the "
-        "summary older than this; pages show the summary they have meanwhile.",
+        "20",
+        "The UI refreshes the summary (in a process of its own; incrementally, reading only the "
+        "pipelines written to since) when a page finds it older than this; the page shows the "
+        "summary it has meanwhile and reloads itself when the newer one is there.",
     ),
     Option(
         "flusher_idle_seconds",
@@ -89,7 +90,7 @@ class GraphletsSettings:
     flusher_idle_seconds: float
     predictor_path: str = ""
     summary_uri: str = ""
-    summary_max_age_seconds: float = 300.0
+    summary_max_age_seconds: float = 20.0
 
 
 def settings_from_mapping(values: Mapping[str, str], airflow_home: str | None = None) -> GraphletsSettings:
