@@ -4,6 +4,7 @@ and text from the store reaches the page only escaped."""
 
 from __future__ import annotations
 
+import re
 import statistics
 
 import numpy as np
@@ -119,8 +120,9 @@ def test_a_graphlet_subgraph_runs_from_its_spans_to_its_push(simulated):
     model = next(a for a in graph.artifacts.values() if a.type_name == "Model")
     assert (("e", record.trainer_id), ("a", model.id)) in graph.edges
     drawing = str(svg.provenance(graph, lambda e: f"/dags/{e.dag_id}/runs/{e.run_id}/tasks/{e.task_id}"))
-    assert drawing.count('class="node execution"') == len(graph.executions)
-    assert drawing.count('class="node artifact"') == len(graph.artifacts)
+    for kind, nodes in (("execution", graph.executions), ("artifact", graph.artifacts)):
+        grouped = sum(int(n) for n in re.findall(rf'data-kind="{kind}" data-members="(\d+)"', drawing))
+        assert drawing.count(f'class="node {kind}"') + grouped == len(nodes)
     with pytest.raises(GraphletNotFoundError, match="has no graphlet whose trainer is execution 1"):
         read_subgraph(config, record.pipeline, 1)
 
@@ -155,3 +157,28 @@ def test_an_empty_store_gives_an_empty_summary(tmp_path):
     assert view.totals.graphlets == 0 and view.series == [] and view.first_day is None
     with sa.create_engine(f"sqlite:///{tmp_path}/summary.sqlite").connect() as conn:
         assert conn.execute(sa.text("SELECT value FROM graphlets_summary_state WHERE key = 'store'")).scalar() == str(config)
+
+
+def test_a_window_of_fifteen_spans_draws_its_chains_as_groups():
+    """15 spans, each with its ExampleGen, Examples, StatisticsGen and statistics: drawn as a few
+    grouped boxes, so the drawing stays about as tall as a 1-span graphlet's."""
+    from airflow_graphlets.graphlets.subgraph import ArtifactNode, ExecutionNode, Subgraph
+
+    graph = Subgraph("p", 1000, "pushed")
+    trainer = ExecutionNode(1000, "Trainer", "COMPLETE", "trainer", task_id="train")
+    graph.executions[1000] = trainer
+    graph.artifacts[5000] = ArtifactNode(5000, "Model", "/m")
+    graph.edges.append((("e", 1000), ("a", 5000)))
+    for span in range(1, 16):
+        gen, stats = ExecutionNode(span, "ExampleGen", "COMPLETE", "upstream"), \
+            ExecutionNode(100 + span, "StatisticsGen", "COMPLETE", "upstream")
+        graph.executions[gen.id], graph.executions[stats.id] = gen, stats
+        graph.artifacts[200 + span] = ArtifactNode(200 + span, "Examples", f"/e/{span}", span=span)
+        graph.artifacts[300 + span] = ArtifactNode(300 + span, "ExampleStatistics", f"/s/{span}", span=span)
+        graph.edges += [(("e", span), ("a", 200 + span)), (("a", 200 + span), ("e", 100 + span)),
+                        (("e", 100 + span), ("a", 300 + span)), (("a", 200 + span), ("e", 1000))]
+    drawing = str(svg.provenance(graph, lambda e: None))
+    assert "15 × ExampleGen" in drawing and "15 × Examples" in drawing and "spans 1–15" in drawing
+    height = int(re.search(r'height="(\d+)"', drawing).group(1))
+    assert height <= 4 * 54 + 16  # four rows (two groups and the trainer's), where 30 would be drawn ungrouped
+    assert drawing.count('class="node group"') == 4

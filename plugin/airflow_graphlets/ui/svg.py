@@ -137,6 +137,8 @@ def provenance(graph, execution_link: Callable[[object], str | None]) -> Markup:
     for e in sorted(graph.executions):
         stacks.setdefault(depth(e) + shift, []).append(("e", e))
         stacks[column[e] + shift].extend(("a", a) for a in sorted(graph.artifacts) if producer.get(a) == e)
+    stacks, alias, groups = _grouped(stacks, graph)
+    edges = list(dict.fromkeys((alias.get(s, s), alias.get(t, t)) for s, t in graph.edges))
     col_w, row_h, box_w, box_h = 176, 54, 156, 40
     height = max(len(c) for c in stacks.values()) * row_h + 16
     width = (max(stacks) + 1) * col_w + 16
@@ -144,8 +146,8 @@ def provenance(graph, execution_link: Callable[[object], str | None]) -> Markup:
     parts = [f'<svg class="graph" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
              f'xmlns="http://www.w3.org/2000/svg"><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" '
              f'markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#78909c"/></marker></defs>']
-    for source, target in graph.edges:
-        if source in position and target in position:
+    for source, target in edges:
+        if source in position and target in position and source != target:
             (x1, y1), (x2, y2) = position[source], position[target]
             if x1 == x2:  # an execution and its own output, stacked: a short drop down the left side
                 parts.append(f'<path d="M{x1 + 10},{y1 + box_h} L{x2 + 10},{y2}" stroke="#b0bec5" '
@@ -156,6 +158,9 @@ def provenance(graph, execution_link: Callable[[object], str | None]) -> Markup:
             parts.append(f'<path d="M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}" fill="none" stroke="#78909c" '
                          f'marker-end="url(#arrow)"/>')
     for (kind, ident), (x, y) in position.items():
+        if kind == "g":
+            parts.append(_group_box(groups[ident], graph, x, y, box_w, box_h))
+            continue
         if kind == "e":
             e = graph.executions[ident]
             title = e.task_id or e.type_name.rsplit(".", 1)[-1]
@@ -181,6 +186,68 @@ def provenance(graph, execution_link: Callable[[object], str | None]) -> Markup:
             parts.append(f'<g class="node {"execution" if kind == "e" else "artifact"}" data-id="{ident}">{body}</g>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+GROUP_AT = 5  # this many like nodes in one column are drawn as one box
+
+
+def _grouped(stacks: dict[int, list], graph) -> tuple[dict[int, list], dict, dict]:
+    """The columns with each run of at least :data:`GROUP_AT` like nodes (executions of one type
+    and role, artifacts of one type) replaced by one group node: a window of 15 spans draws its
+    per-span chains as a few boxes, not 15 rows of them. Returns the new columns, each member's
+    group key, and each group's members."""
+    alias: dict = {}
+    groups: dict[int, list] = {}
+    out: dict[int, list] = {}
+    for col, nodes in stacks.items():
+        like: dict[tuple, list] = {}
+        for node in nodes:
+            kind, ident = node
+            signature = (kind, graph.executions[ident].type_name, graph.executions[ident].role) if kind == "e" \
+                else (kind, graph.artifacts[ident].type_name)
+            like.setdefault(signature, []).append(node)
+        placed: set = set()
+        out[col] = []
+        for node in nodes:
+            kind, ident = node
+            signature = (kind, graph.executions[ident].type_name, graph.executions[ident].role) if kind == "e" \
+                else (kind, graph.artifacts[ident].type_name)
+            members = like[signature]
+            if len(members) < GROUP_AT:
+                out[col].append(node)
+            elif signature not in placed:
+                placed.add(signature)
+                key = ("g", len(groups))
+                groups[key[1]] = members
+                alias.update({member: key for member in members})
+                out[col].append(key)
+    return out, alias, groups
+
+
+def _group_box(members: list, graph, x: float, y: float, box_w: int, box_h: int) -> str:
+    kind = members[0][0]
+    if kind == "e":
+        nodes = [graph.executions[i] for _, i in members]
+        title = f"{len(nodes)} × {nodes[0].task_id or nodes[0].type_name.rsplit('.', 1)[-1]}"
+        states = sorted({n.state.lower() for n in nodes})
+        sub = f"{nodes[0].type_name.rsplit('.', 1)[-1]} · {', '.join(states)}"
+        tip = f"{len(nodes)} executions of {nodes[0].type_name}: ids {', '.join(str(n.id) for n in nodes)}"
+        fill, radius = "#eceff1", 3
+    else:
+        nodes = [graph.artifacts[i] for _, i in members]
+        spans = sorted(n.span for n in nodes if n.span is not None)
+        title = f"{len(nodes)} × {nodes[0].type_name}"
+        sub = f"spans {spans[0]}–{spans[-1]}" if spans else f"{len(nodes)} artifacts"
+        tip = f"{len(nodes)} {nodes[0].type_name} artifacts: ids {', '.join(str(n.id) for n in nodes)}"
+        fill, radius = "#ffffff", 16
+    # A stacked look: two offset outlines behind the box say "several".
+    shadows = "".join(f'<rect x="{x + d}" y="{y - d}" width="{box_w}" height="{box_h}" rx="{radius}" fill="{fill}" '
+                      f'stroke="#b0bec5"/>' for d in (6, 3))
+    return (f'<g class="node group" data-kind="{"execution" if kind == "e" else "artifact"}" '
+            f'data-members="{len(nodes)}"><title>{escape(tip)}</title>{shadows}'
+            f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="{radius}" fill="{fill}" stroke="#546e7a"/>'
+            f'<text x="{x + 9}" y="{y + 17}" font-size="12" font-weight="600">{escape(_clip(title, 22))}</text>'
+            f'<text x="{x + 9}" y="{y + 32}" font-size="10" fill="#455a64">{escape(_clip(sub, 27))}</text></g>')
 
 
 def _clip(text: str, n: int) -> str:
