@@ -128,7 +128,7 @@ def _plain_numbers(ax: plt.Axes) -> None:
             formatter.set_useOffset(False)
             low, high = limits
             middle = (low + high) / 2
-            if high - low < 1e-6 * max(abs(middle), 1e-12):
+            if high - low < 1e-3 * max(abs(middle), 1e-12):  # e.g. every lifespan 11 days, to the second
                 half = max(abs(middle) * 0.05, 0.5)
                 setter(middle - half, middle + half)
 
