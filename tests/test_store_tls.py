@@ -18,24 +18,24 @@ from airflow_graphlets.store.uri import connection_to_store_uri, parse_store_uri
 _MISSING_CA = "/nonexistent/root.crt"
 
 
-@pytest.fixture
-def pg_uri(tmp_path):
+def _store(backend: str, tmp_path):
+    """A new store on ``backend`` (schema made), dropped after the test."""
     from support.databases import create_store_uri, drop_store
 
-    uri = create_store_uri("postgresql", str(tmp_path))
+    uri = create_store_uri(backend, str(tmp_path))
     open_store(parse_store_uri(uri)).close()
     yield uri
     drop_store(uri)
+
+
+@pytest.fixture
+def pg_uri(tmp_path):
+    yield from _store("postgresql", tmp_path)
 
 
 @pytest.fixture
 def mysql_uri(tmp_path):
-    from support.databases import create_store_uri, drop_store
-
-    uri = create_store_uri("mysql", str(tmp_path))
-    open_store(parse_store_uri(uri)).close()
-    yield uri
-    drop_store(uri)
+    yield from _store("mysql", tmp_path)
 
 
 def test_postgresql_tls_options_are_honoured_by_every_connection(pg_uri):

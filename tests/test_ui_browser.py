@@ -121,7 +121,7 @@ def signed_in(browser, deployment, user: str):
     page = context.new_page()
     page.goto(f"{deployment['base']}/auth/login?next=/")
     page.fill("input[name=username]", user)
-    page.fill("input[name=password]", PASSWORDS[user])
+    page.fill("input[name=password]", deployment.get("passwords", PASSWORDS)[user])
     page.click("button:has-text('Sign in')")
     page.wait_for_url(f"{deployment['base']}/")
     return page

@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
-from support.airflow_env import VENV_BIN
-from support.airflow_services import AirflowServices, free_port
-from test_ui_browser import _status, browser  # noqa: F401 - the browser fixture
+from support.airflow_services import airflow_cli, api_server, free_port, summarize
+from test_ui_browser import browser  # noqa: F401 - the browser fixture
 
 from airflow_graphlets.simulate.run import simulate
 from airflow_graphlets.store.uri import parse_store_uri
@@ -43,22 +40,11 @@ def served(tmp_path_factory):
         "GLOG_minloglevel": "2",
     })
     (tmp / "dags").mkdir()
-    airflow = os.path.join(VENV_BIN, "airflow")
-    done = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summarized = subprocess.run([sys.executable, "-m", "airflow_graphlets.cli", "summarize"], env=env,
-                                capture_output=True, text=True, timeout=300)
-    assert summarized.returncode == 0, summarized.stderr[-3000:]
-    log = open(tmp / "api-server.log", "w")
-    server = subprocess.Popen([airflow, "api-server", "--port", str(port)], env=env, stdout=log, stderr=log,
-                              start_new_session=True)
+    airflow_cli(env, "db", "migrate")
+    summarize(env)
     root = f"http://127.0.0.1:{port}"
-    try:
-        AirflowServices._wait(lambda: _status(f"{root}{PREFIX}/api/v2/monitor/health") == 200, 120, "the API server")
+    with api_server(env, port, tmp / "api-server.log", f"{root}{PREFIX}/api/v2/monitor/health"):
         yield {"root": root, "base": root + PREFIX, "log": tmp / "api-server.log"}
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
 
 
 def test_the_pages_open_from_airflows_menu_and_keep_to_the_sub_path(served, browser):  # noqa: F811

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import sqlalchemy as sa
-from support.airflow_env import VENV_BIN
-from support.airflow_services import AirflowServices, free_port
-from test_ui_browser import _status, browser  # noqa: F401 - the browser fixture
+from support.airflow_services import airflow_cli, api_server, free_port, summarize
+from test_ui_browser import browser, signed_in  # noqa: F401 - the browser fixture
 
 from airflow_graphlets.prune.overrides import read_overrides
 from airflow_graphlets.simulate.run import simulate
@@ -75,36 +72,13 @@ def teams(tmp_path_factory):
         "AIRFLOW__API__SECRET_KEY": SECRET, "AIRFLOW__API_AUTH__JWT_SECRET": SECRET + "-jwt",
         "GLOG_minloglevel": "2",
     })
-    airflow = os.path.join(VENV_BIN, "airflow")
     for args in (["db", "migrate"], ["teams", "create", "team_a"], ["teams", "create", "team_b"],
                  ["dags", "reserialize"]):
-        done = subprocess.run([airflow, *args], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"airflow {' '.join(args)}: {done.stderr[-3000:]}"
-    summarized = subprocess.run([sys.executable, "-m", "airflow_graphlets.cli", "summarize"], env=env,
-                                capture_output=True, text=True, timeout=300)
-    assert summarized.returncode == 0, summarized.stderr[-3000:]
-    log = open(tmp / "api-server.log", "w")
-    server = subprocess.Popen([airflow, "api-server", "--port", str(port)], env=env, stdout=log, stderr=log,
-                              start_new_session=True)
+        airflow_cli(env, *args)
+    summarize(env)
     base = f"http://127.0.0.1:{port}"
-    try:
-        AirflowServices._wait(lambda: _status(f"{base}/api/v2/monitor/health") == 200, 120, "the API server")
+    with api_server(env, port, tmp / "api-server.log", f"{base}/api/v2/monitor/health"):
         yield {"base": base, "config": config, "passwords": PASSWORDS}
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-
-
-def signed_in(browser, teams, user: str):  # noqa: F811
-    """A browser page signed in as ``user`` through Airflow's own login form."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto(f"{teams['base']}/auth/login?next=/")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", teams["passwords"][user])
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(f"{teams['base']}/")
-    return page
 
 
 def _page(user_page, url: str) -> tuple[int, str]:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from support.airflow_env import VENV_BIN, AirflowEnv, wait_until_recorded
@@ -143,3 +144,41 @@ class AirflowServices:
                 return
             time.sleep(1)
         raise AssertionError(f"timed out waiting for {what}")
+
+
+def airflow_cli(env: dict[str, str], *args: str) -> None:
+    """Run ``airflow <args>`` in ``env``; fail the test with its error output if it fails."""
+    done = subprocess.run([os.path.join(VENV_BIN, "airflow"), *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, f"airflow {' '.join(args)}: {done.stderr[-3000:]}"
+
+
+def summarize(env: dict[str, str]) -> None:
+    """Make the Graphlets summary of the store ``env`` names (so pages have it from the start)."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "airflow_graphlets.cli", "summarize"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@contextmanager
+def api_server(env: dict[str, str], port: int, log_path, health_url: str):
+    """A real ``airflow api-server`` on ``port`` with ``env`` while the block runs, once
+    ``health_url`` answers 200; stopped (its whole process group) afterwards."""
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(health_url, timeout=10) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([os.path.join(VENV_BIN, "airflow"), "api-server", "--port", str(port)], env=env,
+                                  stdout=log, stderr=log, start_new_session=True)
+        try:
+            AirflowServices._wait(healthy, 120, "the API server")
+            yield
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
