@@ -25,3 +25,27 @@ def test_the_bulk_reader_gives_the_same_result_in_one_process_or_two(sqlite_stor
     one, two = read_graphlets(config, workers=1), read_graphlets(config, workers=2)
     assert one.graphlets.records() == two.graphlets.records()
     assert one.executions.equals(two.executions)
+
+
+def test_a_reader_process_killed_midway_costs_time_not_graphlets(sqlite_store_uri, tmp_path, monkeypatch, caplog):
+    """As the kernel's out-of-memory killer would: the first reader process to take a piece is
+    SIGKILLed; the pieces it left are read in this process and the result is the same."""
+    import logging
+    import os
+
+    from support.faults import KillFirstReaderProcess
+
+    from airflow_graphlets.graphlets import bulk_reader
+
+    config = parse_store_uri(sqlite_store_uri)
+    simulate(config, pipelines=4, days=10, seed=5)
+    expected = read_graphlets(config, workers=1)
+
+    marker = str(tmp_path / "killed-once")
+    monkeypatch.setattr(bulk_reader, "_fetch", KillFirstReaderProcess(os.getpid(), marker))
+    with caplog.at_level(logging.WARNING):
+        survived = read_graphlets(config, workers=2)
+    assert os.path.exists(marker), "a reader process was killed"
+    assert survived.graphlets.records() == expected.graphlets.records()
+    assert survived.executions.equals(expected.executions)
+    assert caplog.text.count("a reader process ended abruptly") == 1

@@ -8,9 +8,11 @@ into id ranges and read by a pool of processes side by side; each returns compac
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +39,8 @@ from airflow_graphlets.store.inspect import mlmd_schema_version, read_only_engin
 from airflow_graphlets.store.uri import StoreConfig
 
 _TYPE_KIND_EXECUTION, _TYPE_KIND_CONTEXT = 0, 2  # MLMD's Type.type_kind
+log = logging.getLogger(__name__)
+
 _PIECES = 4  # id ranges per big query: keeps two readers busy to the end
 
 
@@ -182,7 +186,22 @@ def _run(config: StoreConfig, tasks, workers: int) -> dict[str, list]:
     # Fork: the children start at once with this process's imports and open their own connections.
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
         futures = [pool.submit(_fetch, config, query, id_range) for _, _, query, id_range in tasks]
-        return _collect(tasks, [future.result() for future in futures])
+        return _collect(tasks, _results(futures, config, tasks))
+
+
+def _results(futures: list[Future], config: StoreConfig, tasks) -> list:
+    """The pieces' results; those of a reader process that died (killed, out of memory) read here."""
+    results, broken = [], False
+    for future, (_, _, query, id_range) in zip(futures, tasks):
+        try:
+            results.append(future.result())
+        except BrokenProcessPool:
+            if not broken:
+                log.warning("graphlets: a reader process ended abruptly (killed, or out of memory?); "
+                            "reading the pieces it left in this process, one at a time")
+                broken = True
+            results.append(_fetch(config, query, id_range))
+    return results
 
 
 def _collect(tasks, pieces: list) -> dict[str, list]:

@@ -1,0 +1,31 @@
+"""Faults injected into real processes, as the kernel would cause them."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+from airflow_graphlets.graphlets.bulk_reader import _fetch as _read_piece
+
+
+@dataclass(frozen=True)
+class KillFirstReaderProcess:
+    """Stands in for the bulk reader's ``_fetch``: the first reader *process* to call it is
+    SIGKILLed (as the out-of-memory killer would); every other call reads as usual.
+
+    A module-level class so the pool can pickle it; ``marker`` (a file created once) makes
+    "first" hold across processes."""
+
+    parent_pid: int
+    marker: str
+
+    def __call__(self, *args):
+        if os.getpid() != self.parent_pid:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return _read_piece(*args)
