@@ -149,6 +149,33 @@ def test_a_force_run_is_used_by_the_next_decision_only(world, own_store):
     assert not decide(own_store, pipeline, candidate, skip_all, state=used).decision.run
 
 
+def test_a_force_run_bound_to_a_run_is_that_runs_alone_until_it_decides_again(world, own_store):
+    _, runs, _, path, late = world
+    pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
+    skip_all = GateSettings(path, threshold=1e6, guardrails=OPEN)
+    made = record_override(own_store, pipeline, FORCE_RUN, by="alice", reason="overruled", now=500.0, run_id="run_7")
+    assert read_overrides(own_store, pipeline)[-1].run_id == "run_7"
+    # Another run's decision neither honours it nor uses it up.
+    other = decide(own_store, pipeline, candidate, skip_all, run_id="run_8")
+    assert not other.decision.run
+    assert read_gate_state(own_store, pipeline, run_id="run_8").overrides.active is None
+    # The overruled run's gate, deciding again after the override, runs the training...
+    state = read_gate_state(own_store, pipeline, run_id="run_7")
+    assert state.overrides.run_force_run == made and state.overrides.force_run is None
+    forced = decide(own_store, pipeline, candidate, skip_all, run_id="run_7")
+    assert forced.decision.run and forced.override == "force-run by alice"
+    # ...once: a decision of that run logged after it uses it up, whatever other runs did since.
+    used = standing(read_overrides(own_store, pipeline), made.at + 5.0, "run_7", made.at + 1.0)
+    assert used.active is None
+    kept = standing(read_overrides(own_store, pipeline), made.at + 5.0, "run_7", made.at - 1.0)
+    assert kept.active == made, "other runs deciding since do not use a run's own force-run up"
+
+
+def test_only_a_force_run_can_be_bound_to_a_run(own_store):
+    with pytest.raises(OverrideError, match="only a force-run can be bound to a run"):
+        record_override(own_store, "d", NEVER_SKIP, by="alice", run_id="run_1")
+
+
 def test_never_skip_holds_until_allow_skip(world, own_store):
     _, runs, _, path, late = world
     pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]

@@ -1,6 +1,7 @@
 """The production shape: a real scheduler, API server and DAG processor, tasks in their own
 processes. Clearing tasks re-runs them as new tries; nothing is ever recorded twice, and the
-listener never disturbs the scheduler."""
+listener never disturbs the scheduler. An operator's Overrule in the skip log has Airflow clear
+the skipped run's training branch, and the model trains at once."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ pytestmark = pytest.mark.airflow
 def services(tmp_path_factory):
     home = tmp_path_factory.mktemp("scheduled_airflow")
     running = AirflowServices(
-        AirflowEnv(home=str(home)), store_uri=f"sqlite:///{home}/mlmd.sqlite", spool_dir=str(home / "spool")
+        AirflowEnv(home=str(home)), store_uri=f"sqlite:///{home}/mlmd.sqlite", spool_dir=str(home / "spool"),
+        # The gated DAG's gate skips every run (no predictor yet: the prior never reaches 1e6).
+        overrides={"GRAPHLETS_TEST_THRESHOLD": "1e6", "AIRFLOW__API__SECRET_KEY": "graphlets-scheduler-test",
+                   "AIRFLOW__GRAPHLETS__SUMMARY_URI": f"sqlite:///{home}/summary.sqlite"},
     )
     running.start()
     yield running
@@ -67,3 +71,48 @@ def test_scheduled_runs_and_cleared_tasks_are_recorded_once_per_try(services):
 
     assert services.alive("scheduler") and services.alive("api-server")
     assert "airflow-graphlets: could not record" not in services.log("scheduler")
+
+
+def test_overruling_a_skip_in_the_skip_log_trains_the_run_now(services):
+    import re
+
+    import httpx
+
+    from airflow_graphlets.prune.decisions import read_decisions
+    from airflow_graphlets.prune.overrides import read_overrides
+
+    dag, run = "graphlets_test_gate", "overruled_run"
+    store = parse_store_uri(services.store_uri)
+    open_store(store).close()  # a gate with no store yet fails open (runs the training)
+    services.trigger(dag, run, "2026-01-06T00:00:00+00:00")
+    assert services.wait_for_run(dag, run) == "success"
+    assert [(d.run_id, d.decision) for d in read_decisions(store, dag)] == [(run, "skip")]
+    assert not _ran(services, dag, run, "trainer")
+
+    base = f"http://127.0.0.1:{services.port}/graphlets"
+    user = {"Authorization": f"Bearer {services._token()}"}
+    with httpx.Client(headers=user, timeout=60) as client:
+        page = client.get(f"{base}/skips", params={"dag": dag})
+        assert page.status_code == 200, page.text[-2000:]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        answer = client.post(f"{base}/skips/override", data={"dag": dag, "action": "force-run", "run_id": run,
+                                                             "csrf": csrf})
+        assert answer.status_code == 303, answer.text[-2000:]
+        done = client.get(f"{base}/skips", params={"dag": dag, "done": "force-run"}).text
+
+    [overrule] = read_overrides(store, dag)
+    assert (overrule.action, overrule.run_id) == ("force-run", run) and overrule.by
+    assert overrule.airflow_clear == "Airflow cleared graphlet_gate, pusher, trainer"
+    assert f"force-run recorded by {overrule.by}; Airflow cleared graphlet_gate, pusher, trainer." in done
+
+    # The scheduler runs the cleared branch: the gate honours the run's force-run, the model trains.
+    assert services.wait_for_run(dag, run) == "success"
+    assert _ran(services, dag, run, "trainer") and _ran(services, dag, run, "pusher")
+    decided = [(d.run_id, d.decision, d.override) for d in read_decisions(store, dag)]
+    assert decided == [(run, "skip", ""), (run, "run", f"force-run by {overrule.by}")]
+
+
+def _ran(services, dag: str, run: str, task: str) -> bool:
+    """Whether Airflow says ``task`` of ``run`` succeeded."""
+    found = services._get(f"/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/{task}")
+    return found is not None and found["state"] == "success"

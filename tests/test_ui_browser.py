@@ -246,13 +246,20 @@ def test_an_operator_overrules_a_skip_and_sees_it_in_the_skip_log(deployment, br
     shoot(page, "skip-log")
     row.locator("button.overrule").click()
     frame.locator("#done").wait_for()
-    assert frame.locator("#done").inner_text() == "force-run recorded by admin."
-    assert figure(frame, "standing") == "next run forced"
+    # Airflow cleared the run's training branch, asked as admin with admin's own session.
+    cleared = "Airflow cleared graphlet_gate, pusher, trainer"
+    assert frame.locator("#done").inner_text() == f"force-run recorded by admin; {cleared}."
+    assert figure(frame, "standing") == "1 run forced"
     latest = frame.locator("#overrides tbody tr").first.inner_text()
     assert "force-run" in latest and "admin" in latest and f"overrules the skip of run {deployment['run_id']}" in latest
+    assert deployment["run_id"] in latest and cleared in latest
     made = read_overrides(deployment["config"], GATED)
-    assert [(o.action, o.by) for o in made] == [("force-run", "admin")]
+    assert [(o.action, o.by, o.run_id, o.airflow_clear) for o in made] == [
+        ("force-run", "admin", deployment["run_id"], cleared)]
     assert made[0].reason == f"overrules the skip of run {deployment['run_id']}"
+    gate = page.request.get(f"{deployment['base']}/api/v2/dags/{GATED}/dagRuns/{deployment['run_id']}"
+                            "/taskInstances/graphlet_gate").json()
+    assert gate["state"] is None and gate["try_number"] >= 1, "cleared: it waits for the scheduler to decide again"
     # Never-skip, made on the page, is recorded too and changes what the page offers.
     frame.locator("input[name=reason]").fill("release week")
     frame.locator("#never-skip").click()

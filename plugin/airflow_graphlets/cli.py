@@ -131,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     override.add_argument("--dag", required=True, help="the DAG (pipeline) the override is for")
     override.add_argument("--by", help="who makes it (default: your login name)")
     override.add_argument("--reason", default="", help="why, for the skip log")
+    override.add_argument("--run", default="", metavar="RUN_ID",
+                          help="with force-run: bind it to this DAG run (its gate honours it when it decides "
+                               "again: clear the run's gate task in Airflow to train now)")
     override.add_argument("--store", help="store URI (default: the mlmd_default connection)")
     override.add_argument("--json", action="store_true", help="print JSON")
     override.set_defaults(run=_override)
@@ -309,11 +312,17 @@ def _override(args: argparse.Namespace) -> int:
             return 0
         print(f"{len(found)} overrides of {_printable(args.dag)}")
         for o in found:
-            print(f"  {_utc(o.at)}  {o.action:<10}  by {_printable(o.by)}" + (f"  {_printable(o.reason)}" if o.reason else ""))
+            print(f"  {_utc(o.at)}  {o.action:<10}  by {_printable(o.by)}"
+                  + (f"  run {_printable(o.run_id)}" if o.run_id else "")
+                  + (f"  {_printable(o.reason)}" if o.reason else ""))
         return 0
-    made = record_override(store, args.dag, args.action, args.by or getpass.getuser(), args.reason)
+    made = record_override(store, args.dag, args.action, args.by or getpass.getuser(), args.reason, run_id=args.run)
     if args.json:
         print(json.dumps(made.as_dict(), indent=1))
+    elif made.run_id:
+        print(f"recorded {made.action} of run {_printable(made.run_id)} for {_printable(made.dag_id)} by "
+              f"{_printable(made.by)} (execution {made.execution_id}); that run's gate honours it when it decides "
+              f"again: clear its gate task, downstream included, in Airflow to train now")
     else:
         print(f"recorded {made.action} for {_printable(made.dag_id)} by {_printable(made.by)} "
               f"(execution {made.execution_id}); the DAG's next gate decision honours it")

@@ -70,6 +70,13 @@ OPTIONS: tuple[Option, ...] = (
         "summary it has meanwhile and reloads itself when the newer one is there.",
     ),
     Option(
+        "airflow_api_url",
+        "",
+        "Where the Graphlets pages reach Airflow's own REST API (to clear an overruled run's training "
+        "branch as the signed-in user), such as http://127.0.0.1:8080 (with any sub-path). Empty: the "
+        "address and port the API server took the request on.",
+    ),
+    Option(
         "flusher_idle_seconds",
         "300",
         "Seconds the background flusher of a spool stays alive without work before it exits.",
@@ -91,6 +98,7 @@ class GraphletsSettings:
     predictor_path: str = ""
     summary_uri: str = ""
     summary_max_age_seconds: float = 20.0
+    airflow_api_url: str = ""
 
 
 def settings_from_mapping(values: Mapping[str, str], airflow_home: str | None = None) -> GraphletsSettings:
@@ -123,7 +131,15 @@ def settings_from_mapping(values: Mapping[str, str], airflow_home: str | None = 
         predictor_path=expand(raw["predictor_path"]),
         summary_uri=raw["summary_uri"].replace("{AIRFLOW_HOME}", home).strip(),
         summary_max_age_seconds=max_age,
+        airflow_api_url=_parse_url("airflow_api_url", raw["airflow_api_url"]),
     )
+
+
+def _parse_url(name: str, text: str) -> str:
+    url = str(text).strip().rstrip("/")
+    if url and not (url.startswith("http://") or url.startswith("https://")):
+        raise StoreConfigError(_bad(name, text, "an http:// or https:// address, such as http://127.0.0.1:8080"))
+    return url
 
 
 def _parse_bool(name: str, text: str) -> bool:

@@ -167,7 +167,8 @@ class GraphletGateOperator(BaseOperator):
             self.log.warning("airflow-graphlets gate: could not read the run's context: %s", err)
         settings = GateSettings(predictor_path, self.threshold, self.guardrails or Guardrails(), self.budget_seconds,
                                 self.never_skip, prior=self.prior)
-        return decide(config, context["dag"].dag_id, candidate, settings, gate_task_id=self.task_id)
+        return decide(config, context["dag"].dag_id, candidate, settings, gate_task_id=self.task_id,
+                      run_id=context.get("run_id"))
 
 
 def _storable(text: str) -> str:

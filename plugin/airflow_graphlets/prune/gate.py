@@ -55,7 +55,7 @@ class GateState:
 
 
 def read_gate_state(config: StoreConfig, dag_id: str, gate_task_id: str | None = None,
-                    latest: int | None = None, engine: Engine | None = None) -> GateState:
+                    latest: int | None = None, engine: Engine | None = None, run_id: str | None = None) -> GateState:
     """The DAG's gate state from its skip log and override log in the store.
 
     Args:
@@ -65,6 +65,7 @@ def read_gate_state(config: StoreConfig, dag_id: str, gate_task_id: str | None =
       latest: with ``gate_task_id``, read only its newest ``latest`` decisions (enough to count
         a run of skips up to the guardrail's limit).
       engine: an open read-only engine to read through (a new one when None).
+      run_id: the DAG run about to decide (a force-run bound to it counts; see ``overrides``).
     """
     from airflow_graphlets.prune.decisions import read_decisions
     from airflow_graphlets.prune.overrides import read_overrides, standing
@@ -76,7 +77,13 @@ def read_gate_state(config: StoreConfig, dag_id: str, gate_task_id: str | None =
             break
         skips += 1
     last = decisions[-1].decided_at if decisions else None
-    return GateState(skips, last, standing(read_overrides(config, dag_id, engine), last), tuple(decisions))
+    overrides = read_overrides(config, dag_id, engine)
+    run_decided_at = None
+    if run_id and any(o.run_id == run_id for o in overrides):  # rare: read that run's own decisions
+        of_run = [d.decided_at for d in read_decisions(config, dag_id, gate_task_id=gate_task_id, engine=engine)
+                  if d.run_id == run_id]
+        run_decided_at = max(of_run, default=None)
+    return GateState(skips, last, standing(overrides, last, run_id, run_decided_at), tuple(decisions))
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,8 @@ class GateOutcome:
 
 
 def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, settings: GateSettings, *,
-           state: GateState | None = None, gate_task_id: str | None = None, draw: float | None = None) -> GateOutcome:
+           state: GateState | None = None, gate_task_id: str | None = None, draw: float | None = None,
+           run_id: str | None = None) -> GateOutcome:
     """Run or skip the run about to train in ``pipeline``; never raises (fails open).
 
     Args:
@@ -102,6 +110,7 @@ def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, sett
       state: the skip log and overrides; read from the store when not given.
       gate_task_id: the gate's task id, so the skip log is read from its own decisions.
       draw: the exploration draw in [0, 1) (random when not given).
+      run_id: the DAG run deciding (an operator's force-run bound to it is honoured).
     """
     began = time.perf_counter()
     if settings.never_skip:
@@ -112,7 +121,7 @@ def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, sett
     # thread ends with the task's process. The database drivers release the GIL while they wait.
     done: list[GateOutcome] = []
     worker = threading.Thread(target=lambda: done.append(_decide_or_fail_open(
-        config, pipeline, candidate, settings, state, gate_task_id, draw)), name="graphlets-gate", daemon=True)
+        config, pipeline, candidate, settings, state, gate_task_id, draw, run_id)), name="graphlets-gate", daemon=True)
     worker.start()
     worker.join(settings.budget_seconds)
     seconds = time.perf_counter() - began
@@ -124,14 +133,15 @@ def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, sett
 
 
 def _decide_or_fail_open(config: StoreConfig | None, pipeline: str, candidate: Candidate, settings: GateSettings,
-                         state: GateState | None, gate_task_id: str | None, draw: float | None) -> GateOutcome:
+                         state: GateState | None, gate_task_id: str | None, draw: float | None,
+                         run_id: str | None = None) -> GateOutcome:
     try:
         if config is None:
             raise RuntimeError("no MLMD store is configured")
         from airflow_graphlets.store.inspect import reading
 
         with reading(config, point_reads=True) as engine:  # one connection pool for every read
-            return _decide(config, engine, pipeline, candidate, settings, state, gate_task_id, draw)
+            return _decide(config, engine, pipeline, candidate, settings, state, gate_task_id, draw, run_id)
     except Exception as err:  # noqa: BLE001 - any failure runs the training
         return GateOutcome(Decision(True, None, f"fail open: {type(err).__name__}: {err}"), {},
                            settings.policy_version, None, 0.0)
@@ -154,14 +164,15 @@ def calibrate(predictor, pipeline: str, history, decisions) -> Calibration:
 
 
 def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candidate, settings: GateSettings,
-            state: GateState | None, gate_task_id: str | None, draw: float | None) -> GateOutcome:
+            state: GateState | None, gate_task_id: str | None, draw: float | None,
+            run_id: str | None = None) -> GateOutcome:
     """The decision, raising on any failure (``decide`` turns that into running the training)."""
     from airflow_graphlets.prune.gate_history import pipeline_history
 
     if state is None:
         # Enough of the skip log to count a run of skips, and the calibration's window of runs.
         latest = max(settings.guardrails.max_consecutive_skips + 1, 3 * CALIBRATION_WINDOW) if gate_task_id else None
-        state = read_gate_state(config, pipeline, gate_task_id, latest, engine)
+        state = read_gate_state(config, pipeline, gate_task_id, latest, engine, run_id)
     override = state.overrides.active
     if override is not None:
         said = f": {override.reason}" if override.reason else ""

@@ -47,6 +47,7 @@ class Services:
     store: Any  # StoreConfig
     summary: Any  # Engine
     max_age: float
+    airflow_api_url: str = ""  # [graphlets] airflow_api_url; "" for the address a request came in on
     cache: OrderedDict = field(default_factory=OrderedDict)
     refresher: subprocess.Popen | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,7 +96,8 @@ def _services(request: Request) -> Services:
 
             settings = load_settings()
             app.state.services = Services(store=resolve_store(settings), summary=summary_engine(settings.summary_uri),
-                                          max_age=settings.summary_max_age_seconds)
+                                          max_age=settings.summary_max_age_seconds,
+                                          airflow_api_url=settings.airflow_api_url)
         return app.state.services
 
 
@@ -245,9 +247,14 @@ def create_app() -> FastAPI:
         # put words on the page.
         latest = overrides[-1] if overrides else None
         confirmed = f"{latest.action} recorded by {latest.by}" if latest and done == latest.action else ""
+        if confirmed and latest.airflow_clear:
+            confirmed += f"; {latest.airflow_clear}"
+        # Runs overruled whose gate has not decided again yet (each waits for its own run).
+        pending = [o for o in overrides if o.run_id and o.action == "force-run"
+                   and not any(d.run_id == o.run_id and d.decided_at > o.at for d in decisions)]
         return render(request, "skips.html", viewer, dag=dag, decisions=shown, total=len(decisions),
                       skipped=sum(d.decision == "skip" for d in decisions), overrides=overrides[::-1],
-                      standing=now_standing, can_edit=can_edit, csrf=csrf_token(viewer) if can_edit else "",
+                      standing=now_standing, pending=pending, can_edit=can_edit, csrf=csrf_token(viewer) if can_edit else "",
                       page=page, per_page=SKIPS_PER_PAGE, done=confirmed)
 
     @app.post("/skips/override")
@@ -255,7 +262,13 @@ def create_app() -> FastAPI:
                         dag: Annotated[str, Form()], action: Annotated[str, Form()],
                         csrf: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
                         run_id: Annotated[str, Form()] = ""):
-        from airflow_graphlets.prune.overrides import ACTIONS, OverrideError, record_override_within
+        from airflow_graphlets.prune.overrides import (
+            ACTIONS,
+            FORCE_RUN,
+            OverrideError,
+            note_airflow_clear_within,
+            record_override_within,
+        )
 
         check_same_origin(request, viewer, csrf)
         if action not in ACTIONS:
@@ -263,11 +276,22 @@ def create_app() -> FastAPI:
         if not viewer.can_edit(dag):
             raise HTTPException(403, f"Overriding the gate of {dag!r} needs edit permission on that DAG.")
         why = reason.strip()
+        gate_task = None
         if run_id:
+            if action != FORCE_RUN:
+                raise HTTPException(400, f"Only a force-run overrules the skip of a run, not {action!r}.")
+            gate_task = _skipping_gate(services.store, dag, run_id)
             why = f"overrules the skip of run {run_id}" + (f": {why}" if why else "")
         try:
             # Bounded: a store that hangs must not hold the API server's worker (a 503 says so).
-            made = record_override_within(services.store, dag, action, viewer.name, why)
+            made = record_override_within(services.store, dag, action, viewer.name, why, run_id=run_id)
+            if gate_task is not None:  # train now: Airflow clears the run's training branch, as this user
+                from airflow_graphlets.ui.airflow_clear import api_address, clear_training_branch
+
+                _, airflow_root = _roots(request)
+                outcome = clear_training_branch(request, api_address(request, services.airflow_api_url, airflow_root),
+                                                dag, run_id, gate_task)
+                note_airflow_clear_within(services.store, made, outcome.note)
         except OverrideError as err:
             raise HTTPException(400, str(err)) from None
         base, _ = _roots(request)
@@ -281,6 +305,17 @@ def _roots(request: Request) -> tuple[str, str]:
     """Where these pages are mounted, and where Airflow's own UI is (both without a trailing /)."""
     base = request.scope.get("root_path", "").rstrip("/")
     return base, base[: -len(MOUNT)] if base.endswith(MOUNT) else ""
+
+
+def _skipping_gate(store, dag: str, run_id: str) -> str:
+    """The gate task that skipped the training of ``run_id`` (read from the skip log, not the form)."""
+    from airflow_graphlets.prune.decisions import read_decisions
+
+    of_run = [d for d in read_decisions(store, dag) if d.run_id == run_id]
+    if not of_run or of_run[-1].decision != "skip":
+        raise HTTPException(400, f"Run {run_id!r} of {dag!r} has no skip to overrule: its gate "
+                                 f"{'last ran the training' if of_run else 'has not decided'}.")
+    return of_run[-1].task_id
 
 
 def _require_read(viewer: Viewer, dag: str) -> None:
