@@ -286,11 +286,14 @@ def create_app() -> FastAPI:
             # Bounded: a store that hangs must not hold the API server's worker (a 503 says so).
             made = record_override_within(services.store, dag, action, viewer.name, why, run_id=run_id)
             if gate_task is not None:  # train now: Airflow clears the run's training branch, as this user
-                from airflow_graphlets.ui.airflow_clear import api_address, clear_training_branch
+                from airflow_graphlets.ui.airflow_clear import ClearOutcome, api_address, clear_training_branch
 
-                _, airflow_root = _roots(request)
-                outcome = clear_training_branch(request, api_address(request, services.airflow_api_url, airflow_root),
-                                                dag, run_id, gate_task)
+                try:
+                    api_root = api_address(request, services.airflow_api_url, _roots(request)[1])
+                except ValueError as err:
+                    outcome = ClearOutcome(error=str(err))
+                else:
+                    outcome = clear_training_branch(request, api_root, dag, run_id, gate_task)
                 note_airflow_clear_within(services.store, made, outcome.note)
         except OverrideError as err:
             raise HTTPException(400, str(err)) from None
