@@ -1,4 +1,4 @@
-"""The gate's decision time with a long history: issue 7 asks <= 100 ms p99 with 10,000 graphlets.
+"""The gate's decision time with a long history: issue 23 asks <= 50 ms p99 on PostgreSQL with 10,000 graphlets (issue 7: 100 ms).
 
 For each backend: simulates one pipeline that trained 10,000 models (80 runs a day for 125
 days; every graphlet is the deciding pipeline's own history, the worst case), adds a skip log of
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import os
 import statistics
 import subprocess
@@ -42,7 +43,7 @@ from support.databases import create_store_uri, drop_store  # noqa: E402
 PIPELINE = "ct_pipeline_0"
 GATE = "graphlet_gate"
 DAYS = 125
-TARGET_P99_MS = 100.0
+TARGET_P99_MS = 50.0  # issue 23 (issue 7 asked 100 ms)
 
 _COLD = """
 import sys, time
@@ -63,7 +64,14 @@ def main() -> int:
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--graphlets", type=int, default=10_000, help="models the pipeline trained")
     parser.add_argument("--decisions", type=int, default=300, help="warm decisions timed")
+    parser.add_argument("--store", help="time an existing store this benchmark wrote (kept with --keep), not a new one")
+    parser.add_argument("--keep", action="store_true", help="keep the stores written (their URIs are printed)")
+    parser.add_argument("--profile", action="store_true", help="print where the warm decisions' time goes (cProfile)")
     args = parser.parse_args()
+    if args.store:
+        with tempfile.TemporaryDirectory() as tmp:
+            _run(parse_store_uri(args.store).backend, args.store, tmp, args)
+        return 0
     backends = ("postgresql", "sqlite") if args.backend == "both" else (args.backend,)
     results = os.path.join(HERE, "results")
     os.makedirs(results, exist_ok=True)
@@ -73,7 +81,10 @@ def main() -> int:
             try:
                 _run(backend, uri, tmp, args)
             finally:
-                drop_store(uri)
+                if args.keep:
+                    print(f"kept: {uri}")
+                else:
+                    drop_store(uri)
     return 0
 
 
@@ -83,10 +94,11 @@ def _run(backend: str, uri: str, tmp: str, args: argparse.Namespace) -> None:
     profile = dataclasses.replace(Profile.paper(), runs_per_day_median=args.graphlets / DAYS, runs_per_day_sigma=0.0,
                                   whole_period_share=1.0)
     began = time.perf_counter()
-    simulate(config, pipelines=1, days=DAYS, seed=3, profile=profile)
-    _write_skip_log(config, 2_000)
-    record_override(config, PIPELINE, NEVER_SKIP, by="bench", reason="launch")
-    record_override(config, PIPELINE, ALLOW_SKIP, by="bench")
+    if not args.store:
+        simulate(config, pipelines=1, days=DAYS, seed=3, profile=profile)
+        _write_skip_log(config, 2_000)
+        record_override(config, PIPELINE, NEVER_SKIP, by="bench", reason="launch")
+        record_override(config, PIPELINE, ALLOW_SKIP, by="bench")
     predictor = os.path.join(tmp, f"{backend}-predictor.npz")
     subprocess.run([sys.executable, "-m", "airflow_graphlets.cli", "train-predictor", "--store", uri, "--out",
                     predictor], check=True, capture_output=True, text=True)
@@ -98,6 +110,10 @@ def _run(backend: str, uri: str, tmp: str, args: argparse.Namespace) -> None:
     # The run about to train: after the last one, on the next span.
     now = float(np.nanmax(extraction.graphlets.end)) + 3600.0
     newest_span = int(extraction.graphlets.lists["spans"].values.max()) + 1
+    # The whole store's graphlets were read only to set the scene: a gate's process holds no such
+    # thing, and its objects would make every full garbage collection of the timed loop slower.
+    del extraction
+    gc.collect()
     candidate = Candidate(now, frozenset(range(newest_span - 5, newest_span + 1)), None, None, 0.4)
     settings = GateSettings(predictor, guardrails=Guardrails(exploration=0.0))
     first = decide(config, PIPELINE, candidate, settings, gate_task_id=GATE)
@@ -107,6 +123,18 @@ def _run(backend: str, uri: str, tmp: str, args: argparse.Namespace) -> None:
         start = time.perf_counter()
         decide(config, PIPELINE, candidate, settings, gate_task_id=GATE)
         times.append((time.perf_counter() - start) * 1000)
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        from airflow_graphlets.prune.gate import _decide_or_fail_open  # decide()'s body, in this thread
+
+        for _ in range(50):
+            _decide_or_fail_open(config, PIPELINE, candidate, settings, None, GATE, None)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
     p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
     verdict = "meets" if p99 <= TARGET_P99_MS else "MISSES"
     print(f"decision: {first.decision.reason}")

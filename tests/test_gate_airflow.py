@@ -131,9 +131,16 @@ def test_operator_overrides_force_one_run_or_hold_until_allowed_again(airflow_en
     logged = json.loads(cli("decisions", "--store", sqlite_store_uri, "--dag", DAG, "--json"))
     assert [(d["decision"], d["override"]) for d in logged] == [
         ("skip", ""), ("run", "force-run by alice"), ("skip", ""), ("run", "never-skip by bob"), ("skip", "")]
+    # A force-run bound to one run (--run) is not the next run's: that run skips as usual.
+    bound = cli("override", "force-run", "--dag", DAG, "--by", "carol", "--run", "some_earlier_run",
+                "--store", sqlite_store_uri)
+    assert bound.startswith(f"recorded force-run of run some_earlier_run for {DAG} by carol")
+    assert gate_of(run_gate(airflow_env, sqlite_store_uri, spool, 14, predictor_path, "1e6"))[
+        "graphlets_decision"].string_value == "skip"
     listed = json.loads(cli("override", "list", "--dag", DAG, "--store", sqlite_store_uri, "--json"))
-    assert [(o["action"], o["by"]) for o in listed] == [("force-run", "alice"), ("never-skip", "bob"),
-                                                       ("allow-skip", "bob")]
+    assert [(o["action"], o["by"], o["run_id"]) for o in listed] == [
+        ("force-run", "alice", ""), ("never-skip", "bob", ""), ("allow-skip", "bob", ""),
+        ("force-run", "carol", "some_earlier_run")]
 
 
 def test_the_taskflow_gate_reads_its_inputs_from_upstream_and_skips_alike(airflow_env, sqlite_store_uri, tmp_path,

@@ -131,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     override.add_argument("--dag", required=True, help="the DAG (pipeline) the override is for")
     override.add_argument("--by", help="who makes it (default: your login name)")
     override.add_argument("--reason", default="", help="why, for the skip log")
-    override.add_argument("--run", default="", metavar="RUN_ID",
+    override.add_argument("--run", dest="run_id", default="", metavar="RUN_ID",
                           help="with force-run: bind it to this DAG run (its gate honours it when it decides "
                                "again: clear the run's gate task in Airflow to train now)")
     override.add_argument("--store", help="store URI (default: the mlmd_default connection)")
@@ -316,7 +316,7 @@ def _override(args: argparse.Namespace) -> int:
                   + (f"  run {_printable(o.run_id)}" if o.run_id else "")
                   + (f"  {_printable(o.reason)}" if o.reason else ""))
         return 0
-    made = record_override(store, args.dag, args.action, args.by or getpass.getuser(), args.reason, run_id=args.run)
+    made = record_override(store, args.dag, args.action, args.by or getpass.getuser(), args.reason, run_id=args.run_id)
     if args.json:
         print(json.dumps(made.as_dict(), indent=1))
     elif made.run_id:

@@ -146,7 +146,7 @@ def column_queries(dialect: str, scope: Scope, pipeline_ids: list[int], run_cont
 
 def row_queries(scope: Scope, run_contexts_sql: str, trainer_types: list[int]) -> dict[str, RowQuery]:
     """The string queries: run names, and the code and structure hashes of trainers."""
-    trainer_scope = "".join(f" AND {c}" for c in scope.executions("p.execution_id"))
+    trainer_scope = "".join(f" AND {c}" for c in scope.executions("e.id"))
     return {
         "run_names": RowQuery(f"SELECT id, name FROM Context WHERE id IN ({run_contexts_sql})"),
         "run_logical_times": RowQuery(
@@ -154,9 +154,11 @@ def row_queries(scope: Scope, run_contexts_sql: str, trainer_types: list[int]) -
             f"WHERE name = '{schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS}' AND context_id IN ({run_contexts_sql})"
         ),
         "trainer_properties": RowQuery(
+            # The trainers first, then their properties by key: PostgreSQL otherwise starts from
+            # every execution's hash properties when a window of runs asks for a few.
             "SELECT p.execution_id, p.name, p.string_value FROM ExecutionProperty p "
-            f"JOIN Execution e ON e.id = p.execution_id WHERE e.type_id IN ({ints(trainer_types)}) "
-            f"AND p.name IN ({', '.join(repr(n) for n in TRAINER_PROPERTIES)}){trainer_scope} "
+            f"WHERE p.execution_id IN (SELECT e.id FROM Execution e WHERE e.type_id IN ({ints(trainer_types)})"
+            f"{trainer_scope}) AND p.name IN ({', '.join(repr(n) for n in TRAINER_PROPERTIES)}) "
             "ORDER BY p.is_custom_property DESC"  # custom first: typed values overwrite them
         ),
     }

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from airflow_graphlets.graphlets.bulk_queries import ints
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.identity import node_context_name
 from airflow_graphlets.store.inspect import reading
@@ -31,6 +32,13 @@ _OF_GATE = ("SELECT a.execution_id FROM Association a JOIN Context c ON c.id = a
             "JOIN Type t ON t.id = c.type_id JOIN ExecutionProperty d ON d.execution_id = a.execution_id "
             "AND d.name = :decision WHERE c.name = :context AND t.name = :context_type "
             "ORDER BY a.execution_id DESC LIMIT :latest")
+# The newest executions of one context, by the (context_id, execution_id) index read backwards.
+_GATE_CONTEXT = ("SELECT c.id FROM Context c JOIN Type t ON t.id = c.type_id "
+                 "WHERE c.name = :context AND t.name = :context_type")
+_NEWEST_OF_CONTEXT = ("SELECT execution_id FROM Association WHERE context_id = :context_id "
+                      "ORDER BY execution_id DESC LIMIT :newest")
+_PROPERTIES_OF = ("SELECT execution_id, name, string_value, double_value, int_value FROM ExecutionProperty "
+                  "WHERE execution_id IN ({ids})")
 # Every decision of the store, with the pipeline (DAG) it belongs to.
 _ALL = ("SELECT c.name, p.execution_id, p.name, p.string_value, p.double_value, p.int_value FROM ExecutionProperty d "
         "JOIN Association a ON a.execution_id = d.execution_id JOIN Context c ON c.id = a.context_id "
@@ -69,6 +77,9 @@ def read_decisions(config: StoreConfig, dag_id: str, since: float | None = None,
       latest: with ``gate_task_id``, only its newest ``latest`` decisions.
       engine: an open read-only engine to use (a new one when None).
     """
+    if gate_task_id is not None and latest is not None:
+        found = _newest_of_gate(config, node_context_name(dag_id, gate_task_id), latest, engine)
+        return [d for d in found if since is None or d.decided_at >= since]
     if gate_task_id is None:
         sql = _PROPERTIES.format(decided=_OF_DAG)
         params = {"context": dag_id, "context_type": schema.PIPELINE_CONTEXT}
@@ -81,6 +92,32 @@ def read_decisions(config: StoreConfig, dag_id: str, since: float | None = None,
     found = _parse(rows)
     found.sort(key=lambda d: (d.decided_at, d.execution_id))
     return [d for d in found if since is None or d.decided_at >= since]
+
+
+def _newest_of_gate(config: StoreConfig, context: str, latest: int, engine: Engine | None) -> list[LoggedDecision]:
+    """The newest ``latest`` decisions of a gate's node context, oldest first.
+
+    Read as the gate's newest executions (an index walked backwards), then their properties: a
+    join that started from the decision property would visit every decision ever logged. Tries
+    that logged no decision are passed over by asking for more executions until enough are found."""
+    with reading(config, engine) as engine, engine.connect() as conn:
+        context_id = conn.execute(sa.text(_GATE_CONTEXT), {"context": context,
+                                                           "context_type": schema.NODE_CONTEXT}).scalar()
+        if context_id is None or latest <= 0:
+            return []
+        newest = latest + 8  # a few tries without a decision (failed before deciding) cost no second read
+        while True:
+            ids = [int(i) for i, in conn.execute(sa.text(_NEWEST_OF_CONTEXT),
+                                                 {"context_id": context_id, "newest": newest})]
+            rows = conn.execute(sa.text(_PROPERTIES_OF.format(ids=ints(ids)))).all() if ids else []
+            decided = {int(r[0]) for r in rows if r[1] == DECISION}
+            if len(decided) >= latest or len(ids) < newest:
+                break
+            newest *= 4
+    kept = set(sorted(decided)[-latest:])  # the newest by execution id, as the skip log counts them
+    found = _parse([r for r in rows if int(r[0]) in kept])
+    found.sort(key=lambda d: (d.decided_at, d.execution_id))
+    return found
 
 
 def read_all_decisions(config: StoreConfig, engine: Engine | None = None,

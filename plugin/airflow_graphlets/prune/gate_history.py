@@ -22,7 +22,7 @@ from airflow_graphlets.prune.calibration import WINDOW as CALIBRATION_WINDOW
 from airflow_graphlets.prune.dataset import training_runs
 from airflow_graphlets.prune.features import PipelineHistory
 from airflow_graphlets.prune.features.recency import LONG_HISTORY, LONG_RATE
-from airflow_graphlets.prune.signals import evaluator_bars, run_signals, span_drift, span_statistics
+from airflow_graphlets.prune.signals import signals_and_bars, span_drift, span_statistics
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
@@ -83,8 +83,8 @@ def _read_window(config: StoreConfig, pipeline: str, now: float, runs: list[int]
         extraction = on_clock(read_graphlets(config, [pipeline], workers=1, runs=runs, engine=engine), "logical")
     except NoGraphletsError:
         return PipelineHistory(), None  # no trainer in these runs (or none at all yet)
-    found = training_runs(extraction, span_drift(config, pipeline, runs, engine),
-                          run_signals(config, pipeline, runs, engine), bars=evaluator_bars(config, pipeline, runs, engine))
+    signals, bars = signals_and_bars(config, pipeline, runs, engine)
+    found = training_runs(extraction, span_drift(config, pipeline, runs, engine), signals, bars=bars)
     history = PipelineHistory()
     for outcome in sorted((o for o in found.outcomes if o.end <= now), key=lambda o: o.end):
         history.add(outcome)

@@ -68,14 +68,14 @@ def span_drift(config: StoreConfig, pipeline: str | None = None, runs: Sequence[
 
 # A property of executions in run contexts, with the run's pipeline.
 _RUN_PROPERTY_SQL = (
-    "SELECT pc.name, rc.name, p.string_value FROM ExecutionProperty p "
+    "SELECT pc.name, rc.name, p.name, p.string_value FROM ExecutionProperty p "
     "JOIN Association a ON a.execution_id = p.execution_id "
     "JOIN Context rc ON rc.id = a.context_id "
     "JOIN Type rt ON rt.id = rc.type_id "
     "JOIN ParentContext par ON par.context_id = rc.id "
     "JOIN Context pc ON pc.id = par.parent_context_id "
     "JOIN Type pt ON pt.id = pc.type_id AND pt.name = :pipeline "
-    "WHERE p.name = :property AND rt.name IN ({run_types})"
+    "WHERE p.name IN ({names}) AND rt.name IN ({run_types})"
 )
 # Each span's statistics artifacts, with the pipeline (or run) they are attributed to.
 _STATISTICS_SQL = (
@@ -116,11 +116,30 @@ def evaluator_bars(config: StoreConfig, pipeline: str | None = None, runs: Seque
     return found
 
 
-def _run_property(config: StoreConfig, name: str, pipeline: str | None, runs: Sequence[int] | None,
-                  engine: Engine | None) -> list[tuple[tuple[str, str], str | None]]:
-    """((pipeline, run name), string value) of the executions' property ``name``, oldest first."""
-    query = _RUN_PROPERTY_SQL.format(run_types=", ".join(f"'{t}'" for t in rules.RUN_CONTEXT_TYPES))
-    params = {"pipeline": schema.PIPELINE_CONTEXT, "property": name}
+def signals_and_bars(config: StoreConfig, pipeline: str, runs: Sequence[int] | None = None,
+                     engine: Engine | None = None
+                     ) -> tuple[dict[tuple[str, str], dict[str, float]], dict[tuple[str, str], EvaluatorBar]]:
+    """:func:`run_signals` and :func:`evaluator_bars` of one pipeline, read in one statement (the
+    gate reads both on every decision)."""
+    signals: dict[tuple[str, str], dict[str, float]] = {}
+    bars: dict[tuple[str, str], EvaluatorBar] = {}
+    rows = _run_property(config, (SIGNALS_PROPERTY, EVAL_CONFIG_PROPERTY), pipeline, runs, engine, with_name=True)
+    for key, name, text in rows:
+        if name == SIGNALS_PROPERTY:
+            signals.setdefault(key, {}).update(_parse_signals(text))
+        elif (bar := parse_eval_config(text)) is not None:
+            bars[key] = bar
+    return signals, bars
+
+
+def _run_property(config: StoreConfig, name: str | tuple[str, ...], pipeline: str | None, runs: Sequence[int] | None,
+                  engine: Engine | None, with_name: bool = False) -> list[tuple]:
+    """((pipeline, run name), string value) of the executions' property ``name``, oldest first;
+    ((pipeline, run name), property name, value) of each of several names with ``with_name``."""
+    names = (name,) if isinstance(name, str) else name
+    query = _RUN_PROPERTY_SQL.format(run_types=", ".join(f"'{t}'" for t in rules.RUN_CONTEXT_TYPES),
+                                     names=", ".join(f":property_{i}" for i in range(len(names))))
+    params = {"pipeline": schema.PIPELINE_CONTEXT, **{f"property_{i}": n for i, n in enumerate(names)}}
     if pipeline is not None:
         query += " AND pc.name = :name"
         params["name"] = pipeline
@@ -128,7 +147,9 @@ def _run_property(config: StoreConfig, name: str, pipeline: str | None, runs: Se
         query += f" AND rc.id IN ({ints(runs)})"
     with reading(config, engine, point_reads=runs is not None) as engine, engine.connect() as conn:
         rows = conn.execute(sa.text(query + " ORDER BY p.execution_id"), params).all()
-    return [((str(pipeline_name), str(run_name)), text) for pipeline_name, run_name, text in rows]
+    if with_name:
+        return [((str(pipeline_name), str(run_name)), str(prop), text) for pipeline_name, run_name, prop, text in rows]
+    return [((str(pipeline_name), str(run_name)), text) for pipeline_name, run_name, _, text in rows]
 
 
 def _parse_signals(text: str | None) -> dict[str, float]:

@@ -101,6 +101,13 @@ def mlmd_schema_version(engine: Engine, config: StoreConfig) -> int:
       NotAnMlmdStoreError: the database lacks MLMD's tables.
       UnsupportedSchemaError: the schema version is not one this release reads.
     """
+    try:  # the common case in one statement; the table listing only to say what is wrong
+        with engine.connect() as conn:
+            versions = [row[0] for row in conn.execute(sa.text("SELECT schema_version FROM MLMDEnv"))]
+        if len(versions) == 1 and versions[0] in SUPPORTED_SCHEMA_VERSIONS:
+            return int(versions[0])
+    except sa.exc.DBAPIError:
+        pass
     present = {name.lower() for name in sa.inspect(engine).get_table_names()}
     missing = [t for t in MLMD_TABLES if t.lower() not in present]
     if missing:
