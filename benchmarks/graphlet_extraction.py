@@ -31,7 +31,7 @@ RESULTS = os.path.join(HERE, "results")
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 from airflow_graphlets.store.uri import parse_store_uri
-from support.databases import PG
+from support.databases import PG, recreate_postgres_database
 
 _MEASURE = r"""
 import json, resource, sys, time
@@ -163,14 +163,7 @@ def _drop(backend: str, uri: str, name: str) -> None:
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
         return
-    import psycopg2
-
-    conn = psycopg2.connect(dbname="postgres", **PG)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
+    recreate_postgres_database(name)
 
 
 if __name__ == "__main__":

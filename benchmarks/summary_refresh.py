@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 import psycopg2  # noqa: E402
-from support.databases import PG, create_store_uri, drop_store  # noqa: E402
+from support.databases import PG, create_store_uri, drop_store, recreate_postgres_database  # noqa: E402
 from support.tfx_store import RunPlan, TfxPipeline  # noqa: E402
 
 from airflow_graphlets.simulate.run import simulate  # noqa: E402
@@ -115,14 +115,7 @@ def _store(scale: str, backend: str, work: str) -> str:
         copy = os.path.join(work, "paper-copy.sqlite")
         shutil.copyfile(PAPER_SQLITE, copy)
         return f"sqlite:///{copy}"
-    name = "graphlets_bench_summary_copy"
-    conn = psycopg2.connect(dbname="postgres", **PG)
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{PAPER_PG}"')
-    conn.close()
-    return f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
+    return recreate_postgres_database("graphlets_bench_summary_copy", template=PAPER_PG)
 
 
 if __name__ == "__main__":

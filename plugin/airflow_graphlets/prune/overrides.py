@@ -218,6 +218,16 @@ def read_overrides(config: StoreConfig, dag_id: str, engine: Engine | None = Non
     return found
 
 
+def awaiting_runs(overrides: Iterable[Override], decisions: Iterable) -> list[Override]:
+    """The force-runs bound to a run whose gate has not decided since (``decisions``: the DAG's
+    logged decisions, anything with ``run_id`` and ``decided_at``)."""
+    last: dict[str, float] = {}
+    for decision in decisions:
+        last[decision.run_id] = max(last.get(decision.run_id, decision.decided_at), decision.decided_at)
+    return [o for o in overrides if o.action == FORCE_RUN and o.run_id
+            and standing([o], None, o.run_id, last.get(o.run_id)).run_force_run is not None]
+
+
 def standing(overrides: Iterable[Override], last_decision_at: float | None, run_id: str | None = None,
              run_decided_at: float | None = None) -> StandingOverrides:
     """The overrides in force for the next decision, given when the DAG's gate last decided

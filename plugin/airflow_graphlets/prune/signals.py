@@ -98,22 +98,14 @@ def run_signals(config: StoreConfig, pipeline: str | None = None, runs: Sequence
       runs: with ``pipeline``, only these ``pipeline_run`` context ids.
       engine: an open read-only engine to use.
     """
-    found: dict[tuple[str, str], dict[str, float]] = {}
-    for key, text in _run_property(config, SIGNALS_PROPERTY, pipeline, runs, engine):
-        found.setdefault(key, {}).update(_parse_signals(text))
-    return found
+    return _reports(config, (SIGNALS_PROPERTY,), pipeline, runs, engine)[0]
 
 
 def evaluator_bars(config: StoreConfig, pipeline: str | None = None, runs: Sequence[int] | None = None,
                    engine: Engine | None = None) -> dict[tuple[str, str], EvaluatorBar]:
     """``(pipeline, run context name) -> EvaluatorBar`` of each run whose evaluator kept an
     ``eval_config`` that sets a threshold; arguments as :func:`run_signals`."""
-    found = {}
-    for key, text in _run_property(config, EVAL_CONFIG_PROPERTY, pipeline, runs, engine):
-        bar = parse_eval_config(text)
-        if bar is not None:
-            found[key] = bar
-    return found
+    return _reports(config, (EVAL_CONFIG_PROPERTY,), pipeline, runs, engine)[1]
 
 
 def signals_and_bars(config: StoreConfig, pipeline: str, runs: Sequence[int] | None = None,
@@ -121,10 +113,16 @@ def signals_and_bars(config: StoreConfig, pipeline: str, runs: Sequence[int] | N
                      ) -> tuple[dict[tuple[str, str], dict[str, float]], dict[tuple[str, str], EvaluatorBar]]:
     """:func:`run_signals` and :func:`evaluator_bars` of one pipeline, read in one statement (the
     gate reads both on every decision)."""
+    return _reports(config, (SIGNALS_PROPERTY, EVAL_CONFIG_PROPERTY), pipeline, runs, engine)
+
+
+def _reports(config: StoreConfig, names: tuple[str, ...], pipeline: str | None, runs: Sequence[int] | None,
+             engine: Engine | None
+             ) -> tuple[dict[tuple[str, str], dict[str, float]], dict[tuple[str, str], EvaluatorBar]]:
+    """The signals and evaluator bars among the run executions' properties ``names``."""
     signals: dict[tuple[str, str], dict[str, float]] = {}
     bars: dict[tuple[str, str], EvaluatorBar] = {}
-    rows = _run_property(config, (SIGNALS_PROPERTY, EVAL_CONFIG_PROPERTY), pipeline, runs, engine, with_name=True)
-    for key, name, text in rows:
+    for key, name, text in _run_properties(config, names, pipeline, runs, engine):
         if name == SIGNALS_PROPERTY:
             signals.setdefault(key, {}).update(_parse_signals(text))
         elif (bar := parse_eval_config(text)) is not None:
@@ -132,11 +130,10 @@ def signals_and_bars(config: StoreConfig, pipeline: str, runs: Sequence[int] | N
     return signals, bars
 
 
-def _run_property(config: StoreConfig, name: str | tuple[str, ...], pipeline: str | None, runs: Sequence[int] | None,
-                  engine: Engine | None, with_name: bool = False) -> list[tuple]:
-    """((pipeline, run name), string value) of the executions' property ``name``, oldest first;
-    ((pipeline, run name), property name, value) of each of several names with ``with_name``."""
-    names = (name,) if isinstance(name, str) else name
+def _run_properties(config: StoreConfig, names: tuple[str, ...], pipeline: str | None, runs: Sequence[int] | None,
+                    engine: Engine | None) -> list[tuple[tuple[str, str], str, str | None]]:
+    """((pipeline, run name), property name, string value) of the run executions' properties
+    ``names``, oldest first."""
     query = _RUN_PROPERTY_SQL.format(run_types=", ".join(f"'{t}'" for t in rules.RUN_CONTEXT_TYPES),
                                      names=", ".join(f":property_{i}" for i in range(len(names))))
     params = {"pipeline": schema.PIPELINE_CONTEXT, **{f"property_{i}": n for i, n in enumerate(names)}}
@@ -147,9 +144,7 @@ def _run_property(config: StoreConfig, name: str | tuple[str, ...], pipeline: st
         query += f" AND rc.id IN ({ints(runs)})"
     with reading(config, engine, point_reads=runs is not None) as engine, engine.connect() as conn:
         rows = conn.execute(sa.text(query + " ORDER BY p.execution_id"), params).all()
-    if with_name:
-        return [((str(pipeline_name), str(run_name)), str(prop), text) for pipeline_name, run_name, prop, text in rows]
-    return [((str(pipeline_name), str(run_name)), text) for pipeline_name, run_name, _, text in rows]
+    return [((str(pipeline_name), str(run_name)), str(prop), text) for pipeline_name, run_name, prop, text in rows]
 
 
 def _parse_signals(text: str | None) -> dict[str, float]:

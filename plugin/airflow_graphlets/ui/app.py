@@ -226,7 +226,7 @@ def create_app() -> FastAPI:
     def skips_page(request: Request, viewer: ViewerDep, services: ServicesDep, dag: str | None = None,
                    page: Annotated[int, Query(ge=0)] = 0, done: str | None = None):
         from airflow_graphlets.prune.decisions import read_decisions
-        from airflow_graphlets.prune.overrides import read_overrides, standing
+        from airflow_graphlets.prune.overrides import awaiting_runs, read_overrides, standing
         from airflow_graphlets.summary import queries
 
         if not dag:
@@ -249,12 +249,10 @@ def create_app() -> FastAPI:
         confirmed = f"{latest.action} recorded by {latest.by}" if latest and done == latest.action else ""
         if confirmed and latest.airflow_clear:
             confirmed += f"; {latest.airflow_clear}"
-        # Runs overruled whose gate has not decided again yet (each waits for its own run).
-        pending = [o for o in overrides if o.run_id and o.action == "force-run"
-                   and not any(d.run_id == o.run_id and d.decided_at > o.at for d in decisions)]
         return render(request, "skips.html", viewer, dag=dag, decisions=shown, total=len(decisions),
                       skipped=sum(d.decision == "skip" for d in decisions), overrides=overrides[::-1],
-                      standing=now_standing, pending=pending, can_edit=can_edit, csrf=csrf_token(viewer) if can_edit else "",
+                      standing=now_standing, pending=awaiting_runs(overrides, decisions), can_edit=can_edit,
+                      csrf=csrf_token(viewer) if can_edit else "",
                       page=page, per_page=SKIPS_PER_PAGE, done=confirmed)
 
     @app.post("/skips/override")
