@@ -49,3 +49,28 @@ def test_a_reader_process_killed_midway_costs_time_not_graphlets(sqlite_store_ur
     assert survived.graphlets.records() == expected.graphlets.records()
     assert survived.executions.equals(expected.executions)
     assert caplog.text.count("a reader process ended abruptly") == 1
+
+
+def test_reader_processes_never_inherit_the_callers_open_store(sqlite_store_uri, tmp_path, monkeypatch):
+    """SQLite forbids carrying an open connection across fork(): a reader that inherited one
+    read a -shm file the caller's closing connection truncated, and died of SIGBUS."""
+    import os
+
+    from support.faults import RecordInheritedStoreFiles
+
+    from airflow_graphlets.graphlets import bulk_reader
+    from airflow_graphlets.store.connect import open_store
+
+    config = parse_store_uri(sqlite_store_uri)
+    simulate(config, pipelines=4, days=10, seed=5)
+    held = open_store(config)  # the caller keeps a store open while it reads graphlets
+    held.get_executions()
+    try:
+        log = str(tmp_path / "inherited.log")
+        monkeypatch.setattr(bulk_reader, "_fetch", RecordInheritedStoreFiles(config.path, log))
+        read_graphlets(config, workers=2)
+    finally:
+        held.close()
+    lines = open(log).read().splitlines()
+    assert lines and all(line.split(" ", 1)[1] == "[]" for line in lines), lines
+    assert all(int(line.split()[0]) != os.getpid() for line in lines), "read in reader processes"

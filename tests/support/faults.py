@@ -29,3 +29,25 @@ class KillFirstReaderProcess:
             else:
                 os.kill(os.getpid(), signal.SIGKILL)
         return _read_piece(*args)
+
+
+@dataclass(frozen=True)
+class RecordInheritedStoreFiles:
+    """Stands in for the bulk reader's ``_fetch``: before reading, a reader process appends to
+    ``log`` the files of ``store_path`` it holds open (all inherited: it has opened none yet)."""
+
+    store_path: str
+    log: str
+
+    def __call__(self, *args):
+        held = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(self.store_path):
+                held.append(target)
+        with open(self.log, "a") as handle:
+            handle.write(f"{os.getpid()} {sorted(held)}\n")
+        return _read_piece(*args)

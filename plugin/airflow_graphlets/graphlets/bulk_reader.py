@@ -183,8 +183,13 @@ def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]
 
 def _run(config: StoreConfig, tasks, workers: int) -> dict[str, list]:
     """Run every task in a pool of ``workers`` processes, each query on its own connection."""
-    # Fork: the children start at once with this process's imports and open their own connections.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    # Children of a fork server (started once per process, this module preloaded), not of this
+    # process: SQLite's in-memory state of a file this process has open (a caller's open store)
+    # must not be carried across fork(); a forked reader then read a -shm file the parent's
+    # closing connection had truncated, and died of SIGBUS.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [pool.submit(_fetch, config, query, id_range) for _, _, query, id_range in tasks]
         return _collect(tasks, _results(futures, config, tasks))
 

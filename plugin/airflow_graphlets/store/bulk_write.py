@@ -122,8 +122,7 @@ class BulkWriter:
             self._set_bulk_session(self.conn)
         if defer_indexes and self._holds_executions():
             # Checked before anything is dropped: a live store must never lose its keys (issue 22).
-            self.conn.close()
-            self.engine.dispose()
+            self.close()
             raise StoreConfigError(f"The store {config} already holds executions; simulate into a new or empty "
                                    "store (a bulk load drops and rebuilds the indexes, which a store in use must "
                                    "not go without).")
@@ -146,8 +145,14 @@ class BulkWriter:
                 self.conn.rollback()
             self._rebuild_indexes()  # whatever happened, the store keeps MLMD's indexes
             self._advance_sequences()
-            self.conn.close()
-            self.engine.dispose()
+            self.close()
+
+    def close(self) -> None:
+        """Close every connection the writer holds. None may outlive it: a process that forks
+        readers next (the bulk reader) must not hand them an open SQLite connection to the file."""
+        self.conn.close()
+        self.engine.dispose()
+        self.mlmd.close()
 
     def _holds_executions(self) -> bool:
         cursor = self.conn.cursor()
