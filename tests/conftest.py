@@ -49,6 +49,13 @@ def sqlite_store_uri(tmp_path) -> str:
 
 
 @pytest.fixture
+def postgres_store_uri(tmp_path) -> str:
+    uri = create_store_uri("postgresql", str(tmp_path))
+    yield uri
+    drop_store(uri)
+
+
+@pytest.fixture
 def store(store_uri):
     """An open MLMD store on each backend."""
     return open_store(parse_store_uri(store_uri))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+import sqlalchemy as sa
+
 from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.simulate.run import simulate
+from airflow_graphlets.store.inspect import read_only_engine
 from airflow_graphlets.store.uri import parse_store_uri
 
 
@@ -25,6 +29,45 @@ def test_the_bulk_reader_gives_the_same_result_in_one_process_or_two(sqlite_stor
     one, two = read_graphlets(config, workers=1), read_graphlets(config, workers=2)
     assert one.graphlets.records() == two.graphlets.records()
     assert one.executions.equals(two.executions)
+
+
+def test_a_read_of_a_few_pipelines_is_their_share_of_the_whole_store(store_uri):
+    # One pipeline of 24 is a narrow read: index plans on PostgreSQL, threads with two workers.
+    config = parse_store_uri(store_uri)
+    simulate(config, pipelines=24, days=4, seed=11)
+    whole = read_graphlets(config, workers=1).graphlets.records()
+    wanted = sorted({g.pipeline for g in whole})[5:6]
+    share = [g for g in whole if g.pipeline in wanted]
+    assert share
+    assert read_graphlets(config, wanted, workers=1).graphlets.records() == share
+    assert read_graphlets(config, wanted, workers=2).graphlets.records() == share
+
+
+@pytest.mark.parametrize("point_reads", [False, True], ids=["in-transactions", "autocommit"])
+def test_a_narrow_read_returns_its_pooled_connection_with_the_planner_as_it_was(postgres_store_uri, point_reads):
+    config = parse_store_uri(postgres_store_uri)
+    simulate(config, pipelines=24, days=2, seed=12)
+    engine = read_only_engine(config, point_reads=point_reads)
+    try:
+        with engine.connect() as conn:
+            pipeline = sorted(c for (c,) in conn.execute(sa.text(
+                "SELECT c.name FROM Context c JOIN Type t ON t.id = c.type_id WHERE t.name = 'pipeline'")))[0]
+        def planner_settings() -> dict[str, str]:
+            found = {}
+            for _ in range(3):  # every connection of the pool the read used
+                with engine.connect() as conn:
+                    found.update(dict(conn.execute(sa.text(
+                        "SELECT name, setting FROM pg_settings WHERE name IN ('enable_seqscan', 'enable_hashjoin', "
+                        "'enable_mergejoin', 'max_parallel_workers_per_gather', 'jit')")).all()))
+            return found
+
+        before = planner_settings()
+        read_graphlets(config, [pipeline], workers=2, engine=engine)
+        read_graphlets(config, [pipeline], workers=1, engine=engine)
+        assert planner_settings() == before
+        assert before["enable_seqscan"] == "on"
+    finally:
+        engine.dispose()
 
 
 def test_a_reader_process_killed_midway_costs_time_not_graphlets(sqlite_store_uri, tmp_path, monkeypatch, caplog):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -35,13 +35,16 @@ from airflow_graphlets.graphlets.provenance import NO_SPAN, NO_VALUE, Provenance
 from airflow_graphlets.graphlets.sorted_sets import distinct, member
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.columns import fetch_columns
-from airflow_graphlets.store.inspect import mlmd_schema_version, read_only_engine, reading
+from airflow_graphlets.store.inspect import index_plans, mlmd_schema_version, read_only_engine, reading
 from airflow_graphlets.store.uri import StoreConfig
 
 _TYPE_KIND_EXECUTION, _TYPE_KIND_CONTEXT = 0, 2  # MLMD's Type.type_kind
 log = logging.getLogger(__name__)
 
 _PIECES = 4  # id ranges per big query: keeps two readers busy to the end
+# A read of at most this share of the store's pipelines is planned as index look-ups (see
+# store.inspect.index_plans); a larger one as the database prefers.
+_NARROW_SHARE = 0.05
 
 
 def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2,
@@ -82,7 +85,10 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
     Args:
       config: the store (opened read-only).
       pipelines: only these pipelines; all when ``None``.
-      workers: processes running the queries side by side (1: all in this process).
+      workers: queries run side by side (1: one after another, on one connection): in a pool of
+        processes for the whole store, in threads of this process (each on a connection of its
+        own) for some pipelines: such a read (the summary's refresh of the pipelines written to)
+        is mostly shorter than starting processes.
       runs: only these ``pipeline_run`` context ids of ``pipelines`` (needs ``pipelines``).
       engine: an open read-only engine (a new one when None).
     """
@@ -92,11 +98,28 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
         version = mlmd_schema_version(engine, config)
         with engine.connect() as conn:
             plan = _plan(conn, pipelines, runs)
-            results = _collect(plan.tasks(), [_fetch_on(conn, query, id_range)
-                                              for _, _, query, id_range in plan.tasks()]) if workers <= 1 else None
-    if results is None:
+            if workers <= 1:
+                with index_plans(conn, plan.narrow):
+                    results = _collect(plan.tasks(), [_fetch_on(conn, query, id_range)
+                                                      for _, _, query, id_range in plan.tasks()])
+        if workers > 1 and not plan.whole_store:
+            results = _read_in_threads(engine, plan, workers)
+    if workers > 1 and plan.whole_store:
         results = _run(config, plan.tasks(), workers)
     return _provenance(str(config), version, plan, results)
+
+
+def _read_in_threads(engine: Engine, plan: "_Plan", workers: int) -> dict[str, list]:
+    """Every task of a pipelines' plan, in ``workers`` threads on connections of their own (the
+    drivers wait for the database without the GIL); all joined before the engine may close."""
+    def fetch(task) -> list:
+        _, _, query, id_range = task
+        with engine.connect() as conn, index_plans(conn, plan.narrow):
+            return _fetch_on(conn, query, id_range)
+
+    tasks = plan.tasks()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graphlets-read") as pool:
+        return _collect(tasks, list(pool.map(fetch, tasks)))
 
 
 @dataclass
@@ -110,6 +133,7 @@ class _Plan:
     rows: dict[str, RowQuery]
     id_bounds: dict[str, tuple[int, int]]  # table -> (min id, max id)
     whole_store: bool  # no pipeline filter: big queries may be cut into id ranges
+    narrow: bool = False  # a small part of the store: read by index look-ups
 
     def tasks(self) -> list[tuple[str, int, ColumnQuery | RowQuery, tuple[int, int] | None]]:
         """(query name, piece, query, id range) to run, largest first."""
@@ -138,6 +162,7 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
                      if k == _TYPE_KIND_EXECUTION and rules.execution_kind(n, type_bases.get(int(i))) == "Trainer"]
     pipeline_rows = [(int(i), n) for i, n in conn.execute(sa.text(
         f"SELECT id, name FROM Context WHERE type_id IN ({ints(pipeline_types)})"))]
+    pipeline_count = len(pipeline_rows)
     if only is not None:
         pipeline_rows = [(i, n) for i, n in pipeline_rows if n in set(only)]
     pipeline_rows.sort(key=lambda row: row[1])
@@ -167,6 +192,8 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
         rows=row_queries(scope, runs, trainer_types),
         id_bounds=bounds,
         whole_store=only is None,
+        # (A window of runs is read by literal ids on a point-reads connection already.)
+        narrow=runs_only is None and only is not None and len(pipeline_ids) <= _NARROW_SHARE * pipeline_count,
     )
 
 

@@ -94,6 +94,30 @@ def reading(config: StoreConfig, engine: Engine | None = None, point_reads: bool
         own.dispose()
 
 
+# A read of a few pipelines' rows is priced by PostgreSQL's defaults as if its index look-ups
+# went to disk: it scans whole tables (Event: millions of rows) and hashes them instead. On a
+# read of 21 of 1,000 pipelines these settings took the bulk reader from about 2.9 to 1.9 s.
+_INDEX_PLANS = (("enable_seqscan", "off"), ("enable_hashjoin", "off"), ("enable_mergejoin", "off"),
+                ("max_parallel_workers_per_gather", "0"), ("jit", "off"))
+
+
+@contextmanager
+def index_plans(conn: sa.Connection, wanted: bool = True) -> Iterator[None]:
+    """On PostgreSQL, while inside: plan statements as index look-ups and nested loops, for
+    reads of a small part of a large store (elsewhere, or when not ``wanted``, nothing changes).
+    The settings are the session's, reset on exit, so a pooled connection is returned as it was
+    lent (``SET LOCAL`` would not last on an autocommit connection)."""
+    if not wanted or conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.exec_driver_sql("; ".join(f"SET {name} = {value}" for name, value in _INDEX_PLANS))
+    try:
+        yield
+    finally:
+        if not conn.in_transaction() or conn.get_transaction().is_active:
+            conn.exec_driver_sql("; ".join(f"RESET {name}" for name, _ in _INDEX_PLANS))
+
+
 def mlmd_schema_version(engine: Engine, config: StoreConfig) -> int:
     """The store's MLMD schema version, after checking MLMD's tables are all there.
 

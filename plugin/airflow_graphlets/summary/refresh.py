@@ -71,8 +71,7 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
     if not full and state.get("store") == str(config) and "watermark_ms" in state:
         margin = MARGIN_MS if margin_ms is None else margin_ms
         touched = touched_pipelines(config, int(state["watermark_ms"]) - margin)
-        graphlets, decisions = refresh_pipelines(config, engine, touched, watermark, workers=1 if len(touched) < 50
-                                                 else workers)
+        graphlets, decisions = refresh_pipelines(config, engine, touched, watermark, workers=workers)
         return RefreshResult(graphlets, len(touched), decisions, time.perf_counter() - began, full=False)
     return _refresh_everything(config, engine, workers, watermark, began)
 
