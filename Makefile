@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export GLOG_minloglevel ?= 1
 
-.PHONY: env services browser test demo bench bench-graphlets bench-simulate bench-gate bench-ui bench-writers bench-linearity bench-prune bench-summary screenshots clean constraints
+.PHONY: env services browser test demo bench bench-graphlets bench-simulate bench-gate bench-ui bench-writers bench-linearity bench-prune bench-summary bench-freshness screenshots clean constraints
 
 # uv comes from PyPI when the machine has none.
 .tools/bin/uv:
@@ -61,6 +61,11 @@ bench-linearity: env services
 # Incremental summary refreshes against a full summary (1,000-pipeline and paper-scale stores).
 bench-summary: env services
 	$(PY) benchmarks/summary_refresh.py
+# A finished run on the pages after its pusher ends, and the refreshes' load on the MLMD database
+# (a real Airflow with default settings; SQLite store, then PostgreSQL with the load windows).
+bench-freshness: env services
+	$(PY) benchmarks/page_freshness.py --backend sqlite
+	$(PY) benchmarks/page_freshness.py --backend postgresql --load
 # The push predictor on real training outcomes (docs/prune.md): the report seeds, about 15 min.
 bench-prune: env
 	$(PY) benchmarks/prune_real_outcomes.py --json benchmarks/results/prune-real-outcomes.json

@@ -91,6 +91,7 @@ def main() -> int:
     parser.add_argument("--scales", default="1000,paper", help="comma-separated: 1000 and/or paper")
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=os.path.join(HERE, "results")) as work:
         for scale in args.scales.split(","):
             for backend in args.backends.split(","):

@@ -212,3 +212,29 @@ def test_a_recorded_task_is_found_by_its_dag_id_and_refreshed(tmp_path):
     full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
     refresh_summary(config, full, workers=1, full=True)
     assert summary_rows(engine) == summary_rows(full)
+
+
+def test_a_refresh_that_would_reread_most_pipelines_reads_the_store_whole(sqlite_store_uri, tmp_path):
+    from airflow_graphlets.simulate.run import simulate
+
+    config = parse_store_uri(sqlite_store_uri)
+    simulate(config, pipelines=52, days=1, seed=4)
+    engine = summary_engine(f"sqlite:///{tmp_path}/summary.sqlite")
+    assert refresh_summary(config, engine, workers=2).full
+    store = open_store(config)
+    names = sorted(c.name for c in store.get_contexts_by_type("pipeline"))
+
+    def new_runs(pipelines: list[str], first_span: int) -> None:
+        for n, name in enumerate(pipelines):
+            TfxPipeline(store, name).run(f"later-{first_span + n}", RunPlan(span=first_span + n, window=1))
+
+    new_runs(names[:3], 1000)
+    few = refresh_summary(config, engine, workers=2, margin_ms=0)
+    assert not few.full and 3 <= few.pipelines < 26  # (and what the watermark's own millisecond holds)
+    new_runs(names[:50], 2000)  # 50 of 52 pipelines: more than half, and enough to matter
+    most = refresh_summary(config, engine, workers=2, margin_ms=0)
+    assert most.full and most.pipelines == 52
+    store.close()
+    full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
+    refresh_summary(config, full, workers=2, full=True)
+    assert summary_rows(engine) == summary_rows(full)

@@ -45,6 +45,7 @@ _PIECES = 4  # id ranges per big query: keeps two readers busy to the end
 # A read of at most this share of the store's pipelines is planned as index look-ups (see
 # store.inspect.index_plans); a larger one as the database prefers.
 _NARROW_SHARE = 0.05
+_FEW_PIPELINES = 50  # fewer pipelines than this are read in threads, not in processes
 
 
 def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2,
@@ -86,9 +87,9 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
       config: the store (opened read-only).
       pipelines: only these pipelines; all when ``None``.
       workers: queries run side by side (1: one after another, on one connection): in a pool of
-        processes for the whole store, in threads of this process (each on a connection of its
-        own) for some pipelines: such a read (the summary's refresh of the pipelines written to)
-        is mostly shorter than starting processes.
+        processes, or for a few pipelines in threads of this process, each on a connection of
+        its own: such a read (the summary's refresh of the pipelines written to) is mostly
+        shorter than starting processes.
       runs: only these ``pipeline_run`` context ids of ``pipelines`` (needs ``pipelines``).
       engine: an open read-only engine (a new one when None).
     """
@@ -102,15 +103,15 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
                 with index_plans(conn, plan.narrow):
                     results = _collect(plan.tasks(), [_fetch_on(conn, query, id_range)
                                                       for _, _, query, id_range in plan.tasks()])
-        if workers > 1 and not plan.whole_store:
+        if workers > 1 and plan.in_threads:
             results = _read_in_threads(engine, plan, workers)
-    if workers > 1 and plan.whole_store:
+    if workers > 1 and not plan.in_threads:
         results = _run(config, plan.tasks(), workers)
     return _provenance(str(config), version, plan, results)
 
 
 def _read_in_threads(engine: Engine, plan: "_Plan", workers: int) -> dict[str, list]:
-    """Every task of a pipelines' plan, in ``workers`` threads on connections of their own (the
+    """Every task of a few pipelines' plan, in ``workers`` threads on connections of their own (the
     drivers wait for the database without the GIL); all joined before the engine may close."""
     def fetch(task) -> list:
         _, _, query, id_range = task
@@ -134,6 +135,11 @@ class _Plan:
     id_bounds: dict[str, tuple[int, int]]  # table -> (min id, max id)
     whole_store: bool  # no pipeline filter: big queries may be cut into id ranges
     narrow: bool = False  # a small part of the store: read by index look-ups
+
+    @property
+    def in_threads(self) -> bool:
+        """Whether a read with several workers runs in threads (a few pipelines), not processes."""
+        return not self.whole_store and (self.narrow or len(self.pipeline_rows) < _FEW_PIPELINES)
 
     def tasks(self) -> list[tuple[str, int, ColumnQuery | RowQuery, tuple[int, int] | None]]:
         """(query name, piece, query, id range) to run, largest first."""

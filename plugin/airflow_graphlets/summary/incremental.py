@@ -30,6 +30,9 @@ from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
 
 MARGIN_MS = 5 * 60 * 1000
+# A refresh that would re-read more than this share of the summarised pipelines reads the store
+# whole instead (at 1,000 pipelines, re-reading all of them took 38.6 s, a full summary 27.1 s).
+FULL_SHARE = 0.5
 _SUMMARY_LOCK = 0x67736D79  # "gsmy"
 _CHUNK = 500
 # Look-ups by index only (MLMD indexes update times, and property rows by their owner): the
@@ -186,6 +189,12 @@ def _settled(value):
 def _set_state(conn: sa.Connection, values: dict[str, str]) -> None:
     conn.execute(tables.state.delete().where(tables.state.c.key.in_(list(values))))
     conn.execute(tables.state.insert(), [{"key": k, "value": v} for k, v in values.items()])
+
+
+def summarised_pipelines(engine: Engine) -> int:
+    """How many pipelines the summary holds."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(tables.pipeline_total)).scalar() or 0)
 
 
 def read_state(engine: Engine) -> dict[str, str]:

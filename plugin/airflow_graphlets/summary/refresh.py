@@ -58,10 +58,12 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
         the store cannot be read (the summary is left as it was).
     """
     from airflow_graphlets.summary.incremental import (
+        FULL_SHARE,
         MARGIN_MS,
         read_state,
         refresh_pipelines,
         store_watermark,
+        summarised_pipelines,
         touched_pipelines,
     )
 
@@ -71,8 +73,10 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
     if not full and state.get("store") == str(config) and "watermark_ms" in state:
         margin = MARGIN_MS if margin_ms is None else margin_ms
         touched = touched_pipelines(config, int(state["watermark_ms"]) - margin)
-        graphlets, decisions = refresh_pipelines(config, engine, touched, watermark, workers=workers)
-        return RefreshResult(graphlets, len(touched), decisions, time.perf_counter() - began, full=False)
+        # Re-reading most of the pipelines costs more than reading the store whole.
+        if len(touched) < 50 or len(touched) <= FULL_SHARE * summarised_pipelines(engine):
+            graphlets, decisions = refresh_pipelines(config, engine, touched, watermark, workers=workers)
+            return RefreshResult(graphlets, len(touched), decisions, time.perf_counter() - began, full=False)
     return _refresh_everything(config, engine, workers, watermark, began)
 
 
