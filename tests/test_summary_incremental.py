@@ -6,6 +6,7 @@ and PostgreSQL, and after every refresh compares each summary table with a full 
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -21,7 +22,7 @@ from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.uri import parse_store_uri
 from airflow_graphlets.summary import tables
 from airflow_graphlets.summary.database import summary_engine
-from airflow_graphlets.summary.incremental import read_state, touched_pipelines
+from airflow_graphlets.summary.incremental import ChangeMarks, read_state, touched_pipelines
 from airflow_graphlets.summary.refresh import refresh_summary
 
 PIPELINES = ("churn", "fraud", "ranking")
@@ -238,3 +239,32 @@ def test_a_refresh_that_would_reread_most_pipelines_reads_the_store_whole(sqlite
     full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
     refresh_summary(config, full, workers=2, full=True)
     assert summary_rows(engine) == summary_rows(full)
+
+
+def test_a_refresh_reads_again_only_pipelines_with_changes_it_has_not_seen(sqlite_store_uri, tmp_path):
+    """Within the look-back margin (5 minutes by default) every pipeline below was written to;
+    a refresh marks what it read, so the next reads only what is new since."""
+    history = History(sqlite_store_uri)
+    for name in PIPELINES:
+        history.run(name, {})
+    time.sleep(1.1)  # past the unsettled last second, which is always read again
+    engine = summary_engine(f"sqlite:///{tmp_path}/summary.sqlite")
+    assert refresh_summary(history.config, engine, workers=1).full
+    history.run("fraud", {"blessed": False})
+    time.sleep(1.1)
+    assert refresh_summary(history.config, engine, workers=1).pipelines == 1
+    time.sleep(1.1)
+    assert refresh_summary(history.config, engine, workers=1).pipelines == 0
+    history.late_push("fraud")  # its run above was not blessed: the push comes later
+    time.sleep(1.1)
+    assert refresh_summary(history.config, engine, workers=1).pipelines == 1
+    full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
+    refresh_summary(history.config, full, workers=1, full=True)
+    assert summary_rows(engine) == summary_rows(full)
+
+
+def test_change_marks_survive_the_state_and_forget_what_is_past_or_unsettled():
+    marks = ChangeMarks(frozenset({("e", 1, 1_000), ("a", 2, 50_000), ("c", 3, 99_500)}))
+    assert ChangeMarks.loads(marks.dumps()) == marks
+    assert marks.settled(10_000, 100_000).seen == {("a", 2, 50_000)}
+    assert ChangeMarks.loads("not json") == ChangeMarks() == ChangeMarks.loads(None)

@@ -11,14 +11,19 @@ totals of the days they touch, in the order a full refresh sums them.
 
 The watermark is the newest change time the store held when the refresh started, minus a margin
 (:data:`MARGIN_MS`): a writer whose transaction was still open then, or whose clock runs a little
-behind, commits rows with earlier times that the next refresh still finds. A refresh of another
-store, or of a summary without a watermark, is a full one; ``full=True`` forces one.
+behind, commits rows with earlier times that the next refresh still finds. The changes a refresh
+read in that margin are kept (:class:`ChangeMarks`), so the next one reads again only pipelines
+with a change it has not seen. A refresh of another store, or of a summary without a watermark,
+is a full one; ``full=True`` forces one; so is one that would re-read more than half of the
+pipelines (:data:`FULL_SHARE`).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -40,18 +45,51 @@ _CHUNK = 500
 # artifacts; the DAG id the recorder writes on each execution. MLMD has no index on an
 # association's execution id, so only executions without a DAG id (a TFX store's) are mapped to
 # their pipelines through the association table.
-_CHANGED_EXECUTIONS = "SELECT id FROM Execution WHERE last_update_time_since_epoch >= :since"
-_CHANGED_ARTIFACTS = "SELECT id FROM Artifact WHERE last_update_time_since_epoch >= :since"
+_CHANGED_EXECUTIONS = "SELECT id, last_update_time_since_epoch FROM Execution WHERE last_update_time_since_epoch >= :since"
+_CHANGED_ARTIFACTS = "SELECT id, last_update_time_since_epoch FROM Artifact WHERE last_update_time_since_epoch >= :since"
 _EVENTS_OF_ARTIFACTS = "SELECT DISTINCT execution_id FROM Event WHERE artifact_id IN :ids"
 _DAG_IDS = ("SELECT execution_id, string_value FROM ExecutionProperty WHERE execution_id IN :ids "
             "AND name = :dag_id AND is_custom_property = :custom")
 _PIPELINES_OF = ("SELECT DISTINCT c.name FROM Association a JOIN Context c ON c.id = a.context_id "
                  "JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type WHERE a.execution_id IN :ids")
-_NEW_OR_NAMED = ("SELECT c.name FROM Context c JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type "
-                 "WHERE c.create_time_since_epoch >= :since OR c.name IN :names")
+_NEW_PIPELINES = ("SELECT c.id, c.create_time_since_epoch, c.name FROM Context c JOIN Type t ON t.id = c.type_id "
+                  "AND t.name = :pipeline_type WHERE c.create_time_since_epoch >= :since")
+_NAMED = ("SELECT c.name FROM Context c JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type "
+          "WHERE c.name IN :names")
 _NEWEST = ("SELECT MAX(m) FROM (SELECT MAX(last_update_time_since_epoch) AS m FROM Execution UNION ALL "
            "SELECT MAX(last_update_time_since_epoch) FROM Artifact UNION ALL "
            "SELECT MAX(create_time_since_epoch) FROM Context) newest")
+# Changes stamped less than this before a refresh began are never marked seen: a second write
+# in the same millisecond as one a refresh saw would carry the same time.
+UNSETTLED_MS = 1000
+
+
+@dataclass(frozen=True)
+class ChangeMarks:
+    """The changes a refresh has already read, as (kind, id, time in ms): "e" an execution's and
+    "a" an artifact's last update, "c" a pipeline's creation. The next refresh looks back a
+    margin before its watermark (for writes committed late or stamped by a clock behind) and
+    reads again only the pipelines with a change not marked here, so a quiet store costs a few
+    index look-ups per refresh, not a re-read of every pipeline written to in the margin."""
+
+    seen: frozenset[tuple[str, int, int]] = frozenset()
+
+    def settled(self, since_ms: int, began_ms: int) -> "ChangeMarks":
+        """The marks a refresh looking back to ``since_ms`` needs, without those stamped in the
+        last :data:`UNSETTLED_MS` before ``began_ms`` (when the refresh that read them began)."""
+        return ChangeMarks(frozenset(m for m in self.seen if since_ms <= m[2] < began_ms - UNSETTLED_MS))
+
+    def dumps(self) -> str:
+        return json.dumps(sorted(self.seen), separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, text: str | None) -> "ChangeMarks":
+        """The marks a summary's state holds (none when absent or unreadable: everything in
+        the margin is read again, as before marks existed)."""
+        try:
+            return cls(frozenset((str(k), int(i), int(t)) for k, i, t in json.loads(text or "[]")))
+        except (ValueError, TypeError):
+            return cls()
 
 
 def store_watermark(config: StoreConfig, engine: Engine | None = None) -> int:
@@ -63,12 +101,27 @@ def store_watermark(config: StoreConfig, engine: Engine | None = None) -> int:
 def touched_pipelines(config: StoreConfig, since_ms: int, engine: Engine | None = None) -> list[str]:
     """The pipelines with an execution or artifact created or updated, or that were created, at
     or after ``since_ms``."""
+    return changes_since(config, since_ms, engine=engine)[0]
+
+
+def changes_since(config: StoreConfig, since_ms: int, seen: ChangeMarks = ChangeMarks(),
+                  engine: Engine | None = None) -> tuple[list[str], ChangeMarks]:
+    """The pipelines with a change at or after ``since_ms`` that ``seen`` does not hold (an
+    execution or artifact created or updated, a pipeline created), and every change found."""
     with reading(config, engine) as engine, engine.connect() as conn:
+        def marked(statement: str) -> list[tuple[int, int, str | None]]:
+            params = {"since": since_ms, **({"pipeline_type": schema.PIPELINE_CONTEXT} if ":pipeline_type" in statement
+                                            else {})}
+            return [(int(row[0]), int(row[1]), row[2] if len(row) > 2 else None)
+                    for row in conn.execute(sa.text(statement), params)]
+
         def ids(statement: str, params: dict) -> set[int]:
             return {int(i) for (i,) in conn.execute(_expanding(statement), params)}
 
-        executions = ids(_CHANGED_EXECUTIONS, {"since": since_ms})
-        artifacts = sorted(ids(_CHANGED_ARTIFACTS, {"since": since_ms}))
+        found = {"e": marked(_CHANGED_EXECUTIONS), "a": marked(_CHANGED_ARTIFACTS), "c": marked(_NEW_PIPELINES)}
+        new = {kind: [row for row in rows if (kind, row[0], row[1]) not in seen.seen] for kind, rows in found.items()}
+        executions = {i for i, _, _ in new["e"]}
+        artifacts = sorted({i for i, _, _ in new["a"]})
         for part in _chunks(artifacts):
             executions |= ids(_EVENTS_OF_ARTIFACTS, {"ids": part})
         names: set[str] = set()
@@ -84,11 +137,12 @@ def touched_pipelines(config: StoreConfig, since_ms: int, engine: Engine | None 
                 "ids": part, "pipeline_type": schema.PIPELINE_CONTEXT})}
         # Only names that are pipelines of the store (a DAG id may name another kind of context),
         # and every pipeline created since.
-        found: set[str] = set()
-        for part in _chunks(sorted(names)) if names else [[]]:
-            found |= {name for (name,) in conn.execute(_expanding(_NEW_OR_NAMED), {
-                "since": since_ms, "names": part or [""], "pipeline_type": schema.PIPELINE_CONTEXT})}
-        return sorted(found)
+        touched = {name for _, _, name in new["c"]}
+        for part in _chunks(sorted(names)):
+            touched |= {name for (name,) in conn.execute(_expanding(_NAMED), {
+                "names": part, "pipeline_type": schema.PIPELINE_CONTEXT})}
+        marks = ChangeMarks(frozenset((kind, i, t) for kind, rows in found.items() for i, t, _ in rows))
+        return sorted(touched), marks
 
 
 def _expanding(statement: str) -> sa.TextClause:
@@ -100,9 +154,9 @@ def _expanding(statement: str) -> sa.TextClause:
 
 
 def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str], watermark_ms: int,
-                      workers: int = 1) -> tuple[int, int]:
+                      workers: int = 1, marks: ChangeMarks = ChangeMarks()) -> tuple[int, int]:
     """Replace the summary rows of ``pipelines`` with what the store holds now; record the
-    watermark. Returns the graphlet and decision rows written."""
+    watermark and the changes read (``marks``). Returns the graphlet and decision rows written."""
     from airflow_graphlets.graphlets.bulk_reader import read_graphlets
     from airflow_graphlets.prune.decisions import read_all_decisions
     from airflow_graphlets.graphlets.clock import on_clock
@@ -139,7 +193,7 @@ def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str],
                 conn.execute(table.insert(), rows)
         _update_day_totals(conn, old_rows, days)
         _set_state(conn, {"watermark_ms": str(watermark_ms), "refreshed_at": repr(time.time()),
-                          "last_refresh": f"incremental: {len(pipelines)} pipelines"})
+                          "last_refresh": f"incremental: {len(pipelines)} pipelines", "seen_changes": marks.dumps()})
     return len(graphlets), len(decisions)
 
 

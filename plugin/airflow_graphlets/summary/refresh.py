@@ -62,26 +62,31 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
         MARGIN_MS,
         read_state,
         refresh_pipelines,
+        ChangeMarks,
+        changes_since,
         store_watermark,
         summarised_pipelines,
-        touched_pipelines,
     )
 
     began = time.perf_counter()
     state = read_state(engine)
-    watermark = store_watermark(config)  # before reading: what changes meanwhile is found next time
+    margin = MARGIN_MS if margin_ms is None else margin_ms
+    # Both before reading: what changes meanwhile is found next time.
+    began_ms = int(time.time() * 1000)
+    watermark = store_watermark(config)
+    since = (int(state["watermark_ms"]) if "watermark_ms" in state else watermark) - margin
+    touched, marks = changes_since(config, since, ChangeMarks.loads(state.get("seen_changes")))
+    marks = marks.settled(watermark - margin, began_ms)  # what the next refresh looks back on
     if not full and state.get("store") == str(config) and "watermark_ms" in state:
-        margin = MARGIN_MS if margin_ms is None else margin_ms
-        touched = touched_pipelines(config, int(state["watermark_ms"]) - margin)
         # Re-reading most of the pipelines costs more than reading the store whole.
         if len(touched) < 50 or len(touched) <= FULL_SHARE * summarised_pipelines(engine):
-            graphlets, decisions = refresh_pipelines(config, engine, touched, watermark, workers=workers)
+            graphlets, decisions = refresh_pipelines(config, engine, touched, watermark, workers=workers, marks=marks)
             return RefreshResult(graphlets, len(touched), decisions, time.perf_counter() - began, full=False)
-    return _refresh_everything(config, engine, workers, watermark, began)
+    return _refresh_everything(config, engine, workers, watermark, began, marks)
 
 
 def _refresh_everything(config: StoreConfig, engine: Engine, workers: int, watermark: int,
-                        began: float) -> RefreshResult:
+                        began: float, marks) -> RefreshResult:
     from airflow_graphlets.graphlets.bulk_reader import read_graphlets
     from airflow_graphlets.prune.decisions import read_all_decisions
 
@@ -110,6 +115,7 @@ def _refresh_everything(config: StoreConfig, engine: Engine, workers: int, water
             {"key": "watermark_ms", "value": str(watermark)},
             {"key": "last_refresh", "value": "full"},
             {"key": "clock", "value": CLOCK},
+            {"key": "seen_changes", "value": marks.dumps()},
         ])
     pipelines = {row["pipeline"] for row in day_rows}
     return RefreshResult(len(graphlets), len(pipelines), len(decisions), time.perf_counter() - began)
