@@ -3,6 +3,7 @@ policy inside the guardrails, operator overrides, and failing open whatever goes
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 
@@ -228,6 +229,22 @@ def test_a_store_that_never_answers_lets_training_run_within_the_budget(world):
     assert outcome.decision.run
     assert outcome.decision.reason == "fail open: no decision within the budget of 1 s (budget_seconds)"
     assert 1.0 <= waited < 3.0
+    assert gc.isenabled()  # held off while the gate waited, resumed though the reads still hang
+
+
+def test_the_gate_leaves_the_garbage_collector_as_the_task_had_it(world):
+    config, runs, _, path, late = world
+    pipeline, candidate = runs.pipelines[runs.pipeline[late]], runs.candidates[late]
+    settings = GateSettings(path, threshold=0.0, guardrails=OPEN)
+    assert gc.isenabled()
+    assert decide(config, pipeline, candidate, settings).decision.probability is not None
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        decide(config, pipeline, candidate, settings)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_the_gate_calibrates_with_its_own_logged_decisions_whose_runs_trained(world):

@@ -157,17 +157,29 @@ class _Plan:
         return whole + pieces
 
 
+# Every type with its base type's name, and every pipeline (context id, name), in one statement:
+# a gate's decision reads a window of runs this way, and each statement costs it a round trip.
+_TYPES_AND_PIPELINES = (
+    "SELECT 0, t.id, t.name, t.type_kind, b.name FROM Type t LEFT JOIN ParentType pt ON pt.type_id = t.id "
+    "LEFT JOIN Type b ON b.id = pt.parent_type_id UNION ALL "
+    "SELECT 1, c.id, c.name, NULL, NULL FROM Context c JOIN Type ct ON ct.id = c.type_id "
+    f"AND ct.name = '{schema.PIPELINE_CONTEXT}' AND ct.type_kind = {_TYPE_KIND_CONTEXT}"
+)
+
+
 def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int] | None = None) -> _Plan:
-    types = conn.execute(sa.text("SELECT id, name, type_kind FROM Type")).all()
-    type_bases = {int(t): n for t, n in conn.execute(sa.text(
-        "SELECT pt.type_id, p.name FROM ParentType pt JOIN Type p ON p.id = pt.parent_type_id"))}
-    ids_of_kind = lambda kind, names: [int(i) for i, n, k in types if k == kind and n in names]
-    pipeline_types = ids_of_kind(_TYPE_KIND_CONTEXT, {schema.PIPELINE_CONTEXT})
+    types, type_bases, pipeline_rows = {}, {}, []
+    for row_kind, row_id, name, kind, base in conn.execute(sa.text(_TYPES_AND_PIPELINES)):
+        if row_kind == 1:
+            pipeline_rows.append((int(row_id), name))
+            continue
+        types[int(row_id)] = (name, kind)
+        if base is not None:
+            type_bases[int(row_id)] = base
+    ids_of_kind = lambda kind, names: [i for i, (n, k) in types.items() if k == kind and n in names]
     run_types = ids_of_kind(_TYPE_KIND_CONTEXT, set(rules.RUN_CONTEXT_TYPES))
-    trainer_types = [int(i) for i, n, k in types
-                     if k == _TYPE_KIND_EXECUTION and rules.execution_kind(n, type_bases.get(int(i))) == "Trainer"]
-    pipeline_rows = [(int(i), n) for i, n in conn.execute(sa.text(
-        f"SELECT id, name FROM Context WHERE type_id IN ({ints(pipeline_types)})"))]
+    trainer_types = [i for i, (n, k) in types.items()
+                     if k == _TYPE_KIND_EXECUTION and rules.execution_kind(n, type_bases.get(i)) == "Trainer"]
     pipeline_count = len(pipeline_rows)
     if only is not None:
         pipeline_rows = [(i, n) for i, n in pipeline_rows if n in set(only)]
@@ -191,7 +203,7 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
         high = conn.execute(sa.text(f"SELECT MAX(id) FROM {table}")).scalar()
         bounds[table] = (int(low or 0), int(high or 0))
     return _Plan(
-        type_names={int(i): n for i, n, _ in types},
+        type_names={i: n for i, (n, _) in types.items()},
         type_bases=type_bases,
         pipeline_rows=pipeline_rows,
         columns=column_queries(conn.dialect.name, scope, pipeline_ids, runs),

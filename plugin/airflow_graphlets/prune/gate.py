@@ -9,8 +9,10 @@ gate must never be the reason a model is not trained by mistake.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -122,14 +124,30 @@ def decide(config: StoreConfig | None, pipeline: str, candidate: Candidate, sett
     done: list[GateOutcome] = []
     worker = threading.Thread(target=lambda: done.append(_decide_or_fail_open(
         config, pipeline, candidate, settings, state, gate_task_id, draw, run_id)), name="graphlets-gate", daemon=True)
-    worker.start()
-    worker.join(settings.budget_seconds)
+    with _collector_paused():
+        worker.start()
+        worker.join(settings.budget_seconds)
     seconds = time.perf_counter() - began
     if not done:
         return GateOutcome(Decision(True, None, f"fail open: no decision within the budget of "
                                                 f"{settings.budget_seconds:g} s (budget_seconds)"),
                            {}, settings.policy_version, None, seconds)
     return dataclasses.replace(done[0], seconds=seconds)
+
+
+@contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector held off while the gate waits for its decision: a full
+    collection in a task process (Airflow, SQLAlchemy and NumPy loaded) takes longer than the
+    decision, and the decision's rows set one off now and then. Resumed however the wait ends,
+    as it was (a task that disabled it keeps it disabled)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _decide_or_fail_open(config: StoreConfig | None, pipeline: str, candidate: Candidate, settings: GateSettings,
