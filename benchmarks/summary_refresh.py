@@ -80,7 +80,8 @@ def measure(label: str, uri: str, work: str) -> None:
         time.sleep(1)
         after = rows_read(uri)
         load = f", {after - began:,} rows read from the store" if before is not None else ""
-        print(f"after {count:>5} new runs (written in {written:.1f} s): incremental refresh {result.seconds:.2f} s "
+        kind = "refresh, read whole (most pipelines changed)" if result.full else "incremental refresh"
+        print(f"after {count:>5} new runs (written in {written:.1f} s): {kind} {result.seconds:.2f} s "
               f"= {100 * result.seconds / full.seconds:.1f} % of the full one, {result.pipelines:,} pipelines read "
               f"again{load}", flush=True)
     engine.dispose()
