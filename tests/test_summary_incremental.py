@@ -22,7 +22,7 @@ from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.uri import parse_store_uri
 from airflow_graphlets.summary import tables
 from airflow_graphlets.summary.database import summary_engine
-from airflow_graphlets.summary.incremental import ChangeMarks, read_state, touched_pipelines
+from airflow_graphlets.summary.incremental import ChangeMarks, changes_since, read_state, touched_pipelines
 from airflow_graphlets.summary.refresh import refresh_summary
 
 PIPELINES = ("churn", "fraud", "ranking")
@@ -268,3 +268,19 @@ def test_change_marks_survive_the_state_and_forget_what_is_past_or_unsettled():
     assert ChangeMarks.loads(marks.dumps()) == marks
     assert marks.settled(10_000, 100_000).seen == {("a", 2, 50_000)}
     assert ChangeMarks.loads("not json") == ChangeMarks() == ChangeMarks.loads(None)
+
+
+def test_an_execution_not_yet_in_a_pipeline_is_looked_at_again(sqlite_store_uri):
+    """Marks are for changes that led to a pipeline: an execution whose association arrives in a
+    later transaction still reaches its pipeline's rows."""
+    history = History(sqlite_store_uri)
+    history.run("churn", {})
+    store, config = history.store, history.config
+    trainer_type = next(t for t in store.get_execution_types() if t.name.endswith("Trainer"))
+    lonely = pb.Execution(type_id=trainer_type.id, last_known_state=pb.Execution.COMPLETE)
+    [execution_id] = store.put_executions([lonely])
+    touched, marks = changes_since(config, 0)
+    assert "churn" in touched and not any(m[:2] == ("e", execution_id) for m in marks.seen)
+    [churn] = [c for c in store.get_contexts_by_type("pipeline") if c.name == "churn"]
+    store.put_attributions_and_associations([], [pb.Association(context_id=churn.id, execution_id=execution_id)])
+    assert changes_since(config, 0, marks)[0] == ["churn"]

@@ -47,10 +47,10 @@ _CHUNK = 500
 # their pipelines through the association table.
 _CHANGED_EXECUTIONS = "SELECT id, last_update_time_since_epoch FROM Execution WHERE last_update_time_since_epoch >= :since"
 _CHANGED_ARTIFACTS = "SELECT id, last_update_time_since_epoch FROM Artifact WHERE last_update_time_since_epoch >= :since"
-_EVENTS_OF_ARTIFACTS = "SELECT DISTINCT execution_id FROM Event WHERE artifact_id IN :ids"
+_EVENTS_OF_ARTIFACTS = "SELECT DISTINCT artifact_id, execution_id FROM Event WHERE artifact_id IN :ids"
 _DAG_IDS = ("SELECT execution_id, string_value FROM ExecutionProperty WHERE execution_id IN :ids "
             "AND name = :dag_id AND is_custom_property = :custom")
-_PIPELINES_OF = ("SELECT DISTINCT c.name FROM Association a JOIN Context c ON c.id = a.context_id "
+_PIPELINES_OF = ("SELECT DISTINCT a.execution_id, c.name FROM Association a JOIN Context c ON c.id = a.context_id "
                  "JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type WHERE a.execution_id IN :ids")
 _NEW_PIPELINES = ("SELECT c.id, c.create_time_since_epoch, c.name FROM Context c JOIN Type t ON t.id = c.type_id "
                   "AND t.name = :pipeline_type WHERE c.create_time_since_epoch >= :since")
@@ -107,7 +107,8 @@ def touched_pipelines(config: StoreConfig, since_ms: int, engine: Engine | None 
 def changes_since(config: StoreConfig, since_ms: int, seen: ChangeMarks = ChangeMarks(),
                   engine: Engine | None = None) -> tuple[list[str], ChangeMarks]:
     """The pipelines with a change at or after ``since_ms`` that ``seen`` does not hold (an
-    execution or artifact created or updated, a pipeline created), and every change found."""
+    execution or artifact created or updated, a pipeline created), and the changes found that
+    now count as seen."""
     with reading(config, engine) as engine, engine.connect() as conn:
         def marked(statement: str) -> list[tuple[int, int, str | None]]:
             params = {"since": since_ms, **({"pipeline_type": schema.PIPELINE_CONTEXT} if ":pipeline_type" in statement
@@ -115,33 +116,38 @@ def changes_since(config: StoreConfig, since_ms: int, seen: ChangeMarks = Change
             return [(int(row[0]), int(row[1]), row[2] if len(row) > 2 else None)
                     for row in conn.execute(sa.text(statement), params)]
 
-        def ids(statement: str, params: dict) -> set[int]:
-            return {int(i) for (i,) in conn.execute(_expanding(statement), params)}
-
         found = {"e": marked(_CHANGED_EXECUTIONS), "a": marked(_CHANGED_ARTIFACTS), "c": marked(_NEW_PIPELINES)}
         new = {kind: [row for row in rows if (kind, row[0], row[1]) not in seen.seen] for kind, rows in found.items()}
         executions = {i for i, _, _ in new["e"]}
-        artifacts = sorted({i for i, _, _ in new["a"]})
-        for part in _chunks(artifacts):
-            executions |= ids(_EVENTS_OF_ARTIFACTS, {"ids": part})
-        names: set[str] = set()
-        unnamed = set(executions)
+        users: dict[int, set[int]] = {}  # a new artifact's executions
+        for part in _chunks(sorted({i for i, _, _ in new["a"]})):
+            for artifact_id, execution_id in conn.execute(_expanding(_EVENTS_OF_ARTIFACTS), {"ids": part}):
+                users.setdefault(int(artifact_id), set()).add(int(execution_id))
+        executions |= set().union(*users.values()) if users else set()
+        pipeline_of: dict[int, set[str]] = {}
         for part in _chunks(sorted(executions)):
             for execution_id, dag_id in conn.execute(_expanding(_DAG_IDS), {
                     "ids": part, "dag_id": schema.ExecutionProps.DAG_ID, "custom": True}):
                 if dag_id:
-                    names.add(dag_id)
-                    unnamed.discard(int(execution_id))
-        for part in _chunks(sorted(unnamed)):
-            names |= {name for (name,) in conn.execute(_expanding(_PIPELINES_OF), {
-                "ids": part, "pipeline_type": schema.PIPELINE_CONTEXT})}
+                    pipeline_of.setdefault(int(execution_id), set()).add(dag_id)
+        for part in _chunks(sorted(executions - set(pipeline_of))):
+            for execution_id, name in conn.execute(_expanding(_PIPELINES_OF), {
+                    "ids": part, "pipeline_type": schema.PIPELINE_CONTEXT}):
+                pipeline_of.setdefault(int(execution_id), set()).add(name)
+        names = set().union(*pipeline_of.values()) if pipeline_of else set()
         # Only names that are pipelines of the store (a DAG id may name another kind of context),
         # and every pipeline created since.
         touched = {name for _, _, name in new["c"]}
         for part in _chunks(sorted(names)):
             touched |= {name for (name,) in conn.execute(_expanding(_NAMED), {
                 "names": part, "pipeline_type": schema.PIPELINE_CONTEXT})}
-        marks = ChangeMarks(frozenset((kind, i, t) for kind, rows in found.items() for i, t, _ in rows))
+        # A change is marked seen once it led to a pipeline: an execution whose association or
+        # DAG id is not there yet, or an artifact no execution has used yet, is looked at again.
+        placed = {("e", i, t) for i, t, _ in found["e"] if (("e", i, t) in seen.seen or i in pipeline_of)}
+        placed |= {("a", i, t) for i, t, _ in found["a"]
+                   if ("a", i, t) in seen.seen or any(e in pipeline_of for e in users.get(i, ()))}
+        placed |= {("c", i, t) for i, t, _ in found["c"]}
+        marks = ChangeMarks(frozenset(placed))
         return sorted(touched), marks
 
 
