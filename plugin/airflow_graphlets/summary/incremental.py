@@ -110,13 +110,12 @@ def changes_since(config: StoreConfig, since_ms: int, seen: ChangeMarks = Change
     execution or artifact created or updated, a pipeline created), and the changes found that
     now count as seen."""
     with reading(config, engine) as engine, engine.connect() as conn:
-        def marked(statement: str) -> list[tuple[int, int, str | None]]:
-            params = {"since": since_ms, **({"pipeline_type": schema.PIPELINE_CONTEXT} if ":pipeline_type" in statement
-                                            else {})}
+        def marked(statement: str, **params) -> list[tuple[int, int, str | None]]:
             return [(int(row[0]), int(row[1]), row[2] if len(row) > 2 else None)
-                    for row in conn.execute(sa.text(statement), params)]
+                    for row in conn.execute(sa.text(statement), {"since": since_ms, **params})]
 
-        found = {"e": marked(_CHANGED_EXECUTIONS), "a": marked(_CHANGED_ARTIFACTS), "c": marked(_NEW_PIPELINES)}
+        found = {"e": marked(_CHANGED_EXECUTIONS), "a": marked(_CHANGED_ARTIFACTS),
+                 "c": marked(_NEW_PIPELINES, pipeline_type=schema.PIPELINE_CONTEXT)}
         new = {kind: [row for row in rows if (kind, row[0], row[1]) not in seen.seen] for kind, rows in found.items()}
         executions = {i for i, _, _ in new["e"]}
         users: dict[int, set[int]] = {}  # a new artifact's executions
