@@ -94,6 +94,40 @@ def test_a_reader_process_killed_midway_costs_time_not_graphlets(sqlite_store_ur
     assert caplog.text.count("a reader process ended abruptly") == 1
 
 
+def test_a_reader_killed_before_every_piece_is_handed_out_costs_time_not_graphlets(sqlite_store_uri, tmp_path,
+                                                                                    monkeypatch, caplog):
+    """The pool breaks while pieces are still being handed to it (the killed reader took the
+    first piece at once): the pieces it no longer takes are read in this process too."""
+    import logging
+    import os
+
+    from support.faults import KillFirstReaderProcess
+
+    from airflow_graphlets.graphlets import bulk_reader
+
+    config = parse_store_uri(sqlite_store_uri)
+    simulate(config, pipelines=4, days=10, seed=5)
+    expected = read_graphlets(config, workers=1)
+
+    monkeypatch.setattr(bulk_reader, "_fetch", KillFirstReaderProcess(os.getpid(), str(tmp_path / "killed-once")))
+    submit, handed = bulk_reader._submit, []
+
+    def submit_after_the_first_piece_died(*args):
+        future = submit(*args)
+        if not handed:
+            future.exception()  # waits until the first piece's reader died and broke the pool
+        handed.append(future)
+        return future
+
+    monkeypatch.setattr(bulk_reader, "_submit", submit_after_the_first_piece_died)
+    with caplog.at_level(logging.WARNING):
+        survived = read_graphlets(config, workers=2)
+    assert len(handed) > 1 and all(future is None for future in handed[1:]), "the pool took no piece after it broke"
+    assert survived.graphlets.records() == expected.graphlets.records()
+    assert survived.executions.equals(expected.executions)
+    assert caplog.text.count("a reader process ended abruptly") == 1
+
+
 def test_reader_processes_never_inherit_the_callers_open_store(sqlite_store_uri, tmp_path, monkeypatch):
     """SQLite forbids carrying an open connection across fork(): a reader that inherited one
     read a -shm file the caller's closing connection truncated, and died of SIGBUS."""

@@ -235,15 +235,27 @@ def _run(config: StoreConfig, tasks, workers: int) -> dict[str, list]:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_fetch, config, query, id_range) for _, _, query, id_range in tasks]
+        futures = [_submit(pool, config, query, id_range) for _, _, query, id_range in tasks]
         return _collect(tasks, _results(futures, config, tasks))
 
 
-def _results(futures: list[Future], config: StoreConfig, tasks) -> list:
-    """The pieces' results; those of a reader process that died (killed, out of memory) read here."""
+def _submit(pool: ProcessPoolExecutor, config: StoreConfig, query: ColumnQuery | RowQuery,
+            id_range: tuple[int, int] | None) -> Future | None:
+    """The piece handed to the pool; None when a reader already died and the pool takes no more."""
+    try:
+        return pool.submit(_fetch, config, query, id_range)
+    except BrokenProcessPool:
+        return None
+
+
+def _results(futures: list[Future | None], config: StoreConfig, tasks) -> list:
+    """The pieces' results; those of a reader process that died (killed, out of memory), and
+    those the broken pool no longer took, read here."""
     results, broken = [], False
     for future, (_, _, query, id_range) in zip(futures, tasks):
         try:
+            if future is None:
+                raise BrokenProcessPool("the pool was broken before this piece was handed to it")
             results.append(future.result())
         except BrokenProcessPool:
             if not broken:
