@@ -4,6 +4,7 @@ policy inside the guardrails, operator overrides, and failing open whatever goes
 from __future__ import annotations
 
 import gc
+import json
 import socket
 import time
 
@@ -28,7 +29,8 @@ from airflow_graphlets.prune.overrides import (
 )
 from airflow_graphlets.prune.policy import Guardrails
 from airflow_graphlets.prune.predictor import PushPredictor
-from airflow_graphlets.prune.signals import span_drift
+from airflow_graphlets.prune.evaluator_bar import EVAL_CONFIG_PROPERTY, tfx_eval_config
+from airflow_graphlets.prune.signals import SIGNALS_PROPERTY, span_drift
 from airflow_graphlets.simulate.run import simulate
 from airflow_graphlets.store.uri import parse_store_uri
 
@@ -78,6 +80,39 @@ def test_a_window_of_latest_runs_gives_the_whole_historys_features(world, first_
         assert features(window, candidate) == pytest.approx(features(whole, candidate), nan_ok=True)
         assert features(window, candidate) == pytest.approx(tuple(matrix[row]), nan_ok=True)
         assert window_last == whole_last
+
+
+def test_a_window_reads_each_runs_signals_and_evaluator_bar_as_the_whole_history_does(store_uri):
+    """The gate looks a window's signals and bars up by its executions' ids; the whole history
+    by walking the pipeline's runs. Both must hand every outcome the same."""
+    import sqlalchemy as sa
+
+    config = parse_store_uri(store_uri)
+    simulate(config, pipelines=2, days=25, seed=11)
+    engine = sa.create_engine(config.sqlalchemy_url())
+    with engine.begin() as conn:  # a signal on each trainer, a bar on each evaluator, by run
+        for kind, name, custom in (("Trainer", SIGNALS_PROPERTY, True), ("Evaluator", EVAL_CONFIG_PROPERTY, False)):
+            executions = conn.execute(sa.text(
+                "SELECT e.id FROM Execution e JOIN Type t ON t.id = e.type_id WHERE t.name LIKE :kind ORDER BY e.id"),
+                {"kind": f"%{kind}"}).scalars().all()
+            for i, execution in enumerate(executions):
+                value = (json.dumps({"deployed_score": 0.5 + i / 1000}) if custom
+                         else tfx_eval_config("BinaryAccuracy", 0.6 + i / 1000, 0.01))
+                conn.execute(sa.text("INSERT INTO ExecutionProperty (execution_id, name, is_custom_property, "
+                                     "string_value) VALUES (:e, :n, :c, :v)"),
+                             {"e": execution, "n": name, "c": custom, "v": value})
+    engine.dispose()
+    runs = training_runs(on_clock(read_graphlets(config), "logical"), span_drift(config))
+    row = int(np.flatnonzero(runs.pipeline == 0)[-1])
+    pipeline, candidate = runs.pipelines[0], runs.candidates[row]
+    whole, _ = pipeline_history(config, pipeline, candidate.start, first_window=10**6)
+    window, _ = pipeline_history(config, pipeline, candidate.start, first_window=5)
+    assert len(window.outcomes) < len(whole.outcomes)
+    latest = {o.run: (o.signals, o.evaluator_bar) for o in whole.outcomes}
+    assert all(signals and bar is not None for signals, bar in latest.values())
+    assert [(o.run, o.signals, o.evaluator_bar) for o in window.outcomes] == [
+        (o.run, *latest[o.run]) for o in window.outcomes]
+    assert features(window, candidate) == pytest.approx(features(whole, candidate), nan_ok=True)
 
 
 def test_a_run_below_the_threshold_is_skipped_until_the_guardrails_force_one(world):

@@ -12,17 +12,24 @@ history's would, as long as no run older than the window is still going on.
 
 from __future__ import annotations
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.graphlets.clock import on_clock
+from airflow_graphlets.graphlets.model import Extraction
 from airflow_graphlets.prune.calibration import WINDOW as CALIBRATION_WINDOW
 from airflow_graphlets.prune.dataset import training_runs
 from airflow_graphlets.prune.features import PipelineHistory
 from airflow_graphlets.prune.features.recency import LONG_HISTORY, LONG_RATE
-from airflow_graphlets.prune.signals import signals_and_bars, span_drift, span_statistics
+from airflow_graphlets.prune.signals import (
+    signals_and_bars,
+    span_drift,
+    span_statistics,
+    window_signals_and_bars,
+)
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
@@ -85,10 +92,25 @@ def _read_window(config: StoreConfig, pipeline: str, now: float, runs: list[int]
         extraction = on_clock(read_graphlets(config, [pipeline], workers=1, runs=runs, engine=engine), "logical")
     except NoGraphletsError:
         return PipelineHistory(), None  # no trainer in these runs (or none at all yet)
-    signals, bars = signals_and_bars(config, pipeline, runs, engine)
+    if runs is None:
+        signals, bars = signals_and_bars(config, pipeline, None, engine)
+    else:
+        signals, bars = window_signals_and_bars(config, pipeline, _run_of_execution(extraction), engine)
     found = training_runs(extraction, span_drift(config, pipeline, runs, engine), signals, bars=bars)
     history = PipelineHistory()
     for outcome in sorted((o for o in found.outcomes if o.end <= now), key=lambda o: o.end):
         history.add(outcome)
     started = [o.start for o in found.outcomes if o.start <= now]
     return history, max(started) if started else None
+
+
+def _run_of_execution(extraction: Extraction) -> dict[int, str]:
+    """Execution id -> its run's context name, for the executions of runs that trained a model
+    (only those runs' signals and evaluator bars reach an outcome)."""
+    g, table = extraction.graphlets, extraction.executions
+    rows = np.minimum(np.searchsorted(table.ids, g.trainer_id), max(len(table.ids) - 1, 0))
+    found = (table.ids[rows] == g.trainer_id) if len(table.ids) else np.zeros(len(rows), dtype=bool)
+    run_name = {int(table.run[row]): name for row, name, ok in zip(rows.tolist(), g.run.tolist(), found.tolist())
+                if ok and name is not None and table.run[row] >= 0}
+    return {execution: run_name[run] for execution, run in zip(table.ids.tolist(), table.run.tolist())
+            if run in run_name}
