@@ -161,7 +161,9 @@ def _run(backend: str, uri: str, tmp: str, args: argparse.Namespace) -> None:
 
 def _write_skip_log(config, count: int) -> None:
     """``count`` earlier decisions of the pipeline's gate, as the recorder writes them: executions
-    in the gate's node and pipeline contexts with the decision as custom properties."""
+    in the gate's node and pipeline contexts with the decision as custom properties. Each says
+    "run", as every simulated run trained (the gate sizes the window it reads by the share of its
+    latest decisions that ran; until 2026-12-07 this log said "skip" for two in three)."""
     from airflow_graphlets.store.connect import open_store
     from airflow_graphlets.store.identity import node_context_name
     from airflow_graphlets.store.types import TypeRegistry
@@ -180,9 +182,9 @@ def _write_skip_log(config, count: int) -> None:
             p = execution.custom_properties
             p["task_id"].string_value = GATE
             p["start_epoch_seconds"].double_value = 1.7e9 + i * 60
-            p["graphlets_decision"].string_value = "skip" if i % 3 else "run"
-            p["graphlets_probability"].double_value = 0.3
-            p["graphlets_reason"].string_value = "predicted push probability 0.30 < 0.35"
+            p["graphlets_decision"].string_value = "run"
+            p["graphlets_probability"].double_value = 0.8
+            p["graphlets_reason"].string_value = "predicted push probability 0.80 >= 0.35"
             p["graphlets_policy_version"].string_value = "predictor-v1"
             executions.append(execution)
         ids = store.put_executions(executions)

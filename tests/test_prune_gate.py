@@ -17,7 +17,7 @@ from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.prune.dataset import feature_matrix, training_runs
 from airflow_graphlets.prune.features import NAMES, features
 from airflow_graphlets.prune.gate import GateSettings, GateState, decide, read_gate_state
-from airflow_graphlets.prune.gate_history import pipeline_history
+from airflow_graphlets.prune.gate_history import FIRST_WINDOW, KNOWN_OUTCOMES, first_window, pipeline_history
 from airflow_graphlets.prune.overrides import (
     ALLOW_SKIP,
     FORCE_RUN,
@@ -80,6 +80,14 @@ def test_a_window_of_latest_runs_gives_the_whole_historys_features(world, first_
         assert features(window, candidate) == pytest.approx(features(whole, candidate), nan_ok=True)
         assert features(window, candidate) == pytest.approx(tuple(matrix[row]), nan_ok=True)
         assert window_last == whole_last
+
+
+def test_the_first_window_holds_enough_runs_for_the_runs_the_gate_let_train():
+    wanted = KNOWN_OUTCOMES + 8  # the outcomes, and runs that train nothing though the gate ran them
+    assert first_window([]) == FIRST_WINDOW  # no skip log: nothing tells how many train
+    assert first_window(["run"] * 60) == wanted
+    assert first_window(["run", "skip"] * 30) == 2 * wanted  # half the runs trained nothing
+    assert first_window(["skip"] * 59 + ["run"]) == first_window(["skip"] * 60) == 4 * wanted  # at most x4
 
 
 def test_a_window_reads_each_runs_signals_and_evaluator_bar_as_the_whole_history_does(store_uri):

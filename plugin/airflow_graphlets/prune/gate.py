@@ -185,7 +185,7 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
             state: GateState | None, gate_task_id: str | None, draw: float | None,
             run_id: str | None = None) -> GateOutcome:
     """The decision, raising on any failure (``decide`` turns that into running the training)."""
-    from airflow_graphlets.prune.gate_history import pipeline_history
+    from airflow_graphlets.prune.gate_history import first_window, pipeline_history
 
     if state is None:
         # Enough of the skip log to count a run of skips, and the calibration's window of runs.
@@ -197,7 +197,9 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
         return GateOutcome(Decision(True, None, f"operator override: {override.action} by {override.by}{said}"),
                            {}, settings.policy_version, f"{override.action} by {override.by}", 0.0)
     predictor, version = _predictor(settings)
-    history, last_trained = pipeline_history(config, pipeline, candidate.start, engine=engine,
+    # The gate's latest decisions tell how many of the latest runs trained, so how many to read.
+    window = first_window([logged.decision for logged in state.recent])
+    history, last_trained = pipeline_history(config, pipeline, candidate.start, first_window=window, engine=engine,
                                              candidate_spans=candidate.spans)
     x = np.asarray(features(history, candidate))
     raw = float(predictor.push_probability(x)[0])
