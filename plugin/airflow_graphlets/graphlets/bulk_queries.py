@@ -60,17 +60,20 @@ class Scope:
         self.ids = context_ids
         self.execution_ids = execution_ids
         self.artifact_ids = artifact_ids
+        # Each list as SQL once: a window's hundreds of ids go into several queries.
+        self._execution_list = None if execution_ids is None else ints(execution_ids)
+        self._artifact_list = None if artifact_ids is None else ints(artifact_ids)
 
     def executions(self, column: str) -> tuple[str, ...]:
-        if self.execution_ids is not None:
-            return (f"{column} IN ({ints(self.execution_ids)})",)
+        if self._execution_list is not None:
+            return (f"{column} IN ({self._execution_list})",)
         if self.ids is None:
             return ()
         return (f"{column} IN (SELECT execution_id FROM Association WHERE context_id IN ({ints(self.ids)}))",)
 
     def artifacts(self, column: str) -> tuple[str, ...]:
-        if self.artifact_ids is not None:
-            return (f"{column} IN ({ints(self.artifact_ids)})",)
+        if self._artifact_list is not None:
+            return (f"{column} IN ({self._artifact_list})",)
         if self.ids is None:
             return ()
         return (f"{column} IN (SELECT artifact_id FROM Event WHERE {self.executions('execution_id')[0]})",)
