@@ -218,9 +218,9 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
 def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]) -> Scope:
     """The executions of ``runs`` that belong to the pipelines, and the artifacts they touched, by id."""
     # CROSS JOIN: SQLite then walks the few runs' rows first, not the pipeline's thousands.
-    executions = sorted(int(e) for e, in conn.execute(sa.text(
+    executions = sorted(int(e) for e, in _literal(conn,
         f"SELECT r.execution_id FROM Association r CROSS JOIN Association p WHERE p.execution_id = r.execution_id "
-        f"AND r.context_id IN ({ints(runs)}) AND p.context_id IN ({ints(pipeline_ids)})")))
+        f"AND r.context_id IN ({ints(runs)}) AND p.context_id IN ({ints(pipeline_ids)})"))
     # As a column (PostgreSQL's COPY): thousands of rows, where Python's rows cost more than the query.
     [touched] = fetch_columns(conn, ["artifact_id"], f"FROM Event WHERE execution_id IN ({ints(executions)})")
     return Scope(pipeline_ids, executions, np.unique(touched).astype(np.int64).tolist())
@@ -290,9 +290,15 @@ def _fetch(config: StoreConfig, query: ColumnQuery | RowQuery, id_range: tuple[i
 
 def _fetch_on(conn: Connection, query: ColumnQuery | RowQuery, id_range: tuple[int, int] | None):
     if isinstance(query, RowQuery):
-        return [tuple(row) for row in conn.execute(sa.text(query.sql))]
+        return [tuple(row) for row in _literal(conn, query.sql)]
     columns = fetch_columns(conn, query.columns, query.sql_rest(id_range))
     return [_compact(column, dtype) for column, dtype in zip(columns, query.dtypes)]
+
+
+def _literal(conn: Connection, sql: str) -> sa.CursorResult:
+    """A statement without parameters, as written: its ids are literals, and SQLAlchemy would
+    scan its text for parameters and compile it (a window's lists of ids make that text long)."""
+    return conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
 
 
 def _compact(column: np.ndarray, dtype: str) -> np.ndarray:

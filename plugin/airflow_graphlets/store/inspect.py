@@ -57,9 +57,11 @@ def read_only_engine(config: StoreConfig, point_reads: bool = False) -> Engine:
     elif config.backend == "postgresql":
         options = "-c default_transaction_read_only=on" + (_POINT_READS if point_reads else "")
         # Point reads run each statement on its own (still read-only): no BEGIN and ROLLBACK
-        # round trips around the dozen small queries of a gate decision.
+        # round trips around the dozen small queries of a gate decision. MLMD has no hstore
+        # column: without the flag every new connection asks the catalog for hstore's type ids
+        # (0.9 ms of each gate decision).
         engine = sa.create_engine(config.sqlalchemy_url(), connect_args={"options": options, **config.connect_args()},
-                                  **({"isolation_level": "AUTOCOMMIT"} if point_reads else {}))
+                                  use_native_hstore=False, **({"isolation_level": "AUTOCOMMIT"} if point_reads else {}))
     else:
         engine = sa.create_engine(config.sqlalchemy_url(), connect_args={
             "init_command": "SET SESSION TRANSACTION READ ONLY", **config.connect_args()})
