@@ -23,6 +23,34 @@ def test_both_readers_agree_on_a_simulated_history(store_uri):
     assert {"pushed", "not_pushed"} <= statuses
 
 
+def test_a_window_of_runs_reads_those_runs_models_as_the_whole_store_does(store_uri):
+    """A gate reads a window of a pipeline's latest runs: each of their models is the whole
+    read's (its run, spans, evaluation and push), and every execution of those runs is there,
+    in its run and pipeline. (Upstream compute from runs before the window is not.)"""
+    config = parse_store_uri(store_uri)
+    simulate(config, pipelines=3, days=12, seed=4)
+    whole = read_graphlets(config)
+    pipeline = whole.pipelines[1]
+    with read_only_engine(config).connect() as conn:
+        runs = [int(r) for r, in conn.execute(sa.text(
+            "SELECT pc.context_id FROM ParentContext pc JOIN Context p ON p.id = pc.parent_context_id "
+            "WHERE p.name = :name ORDER BY pc.context_id DESC"), {"name": pipeline})][:6]
+        members = {int(e): int(r) for e, r in conn.execute(sa.text(
+            f"SELECT execution_id, context_id FROM Association WHERE context_id IN ({', '.join(map(str, runs))})"))}
+    window = read_graphlets(config, [pipeline], workers=1, runs=runs)
+
+    def model(g):
+        return g.run, g.spans, g.span_artifact_ids, g.status, g.blessed, g.pushed, g.pushed_at, g.trainer_start
+
+    by_trainer = {g.trainer_id: g for g in whole.graphlets.records()}
+    read = window.graphlets.records()
+    assert len(read) == 6 and all(g.pipeline == pipeline for g in read)
+    assert [model(g) for g in read] == [model(by_trainer[g.trainer_id]) for g in read]
+    assert sorted(window.executions.ids.tolist()) == sorted(members)
+    assert dict(zip(window.executions.ids.tolist(), window.executions.run.tolist())) == members
+    assert {window.pipelines[i] for i in window.executions.pipeline.tolist()} == {pipeline}
+
+
 def test_the_bulk_reader_gives_the_same_result_in_one_process_or_two(sqlite_store_uri):
     config = parse_store_uri(sqlite_store_uri)
     simulate(config, pipelines=4, days=10, seed=5)

@@ -13,7 +13,7 @@ import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import sqlalchemy as sa
@@ -107,7 +107,7 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
             results = _read_in_threads(engine, plan, workers)
     if workers > 1 and not plan.in_threads:
         results = _run(config, plan.tasks(), workers)
-    return _provenance(str(config), version, plan, results)
+    return _provenance(str(config), version, plan, plan.known | results)
 
 
 def _read_in_threads(engine: Engine, plan: "_Plan", workers: int) -> dict[str, list]:
@@ -135,6 +135,7 @@ class _Plan:
     id_bounds: dict[str, tuple[int, int]]  # table -> (min id, max id)
     whole_store: bool  # no pipeline filter: big queries may be cut into id ranges
     narrow: bool = False  # a small part of the store: read by index look-ups
+    known: dict[str, list] = field(default_factory=dict)  # results the plan's own queries read already
 
     @property
     def in_threads(self) -> bool:
@@ -188,9 +189,9 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
     # With a pipeline filter every query keeps to the executions of those pipelines, and a
     # pipeline's runs are its child contexts (TFX and the recorder link them); with a window of
     # runs, to the executions of those runs, listed.
-    scope = Scope(None if only is None else pipeline_ids)
+    scope, known = Scope(None if only is None else pipeline_ids), {}
     if runs_only is not None:
-        scope = _window_scope(conn, pipeline_ids, runs_only)
+        scope, known = _window_scope(conn, pipeline_ids, runs_only, run_types)
     runs = f"SELECT id FROM Context WHERE type_id IN ({ints(run_types)})"
     if runs_only is not None:
         runs += f" AND id IN ({ints(runs_only)})"  # the caller's runs of these pipelines
@@ -202,28 +203,52 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
         low = conn.execute(sa.text(f"SELECT MIN(id) FROM {table}")).scalar()
         high = conn.execute(sa.text(f"SELECT MAX(id) FROM {table}")).scalar()
         bounds[table] = (int(low or 0), int(high or 0))
+    columns = column_queries(conn.dialect.name, scope, pipeline_ids, runs)
+    rows = row_queries(scope, runs, trainer_types)
     return _Plan(
         type_names={i: n for i, (n, _) in types.items()},
         type_bases=type_bases,
         pipeline_rows=pipeline_rows,
-        columns=column_queries(conn.dialect.name, scope, pipeline_ids, runs),
-        rows=row_queries(scope, runs, trainer_types),
+        columns={name: query for name, query in columns.items() if name not in known},
+        rows={name: query for name, query in rows.items() if name not in known},
         id_bounds=bounds,
         whole_store=only is None,
         # (A window of runs is read by literal ids on a point-reads connection already.)
         narrow=runs_only is None and only is not None and len(pipeline_ids) <= _NARROW_SHARE * pipeline_count,
+        known=known,
     )
 
 
-def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]) -> Scope:
-    """The executions of ``runs`` that belong to the pipelines, and the artifacts they touched, by id."""
+def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int], run_types: list[int]
+                  ) -> tuple[Scope, dict[str, list]]:
+    """The executions of ``runs`` that belong to the pipelines and the artifacts they touched, by
+    id; with the results of the queries this already answers (each execution's run and
+    pipeline, the runs' names, the executions' events), which the plan then leaves out: a gate's
+    decision pays a round trip and a plan for each statement."""
     # CROSS JOIN: SQLite then walks the few runs' rows first, not the pipeline's thousands.
-    executions = sorted(int(e) for e, in _literal(conn,
-        f"SELECT r.execution_id FROM Association r CROSS JOIN Association p WHERE p.execution_id = r.execution_id "
-        f"AND r.context_id IN ({ints(runs)}) AND p.context_id IN ({ints(pipeline_ids)})"))
-    # As a column (PostgreSQL's COPY): thousands of rows, where Python's rows cost more than the query.
-    [touched] = fetch_columns(conn, ["artifact_id"], f"FROM Event WHERE execution_id IN ({ints(executions)})")
-    return Scope(pipeline_ids, executions, np.unique(touched).astype(np.int64).tolist())
+    members = _literal(conn,
+        "SELECT r.execution_id, r.context_id, c.name, p.context_id FROM Association r CROSS JOIN Association p "
+        "JOIN Context c ON c.id = r.context_id "
+        f"WHERE p.execution_id = r.execution_id AND r.context_id IN ({ints(runs)}) "
+        f"AND c.type_id IN ({ints(run_types)}) AND p.context_id IN ({ints(pipeline_ids)})").all()
+    in_runs = sorted({(int(e), int(r)) for e, r, _, _ in members})
+    in_pipelines = sorted({(int(e), int(p)) for e, _, _, p in members})
+    executions = sorted({e for e, _ in in_runs})
+    known: dict[str, list] = {
+        "runs": _pair_columns(in_runs),
+        "pipelines": _pair_columns(in_pipelines),
+        "run_names": sorted({(int(r), name) for _, r, name, _ in members}),
+    }
+    events = column_queries(conn.dialect.name, Scope(pipeline_ids, executions, []), pipeline_ids, "NULL")["events"]
+    known["events"] = _fetch_on(conn, events, None)
+    artifacts = np.unique(known["events"][0]).astype(np.int64).tolist()
+    return Scope(pipeline_ids, executions, artifacts), known
+
+
+def _pair_columns(pairs: list[tuple[int, int]]) -> list[np.ndarray]:
+    """(id, id) pairs as the two int64 columns an association query returns."""
+    both = np.asarray(pairs, dtype=np.int64).reshape(len(pairs), 2)
+    return [np.ascontiguousarray(both[:, 0]), np.ascontiguousarray(both[:, 1])]
 
 
 def _run(config: StoreConfig, tasks, workers: int) -> dict[str, list]:
