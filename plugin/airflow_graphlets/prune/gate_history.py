@@ -59,7 +59,7 @@ def first_window(recent_decisions: Sequence[str]) -> int:
     """Runs a decision reads first: enough for ``KNOWN_OUTCOMES`` outcomes, given that a run the
     gate skipped trained nothing: the share of its ``recent_decisions`` ("run" or "skip") that
     ran. Without a skip log, ``FIRST_WINDOW``. A window that falls short is widened anyway; each
-    run read costs the decision time (a window of 38 runs instead of 61: 34 ms instead of 42)."""
+    run read costs the decision time (38 runs instead of 61: about 7 ms less of 40 on PostgreSQL)."""
     if not recent_decisions:
         return FIRST_WINDOW
     ran = sum(decision == "run" for decision in recent_decisions) / len(recent_decisions)
