@@ -88,6 +88,12 @@ def ints(values: Sequence[int]) -> str:
     return ", ".join(str(int(v)) for v in values) or "NULL"
 
 
+def events_query(scope: Scope) -> ColumnQuery:
+    """The events of the scope's executions: (artifact, execution, event type)."""
+    return ColumnQuery(("artifact_id", "execution_id", "type"), ("i8", "i8", "i1"), "Event",
+                       scope.executions("execution_id"), split_on="id", split_table="Event")
+
+
 def column_queries(dialect: str, scope: Scope, pipeline_ids: list[int], run_contexts_sql: str) -> dict[str, ColumnQuery]:
     """Every numeric query, by name, largest first."""
     true = _TRUE[dialect]
@@ -99,11 +105,7 @@ def column_queries(dialect: str, scope: Scope, pipeline_ids: list[int], run_cont
     code = "CASE name " + " ".join(f"WHEN '{n}' THEN {i}" for i, n in enumerate(ARTIFACT_PROPERTIES)) + " END"
     value = "COALESCE(int_value, double_value, CASE WHEN bool_value IS NULL THEN NULL WHEN bool_value THEN 1 ELSE 0 END)"
     reference_keys = ", ".join(f"'{k}'" for k in sorted(rules.REFERENCE_INPUT_KEYS))
-    queries = {
-        "events": ColumnQuery(
-            ("artifact_id", "execution_id", "type"), ("i8", "i8", "i1"), "Event",
-            scope.executions("execution_id"), split_on="id", split_table="Event"),
-    }
+    queries = {"events": events_query(scope)}
     executions = ("e.id", "e.type_id", "e.last_known_state", "e.create_time_since_epoch", "e.last_update_time_since_epoch")
     if dialect == "sqlite" or scope.ids is not None:
         # SQLite, and any store read for a few pipelines, join each execution's two time

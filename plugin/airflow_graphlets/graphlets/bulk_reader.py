@@ -27,6 +27,7 @@ from airflow_graphlets.graphlets.bulk_queries import (
     RowQuery,
     Scope,
     column_queries,
+    events_query,
     ints,
     row_queries,
 )
@@ -239,8 +240,7 @@ def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]
         "pipelines": _pair_columns(in_pipelines),
         "run_names": sorted({(int(r), name) for _, r, name, _ in members}),
     }
-    events = column_queries(conn.dialect.name, Scope(pipeline_ids, executions, []), pipeline_ids, "NULL")["events"]
-    known["events"] = _fetch_on(conn, events, None)
+    known["events"] = _fetch_on(conn, events_query(Scope(pipeline_ids, executions)), None)
     artifacts = np.unique(known["events"][0]).astype(np.int64).tolist()
     return Scope(pipeline_ids, executions, artifacts), known
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -27,6 +28,9 @@ from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.graphlets.model import OUTCOME_NAMES, STATUSES, Extraction
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
+
+if TYPE_CHECKING:
+    from airflow_graphlets.summary.incremental import ChangeMarks
 
 _BATCH = 20_000  # rows per INSERT batch: bounded memory for the driver at paper scale
 # The pages place runs where `graphlets analyze` does by default: on the runs' logical dates (a
@@ -86,7 +90,7 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
 
 
 def _refresh_everything(config: StoreConfig, engine: Engine, workers: int, watermark: int,
-                        began: float, marks) -> RefreshResult:
+                        began: float, marks: "ChangeMarks") -> RefreshResult:
     from airflow_graphlets.graphlets.bulk_reader import read_graphlets
     from airflow_graphlets.prune.decisions import read_all_decisions
 
