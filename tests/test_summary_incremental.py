@@ -284,3 +284,28 @@ def test_an_execution_not_yet_in_a_pipeline_is_looked_at_again(sqlite_store_uri)
     [churn] = [c for c in store.get_contexts_by_type("pipeline") if c.name == "churn"]
     store.put_attributions_and_associations([], [pb.Association(context_id=churn.id, execution_id=execution_id)])
     assert changes_since(config, 0, marks)[0] == ["churn"]
+
+
+def test_a_summary_moved_to_another_store_forgets_the_changes_it_saw_in_the_first(tmp_path):
+    """Marks name changes of one store: a summary refreshed from another store starts over, so a
+    change there that happens to match an old mark (same id, same millisecond) is still read."""
+    first, second = History(create_store_uri("sqlite", str(tmp_path))), History(create_store_uri("sqlite", str(tmp_path)))
+    first.run("churn", {})
+    second.run("churn", {})
+    trainer_type = next(t for t in second.store.get_execution_types() if t.name.endswith("Trainer"))
+    [lonely] = second.store.put_executions([pb.Execution(type_id=trainer_type.id,
+                                                         last_known_state=pb.Execution.COMPLETE)])
+    stamped = ("e", lonely, second.store.get_executions_by_id([lonely])[0].last_update_time_since_epoch)
+    engine = summary_engine(f"sqlite:///{tmp_path}/summary.sqlite")
+    refresh_summary(first.config, engine, workers=1)
+    with engine.begin() as conn:  # a mark of the first store that matches the second's lonely execution
+        conn.execute(tables.state.update().where(tables.state.c.key == "seen_changes").values(
+            value=ChangeMarks(frozenset({stamped})).dumps()))
+    time.sleep(1.1)  # past the unsettled last second
+    refresh_summary(second.config, engine, workers=1)
+    [churn] = [c for c in second.store.get_contexts_by_type("pipeline") if c.name == "churn"]
+    second.store.put_attributions_and_associations([], [pb.Association(context_id=churn.id, execution_id=lonely)])
+    assert refresh_summary(second.config, engine, workers=1).pipelines == 1
+    full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
+    refresh_summary(second.config, full, workers=1, full=True)
+    assert summary_rows(engine) == summary_rows(full)

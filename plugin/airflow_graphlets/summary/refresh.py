@@ -79,9 +79,12 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
     began_ms = int(time.time() * 1000)
     watermark = store_watermark(config)
     since = (int(state["watermark_ms"]) if "watermark_ms" in state else watermark) - margin
-    touched, marks = changes_since(config, since, ChangeMarks.loads(state.get("seen_changes")))
+    # Marks name one store's changes: a summary of another store reads everything anew.
+    same_store = state.get("store") == str(config)
+    seen = ChangeMarks.loads(state.get("seen_changes")) if same_store else ChangeMarks()
+    touched, marks = changes_since(config, since, seen)
     marks = marks.settled(watermark - margin, began_ms)  # what the next refresh looks back on
-    if not full and state.get("store") == str(config) and "watermark_ms" in state:
+    if not full and same_store and "watermark_ms" in state:
         # Re-reading most of the pipelines costs more than reading the store whole.
         if len(touched) < 50 or len(touched) <= FULL_SHARE * summarised_pipelines(engine):
             graphlets, decisions = refresh_pipelines(config, engine, touched, watermark, workers=workers, marks=marks)
