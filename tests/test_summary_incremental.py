@@ -77,6 +77,19 @@ class History:
             late.custom_properties["pushed"].int_value = 1
             self.store.put_artifacts([late])
 
+    def reanalyse(self, name: str, back: int) -> None:
+        """StatisticsGen run again, in a run of its own, over the span ``back`` runs old: the
+        analysis joins the graphlets of every model that read that span."""
+        pipeline = self.pipelines.get(name)
+        if pipeline is None or not pipeline.spans:
+            return
+        span = sorted(pipeline.spans)[max(0, len(pipeline.spans) - 1 - back)]
+        run = pipeline._context("pipeline_run", f"{name}-reanalyse-{next(self.runs)}", parent=pipeline.pipeline_context)
+        statistics = pipeline._artifact("ExampleStatistics", f"StatisticsGen/statistics/again-{next(self.runs)}",
+                                        span=span)
+        pipeline._execute("StatisticsGen", run, {"examples": [pipeline.spans[span]]}, {"statistics": [statistics]},
+                          pb.Execution.COMPLETE, {})
+
     def decision(self, name: str, verdict: str) -> None:
         """A gate decision logged in the pipeline, as the gate operator logs it."""
         if name not in self.pipelines:
@@ -113,6 +126,74 @@ def test_an_incremental_refresh_equals_a_full_one_after_any_writes(backend, tmp_
         history.store.close()
     finally:
         drop_store(uri)
+
+
+long_plans = st.builds(dict, blessed=st.booleans(), trainer_fails=st.booleans(), transform=st.booleans(),
+                       trainer_cached=st.booleans(), statistics_cached=st.booleans(), window=st.integers(1, 4))
+later_steps = st.lists(st.one_of(
+    st.tuples(st.just("run"), st.sampled_from(PIPELINES[:2]), long_plans),
+    st.tuples(st.just("late_push"), st.sampled_from(PIPELINES[:2])),
+    st.tuples(st.just("reanalyse"), st.sampled_from(PIPELINES[:2]), st.integers(0, 8)),
+    st.tuples(st.just("decision"), st.sampled_from(PIPELINES[:2]), st.sampled_from(["skip", "run"])),
+    st.tuples(st.just("refresh")),
+), min_size=2, max_size=12)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(script=later_steps, blessed=st.lists(st.booleans(), min_size=16, max_size=16))
+def test_a_refresh_through_windows_of_runs_equals_a_full_one_after_any_writes(backend, tmp_path_factory, script,
+                                                                              blessed):
+    """Pipelines with a history longer than their span windows: a refresh re-reads a window of
+    their newest runs where that settles the changes (new runs with windows of 1-4 spans,
+    cached trainers and statistics, late pushes, analyses of old spans, decisions logged in the
+    pipeline alone), and the summary still equals a full rebuild after every refresh."""
+    work = str(tmp_path_factory.mktemp("windows"))
+    uri = create_store_uri(backend, work)
+    try:
+        history = History(uri)
+        for number, verdict in enumerate(blessed):
+            history.run(PIPELINES[number % 2], {"blessed": verdict})
+        incremental = summary_engine(f"sqlite:///{work}/incremental.sqlite")
+        refresh_summary(history.config, incremental, workers=1)
+        for number, step in enumerate([*script, ("refresh",)]):
+            if step[0] != "refresh":
+                getattr(history, step[0])(*step[1:])
+                continue
+            result = refresh_summary(history.config, incremental, workers=1, margin_ms=0)
+            full = summary_engine(f"sqlite:///{work}/full-{number}.sqlite")
+            refresh_summary(history.config, full, workers=1, full=True)
+            assert summary_rows(incremental) == summary_rows(full), (script, number, result,
+                                                                     read_state(incremental)["last_refresh"])
+            full.dispose()
+        incremental.dispose()
+        history.store.close()
+    finally:
+        drop_store(uri)
+
+
+def test_a_new_run_is_read_through_a_window_of_its_pipelines_newest_runs(sqlite_store_uri, tmp_path):
+    """A pipeline with a long history: its new run is re-read with the few runs its span window
+    reaches back to, not the whole pipeline; a change the window cannot settle (an analysis of a
+    span older than the window) sends the pipeline to a whole read."""
+    history = History(sqlite_store_uri)
+    for number in range(12):
+        history.run("churn", {"blessed": number % 3 == 0})
+    engine = summary_engine(f"sqlite:///{tmp_path}/summary.sqlite")
+    refresh_summary(history.config, engine, workers=1)
+    time.sleep(0.002)  # past the full refresh's watermark millisecond
+    history.run("churn", {"blessed": True})
+    refresh_summary(history.config, engine, workers=1, margin_ms=0)
+    assert read_state(engine)["last_refresh"] == "incremental: 1 pipelines (1 through windows of 5 runs, 0 whole)"
+    full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
+    refresh_summary(history.config, full, workers=1, full=True)
+    assert summary_rows(engine) == summary_rows(full)
+    time.sleep(0.002)
+    history.reanalyse("churn", back=11)
+    refresh_summary(history.config, engine, workers=1, margin_ms=0)
+    assert read_state(engine)["last_refresh"] == "incremental: 1 pipelines"
+    refresh_summary(history.config, full, workers=1, full=True)
+    assert summary_rows(engine) == summary_rows(full)
 
 
 def test_a_refresh_after_one_new_run_reads_only_that_pipeline(sqlite_store_uri, tmp_path):

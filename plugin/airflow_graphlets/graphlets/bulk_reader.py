@@ -81,7 +81,8 @@ def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, 
 
 
 def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2,
-                    runs: Sequence[int] | None = None, engine: Engine | None = None) -> Provenance:
+                    runs: Sequence[int] | None = None, engine: Engine | None = None,
+                    executions: Sequence[int] = ()) -> Provenance:
     """The store's provenance graph as columns (see :class:`Provenance`).
 
     Args:
@@ -93,13 +94,15 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
         shorter than starting processes.
       runs: only these ``pipeline_run`` context ids of ``pipelines`` (needs ``pipelines``).
       engine: an open read-only engine (a new one when None).
+      executions: with ``runs``, these executions of ``pipelines`` too, which belong to no run
+        (a window's executions logged in the pipeline alone).
     """
     if runs is not None and pipelines is None:
         raise ValueError("a window of runs is read within named pipelines: pass pipelines too")
     with reading(config, engine, point_reads=runs is not None) as engine:
         version = mlmd_schema_version(engine, config)
         with engine.connect() as conn:
-            plan = _plan(conn, pipelines, runs)
+            plan = _plan(conn, pipelines, runs, executions)
             if workers <= 1:
                 with index_plans(conn, plan.narrow):
                     results = _collect(plan.tasks(), [_fetch_on(conn, query, id_range)
@@ -169,7 +172,8 @@ _TYPES_AND_PIPELINES = (
 )
 
 
-def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int] | None = None) -> _Plan:
+def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int] | None = None,
+          extra: Sequence[int] = ()) -> _Plan:
     types, type_bases, pipeline_rows = {}, {}, []
     for row_kind, row_id, name, kind, base in conn.execute(sa.text(_TYPES_AND_PIPELINES)):
         if row_kind == 1:
@@ -192,7 +196,7 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
     # runs, to the executions of those runs, listed.
     scope, known = Scope(None if only is None else pipeline_ids), {}
     if runs_only is not None:
-        scope, known = _window_scope(conn, pipeline_ids, runs_only, run_types)
+        scope, known = _window_scope(conn, pipeline_ids, runs_only, run_types, extra)
     runs = f"SELECT id FROM Context WHERE type_id IN ({ints(run_types)})"
     if runs_only is not None:
         runs += f" AND id IN ({ints(runs_only)})"  # the caller's runs of these pipelines
@@ -220,10 +224,10 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
     )
 
 
-def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int], run_types: list[int]
-                  ) -> tuple[Scope, dict[str, list]]:
-    """The executions of ``runs`` that belong to the pipelines and the artifacts they touched, by
-    id; with the results of the queries this already answers (each execution's run and
+def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int], run_types: list[int],
+                  extra: Sequence[int] = ()) -> tuple[Scope, dict[str, list]]:
+    """The executions of ``runs`` that belong to the pipelines (and the ``extra`` executions of the
+    pipelines, in no run) and the artifacts they touched, by id; with the results of the queries this already answers (each execution's run and
     pipeline, the runs' names, the executions' events), which the plan then leaves out: a gate's
     decision pays a round trip and a plan for each statement."""
     # CROSS JOIN: SQLite then walks the few runs' rows first, not the pipeline's thousands.
@@ -233,8 +237,13 @@ def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]
         f"WHERE p.execution_id = r.execution_id AND r.context_id IN ({ints(runs)}) "
         f"AND c.type_id IN ({ints(run_types)}) AND p.context_id IN ({ints(pipeline_ids)})").all()
     in_runs = sorted({(int(e), int(r)) for e, r, _, _ in members})
-    in_pipelines = sorted({(int(e), int(p)) for e, _, _, p in members})
-    executions = sorted({e for e, _ in in_runs})
+    in_pipelines = {(int(e), int(p)) for e, _, _, p in members}
+    if extra:
+        in_pipelines |= {(int(e), int(p)) for e, p in _literal(
+            conn, f"SELECT execution_id, context_id FROM Association WHERE context_id IN ({ints(pipeline_ids)}) "
+                  f"AND execution_id IN ({ints(extra)})")}
+    in_pipelines = sorted(in_pipelines)
+    executions = sorted({e for e, _ in in_pipelines})
     known: dict[str, list] = {
         "runs": _pair_columns(in_runs),
         "pipelines": _pair_columns(in_pipelines),

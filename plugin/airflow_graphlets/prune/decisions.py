@@ -132,6 +132,11 @@ def read_all_decisions(config: StoreConfig, engine: Engine | None = None,
             of_pipelines = sa.text(_ALL + " AND c.name IN :names").bindparams(sa.bindparam("names", expanding=True))
             rows = [row for start in range(0, len(pipelines), 500)
                     for row in conn.execute(of_pipelines, {**params, "names": pipelines[start:start + 500]}).all()]
+    return _by_dag(rows)
+
+
+def _by_dag(rows) -> dict[str, list[LoggedDecision]]:
+    """Decisions from (DAG id, execution id, property name, string, double, int) rows."""
     dag_of = {int(row[1]): str(row[0]) for row in rows}
     by_dag: dict[str, list[LoggedDecision]] = {}
     for found in _parse([row[1:] for row in rows]):
@@ -139,6 +144,18 @@ def read_all_decisions(config: StoreConfig, engine: Engine | None = None,
     for decisions in by_dag.values():
         decisions.sort(key=lambda d: (d.decided_at, d.execution_id))
     return by_dag
+
+
+def read_decisions_of(config: StoreConfig, execution_ids: list[int], engine: Engine | None = None
+                      ) -> dict[str, list[LoggedDecision]]:
+    """The gate decisions among these executions, by DAG id, each list oldest first (a summary
+    refresh reads again only the decisions logged since the last)."""
+    params = {"decision": DECISION, "context_type": schema.PIPELINE_CONTEXT}
+    statement = sa.text(_ALL + " AND d.execution_id IN :ids").bindparams(sa.bindparam("ids", expanding=True))
+    with reading(config, engine) as engine, engine.connect() as conn:
+        rows = [row for start in range(0, len(execution_ids), 500)
+                for row in conn.execute(statement, {**params, "ids": execution_ids[start:start + 500]}).all()]
+    return _by_dag(rows)
 
 
 def _parse(rows) -> list[LoggedDecision]:

@@ -21,9 +21,11 @@ pipelines (:data:`FULL_SHARE`).
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -33,6 +35,23 @@ from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
+from airflow_graphlets.summary.refresh import insert_in_batches
+from airflow_graphlets.summary.rows import (
+    ExecutionCosts,
+    compute_days,
+    days_of,
+    decision_rows,
+    graphlet_rows,
+    on_run_clock,
+    rolled_up,
+)
+
+if TYPE_CHECKING:
+    from airflow_graphlets.summary.windows import Settled
+
+# The summary's layout; a summary of another layout (older, without execution rows) is rebuilt
+# by a full refresh.
+SUMMARY_FORMAT = "2"
 
 MARGIN_MS = 5 * 60 * 1000
 # A refresh that would re-read more than this share of the summarised pipelines reads the store
@@ -104,11 +123,29 @@ def touched_pipelines(config: StoreConfig, since_ms: int, engine: Engine | None 
     return changes_since(config, since_ms, engine=engine)[0]
 
 
+@dataclass(frozen=True)
+class Changes:
+    """What a store holds that a summary has not read: the pipelines changed, by name, with the
+    executions changed in each (created or updated, or using an artifact that was); a pipeline
+    created since has none listed and is read whole."""
+
+    pipelines: list[str]
+    executions: dict[str, set[int]]
+    marks: ChangeMarks
+
+
 def changes_since(config: StoreConfig, since_ms: int, seen: ChangeMarks = ChangeMarks(),
                   engine: Engine | None = None) -> tuple[list[str], ChangeMarks]:
     """The pipelines with a change at or after ``since_ms`` that ``seen`` does not hold (an
     execution or artifact created or updated, a pipeline created), and the changes found that
     now count as seen."""
+    found = read_changes(config, since_ms, seen, engine)
+    return found.pipelines, found.marks
+
+
+def read_changes(config: StoreConfig, since_ms: int, seen: ChangeMarks = ChangeMarks(),
+                 engine: Engine | None = None) -> Changes:
+    """As :func:`changes_since`, with each pipeline's changed executions."""
     with reading(config, engine) as engine, engine.connect() as conn:
         def marked(statement: str, **params) -> list[tuple[int, int, str | None]]:
             return [(int(row[0]), int(row[1]), row[2] if len(row) > 2 else None)
@@ -147,7 +184,12 @@ def changes_since(config: StoreConfig, since_ms: int, seen: ChangeMarks = Change
                    if ("a", i, t) in seen.seen or any(e in pipeline_of for e in users.get(i, ()))}
         placed |= {("c", i, t) for i, t, _ in found["c"]}
         marks = ChangeMarks(frozenset(placed))
-        return sorted(touched), marks
+        created = {name for _, _, name in new["c"]}
+        by_pipeline: dict[str, set[int]] = {name: set() for name in touched if name not in created}
+        for execution_id, names in pipeline_of.items():
+            for name in names & by_pipeline.keys():
+                by_pipeline[name].add(execution_id)
+        return Changes(sorted(touched), {name: ids for name, ids in by_pipeline.items() if ids}, marks)
 
 
 def _expanding(statement: str) -> sa.TextClause:
@@ -159,20 +201,69 @@ def _expanding(statement: str) -> sa.TextClause:
 
 
 def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str], watermark_ms: int,
-                      workers: int = 1, marks: ChangeMarks = ChangeMarks()) -> tuple[int, int]:
-    """Replace the summary rows of ``pipelines`` with what the store holds now; record the
-    watermark and the changes read (``marks``). Returns the graphlet and decision rows written."""
+                      workers: int = 1, marks: ChangeMarks = ChangeMarks(),
+                      changed: Mapping[str, set[int]] | None = None) -> tuple[int, int]:
+    """Replace the summary rows ``pipelines`` changed with what the store holds now; record the
+    watermark and the changes read (``marks``). A pipeline listed in ``changed`` (name -> its
+    changed executions) is re-read through a window of its newest runs where one settles its
+    changes (``summary/windows.py``), the others whole. Returns the graphlet and decision rows
+    written."""
+    from airflow_graphlets.summary.refresh import CLOCK
+    from airflow_graphlets.summary.windows import Settled, read_windows
+
+    changed = {name: ids for name, ids in (changed or {}).items() if name in set(pipelines)}
+    settled, whole = Settled(), list(pipelines)
+    if changed:
+        summarised = _summarised(engine, sorted(changed))
+        changed = {name: ids for name, ids in changed.items() if name in summarised}
+        settled, unsettled = read_windows(config, changed, summarised, CLOCK)
+        whole = sorted(set(pipelines) - set(settled.pipelines))
+    extraction, graphlets, decisions, days = _read_whole(config, whole, workers)
+    costs = ExecutionCosts.of(extraction)
+    with engine.begin() as conn:
+        lock_summary(conn)
+        old_rows = []
+        for part in _chunks(whole):
+            old_rows += [dict(row._mapping) for row in conn.execute(
+                sa.select(tables.compute_day).where(tables.compute_day.c.pipeline.in_(part)))]
+            for table in (tables.graphlet, tables.compute_day, tables.pipeline_total, tables.decision,
+                          tables.execution):
+                conn.execute(table.delete().where(table.c.pipeline.in_(part)))
+        for table, rows in ((tables.graphlet, graphlets), (tables.compute_day, days),
+                            (tables.pipeline_total, rolled_up(days, "pipeline")), (tables.decision, decisions)):
+            if rows:
+                conn.execute(table.insert(), rows)
+        insert_in_batches(conn, tables.execution, costs.rows())
+        settled_old, settled_new = _replace_settled(conn, settled)
+        _update_day_totals(conn, old_rows + settled_old, days + settled_new)
+        how = f"incremental: {len(pipelines)} pipelines"
+        if settled.pipelines:
+            how += f" ({len(settled.pipelines)} through windows of {settled.runs_read} runs, {len(whole)} whole)"
+        _set_state(conn, {"watermark_ms": str(watermark_ms), "refreshed_at": repr(time.time()),
+                          "last_refresh": how, "seen_changes": marks.dumps()})
+    return len(graphlets) + len(settled.graphlets), len(decisions) + len(settled.decisions)
+
+
+def _summarised(engine: Engine, pipelines: list[str]) -> dict[str, int]:
+    """Of ``pipelines``, those the summary holds rows of, with the most spans a graphlet of each read."""
+    found: dict[str, int] = {}
+    with engine.connect() as conn:
+        for part in _chunks(pipelines):
+            found |= {name: int(total) for name, total in conn.execute(
+                sa.select(tables.pipeline_total.c.pipeline, sa.literal(0)).where(
+                    tables.pipeline_total.c.pipeline.in_(part)))}
+            found |= {name: int(widest or 0) for name, widest in conn.execute(
+                sa.select(tables.graphlet.c.pipeline, sa.func.max(tables.graphlet.c.spans)).where(
+                    tables.graphlet.c.pipeline.in_(part)).group_by(tables.graphlet.c.pipeline))}
+    return found
+
+
+def _read_whole(config: StoreConfig, pipelines: list[str], workers: int):
+    """The whole rows of ``pipelines``: extraction, graphlet rows, decision rows, day rows."""
     from airflow_graphlets.graphlets.bulk_reader import read_graphlets
-    from airflow_graphlets.prune.decisions import read_all_decisions
     from airflow_graphlets.graphlets.clock import on_clock
-    from airflow_graphlets.summary.refresh import (
-        CLOCK,
-        compute_days,
-        decision_rows,
-        graphlet_rows,
-        on_run_clock,
-        rolled_up,
-    )
+    from airflow_graphlets.prune.decisions import read_all_decisions
+    from airflow_graphlets.summary.refresh import CLOCK
 
     extraction = None
     if pipelines:
@@ -183,23 +274,69 @@ def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str],
     decisions = on_run_clock(decision_rows(read_all_decisions(config, pipelines=pipelines)), extraction) \
         if pipelines else []
     graphlets = list(graphlet_rows(extraction)) if extraction else []
-    days = compute_days(extraction, decisions)
-    with engine.begin() as conn:
-        lock_summary(conn)
-        old_rows = []
-        for part in _chunks(pipelines):
-            old_rows += [dict(row._mapping) for row in conn.execute(
-                sa.select(tables.compute_day).where(tables.compute_day.c.pipeline.in_(part)))]
-            for table in (tables.graphlet, tables.compute_day, tables.pipeline_total, tables.decision):
-                conn.execute(table.delete().where(table.c.pipeline.in_(part)))
-        for table, rows in ((tables.graphlet, graphlets), (tables.compute_day, days),
-                            (tables.pipeline_total, rolled_up(days, "pipeline")), (tables.decision, decisions)):
-            if rows:
-                conn.execute(table.insert(), rows)
-        _update_day_totals(conn, old_rows, days)
-        _set_state(conn, {"watermark_ms": str(watermark_ms), "refreshed_at": repr(time.time()),
-                          "last_refresh": f"incremental: {len(pipelines)} pipelines", "seen_changes": marks.dumps()})
-    return len(graphlets), len(decisions)
+    return extraction, graphlets, decisions, compute_days(extraction, decisions)
+
+
+def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict], list[dict]]:
+    """Replace the rows a window settled, and sum again the (pipeline, day) rows they stand on,
+    from the rows the summary keeps. Returns those days' rows before and after."""
+    if not settled.pipelines:
+        return [], []
+    keys: set[tuple[str, int]] = set()
+    g, e, d = tables.graphlet, tables.execution, tables.decision
+    for ids, table, key in ((settled.trainers, g, g.c.trainer_id), (settled.executions, e, e.c.execution_id),
+                            (settled.decision_ids, d, d.c.execution_id)):
+        for part in _chunks(sorted(ids)):
+            keys |= _day_keys(table, [dict(row._mapping) for row in conn.execute(sa.select(table).where(key.in_(part)))])
+            conn.execute(table.delete().where(key.in_(part)))
+    costs = [row for found in settled.costs for row in found.rows()]
+    for table, rows in ((g, settled.graphlets), (e, costs), (d, settled.decisions)):
+        keys |= _day_keys(table, rows)
+        if rows:
+            conn.execute(table.insert(), rows)
+    days_by_pipeline: dict[str, set[int]] = {}
+    for pipeline, day in keys:
+        days_by_pipeline.setdefault(pipeline, set()).add(day)
+    old, new = [], []
+    c = tables.compute_day
+    for part in _chunks(sorted(days_by_pipeline), 100):
+        wanted = sa.or_(*[sa.and_(c.c.pipeline == name, c.c.day.in_(sorted(days_by_pipeline[name]))) for name in part])
+        old += [dict(row._mapping) for row in conn.execute(sa.select(c).where(wanted))]
+        conn.execute(c.delete().where(wanted))
+        in_days = sa.or_(*[sa.and_(e.c.pipeline == name, e.c.day.in_(sorted(days_by_pipeline[name]))) for name in part])
+        kept = ExecutionCosts.from_rows([tuple(row) for row in conn.execute(
+            sa.select(e.c.execution_id, e.c.pipeline, e.c.day, e.c.seconds, e.c.outcome).where(in_days))])
+        graphlets = [dict(row._mapping) for row in conn.execute(
+            sa.select(g.c.pipeline, g.c.trainer_start, g.c.pushed_at).where(g.c.pipeline.in_(part)))]
+        decisions = [dict(row._mapping) for row in conn.execute(
+            sa.select(d.c.pipeline, d.c.decided_at, d.c.decision, d.c.saved_seconds).where(
+                d.c.pipeline.in_(part)).order_by(d.c.execution_id))]
+        rows = [row for row in days_of(kept, graphlets, decisions) if (row["pipeline"], row["day"]) in keys]
+        if rows:
+            conn.execute(c.insert(), rows)
+        new += rows
+        for name in part:  # the pipelines' totals, summed over their days in order as a full refresh does
+            conn.execute(tables.pipeline_total.delete().where(tables.pipeline_total.c.pipeline == name))
+        totals = rolled_up([dict(row._mapping) for row in conn.execute(
+            sa.select(c).where(c.c.pipeline.in_(part)).order_by(c.c.pipeline, c.c.day))], "pipeline")
+        if totals:
+            conn.execute(tables.pipeline_total.insert(), totals)
+    return old, new
+
+
+def _day_keys(table: sa.Table, rows: list[dict]) -> set[tuple[str, int]]:
+    """The (pipeline, day) rows these summary rows count in."""
+    keys = set()
+    for row in rows:
+        if table is tables.execution:
+            keys.add((row["pipeline"], int(row["day"])))
+        elif table is tables.graphlet:
+            keys.add((row["pipeline"], int(math.floor(row["trainer_start"] / tables.DAY))))
+            if row["pushed_at"] is not None:
+                keys.add((row["pipeline"], int(math.floor(row["pushed_at"] / tables.DAY))))
+        elif row["decision"] == "skip":
+            keys.add((row["pipeline"], int(row["decided_at"] // tables.DAY)))
+    return keys
 
 
 def lock_summary(conn: sa.Connection) -> None:
@@ -216,8 +353,6 @@ def _update_day_totals(conn: sa.Connection, old_rows: list[dict], new_rows: list
     out, the new ones in, without reading the other pipelines' rows. Counts stay exact; sums of
     seconds may differ from a full refresh's in the last bits (another summation order), which
     a full refresh (``--full``) resets. A day no pipeline has rows for any more loses its row."""
-    from airflow_graphlets.summary.refresh import rolled_up
-
     before = {row["day"]: row for row in rolled_up(old_rows, "day")}
     after = {row["day"]: row for row in rolled_up(new_rows, "day")}
     metrics = [c.name for c in tables.day_total.columns if c.name != "day"]
@@ -262,7 +397,7 @@ def read_state(engine: Engine) -> dict[str, str]:
         return dict(conn.execute(sa.select(tables.state.c.key, tables.state.c.value)).all())
 
 
-def _chunks(values: Iterable) -> Iterable[list]:
+def _chunks(values: Iterable, size: int = _CHUNK) -> Iterable[list]:
     values = list(values)
-    for start in range(0, len(values), _CHUNK):
-        yield values[start:start + _CHUNK]
+    for start in range(0, len(values), size):
+        yield values[start:start + size]

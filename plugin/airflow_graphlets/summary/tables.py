@@ -1,8 +1,8 @@
 """The summary's tables (SQLAlchemy Core), in a database of our own: never MLMD's.
 
-One row per graphlet, one per (pipeline, day) of compute, one per gate decision, and a small
-key/value table saying which store was summarised and when. A refresh replaces them all in one
-transaction, so a page never sees half a summary.
+One row per graphlet, one per execution's compute, one per (pipeline, day) of compute, one per
+gate decision, and a small key/value table saying which store was summarised and when. A refresh
+writes in one transaction, so a page never sees half a summary.
 """
 
 from __future__ import annotations
@@ -75,6 +75,19 @@ decision = sa.Table(
     sa.Column("probability", sa.Float),
     sa.Column("saved_seconds", sa.Float, nullable=False),
     sa.Index("graphlets_summary_decision_by_pipeline", "pipeline", "decided_at"),
+)
+
+# The compute of one execution (that belongs to a pipeline and has a start time): what a day's
+# figures are summed from. A refresh re-reading a window of runs replaces the rows of the
+# executions it re-read and sums their days again from these rows.
+execution = sa.Table(
+    "graphlets_summary_execution", metadata,
+    sa.Column("execution_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("pipeline", sa.String(512), nullable=False),
+    sa.Column("day", sa.Integer, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("outcome", sa.SmallInteger, nullable=False),  # graphlets.model.OUTCOME_*
+    sa.Index("graphlets_summary_execution_by_day", "pipeline", "day"),
 )
 
 state = sa.Table(

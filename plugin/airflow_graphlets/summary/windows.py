@@ -1,0 +1,292 @@
+"""Re-read a window of a changed pipeline's newest runs, not its whole history.
+
+A new run changes few summary rows: its own graphlet, the executions that graphlet reaches back
+to (the runs whose spans it read), the days those executions and the run stand on. A refresh
+reads the pipeline's last K runs (K from the widest span window its graphlets read, plus two),
+assembles them, and keeps only what that window settles exactly, proven from the window itself:
+
+* The window holds every execution of the pipeline from its oldest execution on (MLMD's ids
+  grow as rows are written, and a consumer is written after what it reads): executions logged in
+  the pipeline alone are read too, and one in an older run sends the pipeline to a whole read.
+* An artifact the window touched that an execution outside the window also touched is a
+  *boundary* artifact. A graphlet is exact when none of its members reads such an artifact
+  (other than a model-side one, which the upstream walk never crosses) or wrote one; an
+  execution's outcome is exact unless it wrote one, or is an analysis or a model's validation or
+  push that read one other than as a baseline (it may belong to a graphlet outside the window),
+  or read what such an execution wrote.
+* The changed executions, every graphlet holding one, and every member of those graphlets must
+  be exact. If not, the window doubles; past the pipeline's runs it is read whole.
+
+Rows of the graphlets, executions and decisions settled here replace theirs; days are summed
+again from the rows the summary keeps (``summary/rows.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from airflow_graphlets.graphlets import rules
+from airflow_graphlets.graphlets.assemble import assemble
+from airflow_graphlets.graphlets.bulk_queries import ints
+from airflow_graphlets.graphlets.clock import on_clock
+from airflow_graphlets.graphlets.model import Extraction
+from airflow_graphlets.graphlets.provenance import Provenance
+from airflow_graphlets.store import schema
+from airflow_graphlets.store.inspect import reading
+from airflow_graphlets.store.uri import StoreConfig
+from airflow_graphlets.summary.rows import ExecutionCosts, decision_rows, graphlet_rows, on_run_clock
+
+_ROUNDS = 3  # windows tried (each twice as wide) before a pipeline is read whole
+_CHUNK = 500
+_TYPE_KIND_CONTEXT = 2
+
+
+@dataclass
+class Settled:
+    """What the windows settled: the rows to replace and their new values."""
+
+    pipelines: list[str] = field(default_factory=list)
+    trainers: set[int] = field(default_factory=set)  # graphlet rows replaced (by trainer id)
+    graphlets: list[dict] = field(default_factory=list)
+    executions: set[int] = field(default_factory=set)  # execution rows replaced
+    costs: list[ExecutionCosts] = field(default_factory=list)
+    decision_ids: set[int] = field(default_factory=set)  # decision rows replaced
+    decisions: list[dict] = field(default_factory=list)
+    runs_read: int = 0
+
+
+def read_windows(config: StoreConfig, changed: Mapping[str, set[int]], widest: Mapping[str, int], clock: str,
+                 engine: Engine | None = None) -> tuple[Settled, list[str]]:
+    """Settle each pipeline of ``changed`` (name -> ids of its changed executions) from a window of
+    its newest runs. ``widest``: the most spans a graphlet of the pipeline read (sizes the first
+    window). Returns what was settled, and the pipelines that must be read whole."""
+    settled, whole = Settled(), []
+    with reading(config, engine) as engine:
+        with engine.connect() as conn:
+            pipeline_ids, runs = _runs_of(conn, sorted(changed))
+        whole += [name for name in changed if name not in pipeline_ids]
+        size = {name: max(2, widest.get(name, 0) + 2) for name in pipeline_ids}
+        pending = sorted(pipeline_ids)
+        for _ in range(_ROUNDS):
+            if not pending:
+                break
+            for name in [n for n in pending if size[n] >= len(runs[n])]:
+                whole.append(name)
+            pending = [n for n in pending if size[n] < len(runs[n])]
+            if not pending:
+                break
+            windows = {name: runs[name][-size[name]:] for name in pending}
+            failed = _settle(config, engine, conn_runs=runs, windows=windows, pipeline_ids=pipeline_ids,
+                             changed=changed, clock=clock, into=settled)
+            for name in failed:
+                size[name] *= 2
+            pending = sorted(failed)
+        whole += pending
+    return settled, sorted(set(whole))
+
+
+def _runs_of(conn: Connection, names: list[str]) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Each pipeline's context id, and its run contexts' ids in the order they were made."""
+    run_types = [int(i) for i, in conn.execute(sa.text(
+        f"SELECT id FROM Type WHERE type_kind = {_TYPE_KIND_CONTEXT} AND name IN "
+        f"({', '.join(repr(t) for t in rules.RUN_CONTEXT_TYPES)})"))]
+    pipeline_ids: dict[str, int] = {}
+    for part in _chunks(names):
+        statement = sa.text("SELECT c.id, c.name FROM Context c JOIN Type t ON t.id = c.type_id "
+                            "AND t.name = :pipeline_type WHERE c.name IN :names").bindparams(
+            sa.bindparam("names", expanding=True))
+        pipeline_ids |= {name: int(i) for i, name in conn.execute(statement, {
+            "names": part, "pipeline_type": schema.PIPELINE_CONTEXT})}
+    name_of = {i: n for n, i in pipeline_ids.items()}
+    runs: dict[str, list[int]] = {name: [] for name in pipeline_ids}
+    for part in _chunks(sorted(name_of)):
+        for parent, run in conn.exec_driver_sql(
+                "SELECT pc.parent_context_id, pc.context_id FROM ParentContext pc JOIN Context c "
+                f"ON c.id = pc.context_id WHERE pc.parent_context_id IN ({ints(part)}) "
+                f"AND c.type_id IN ({ints(run_types)})"):
+            runs[name_of[int(parent)]].append(int(run))
+    return pipeline_ids, {name: sorted(found) for name, found in runs.items()}
+
+
+def _settle(config: StoreConfig, engine: Engine, *, conn_runs: Mapping[str, list[int]],
+            windows: Mapping[str, list[int]], pipeline_ids: Mapping[str, int], changed: Mapping[str, set[int]],
+            clock: str, into: Settled) -> set[str]:
+    """Read the windows, add what they settle to ``into``; return the pipelines they did not."""
+    from airflow_graphlets.graphlets.bulk_reader import read_provenance
+    from airflow_graphlets.prune.decisions import read_decisions_of
+
+    failed: set[str] = set()
+    with engine.connect() as conn:
+        members = _members(conn, [r for window in windows.values() for r in window])
+        first = {name: min((e for r in window for e in members.get(r, ())), default=None)
+                 for name, window in windows.items()}
+        failed |= {name for name, e in first.items() if e is None}
+        core = _executions_since(conn, {pipeline_ids[n]: e for n, e in first.items() if e is not None})
+        extras: dict[str, set[int]] = {}
+        for name, e0 in first.items():
+            if e0 is None:
+                continue
+            in_window = {e for r in windows[name] for e in members.get(r, ())}
+            extras[name] = core.get(pipeline_ids[name], set()) - in_window
+            if not changed[name] <= core.get(pipeline_ids[name], set()):
+                failed.add(name)  # a change older than the window, or not (yet) in the pipeline
+        older = {name: [r for r in conn_runs[name] if r not in set(windows[name])]
+                 for name in extras if extras[name] and name not in failed}
+        failed |= _in_older_runs(conn, older, extras)
+    ready = sorted(name for name in windows if name not in failed)
+    if not ready:
+        return failed
+    provenance = read_provenance(config, ready, workers=1, engine=engine,
+                                 runs=[r for name in ready for r in windows[name]],
+                                 executions=sorted(e for name in ready for e in extras[name]))
+    with engine.connect() as conn:
+        boundary = _boundary(conn, provenance)
+    extraction = assemble(provenance)
+    exact = _Exactness(provenance, extraction, boundary)
+    timed = on_clock(extraction, clock)
+    costs = ExecutionCosts.of(timed)
+    graphlets = {row["trainer_id"]: row for row in graphlet_rows(timed)}
+    decided: set[int] = set()
+    done: list[str] = []
+    for name in ready:
+        verdict = exact.settle(name, changed[name])
+        if verdict is None:
+            failed.add(name)
+            continue
+        trainers, executions = verdict
+        done.append(name)
+        into.pipelines.append(name)
+        into.runs_read += len(windows[name])
+        into.trainers |= trainers | changed[name]
+        into.graphlets += [graphlets[t] for t in sorted(trainers) if t in graphlets]
+        into.executions |= executions
+        into.costs.append(costs.where(np.isin(costs.ids, np.fromiter(executions, dtype=np.int64))))
+        decided |= changed[name]
+    if decided:
+        into.decision_ids |= decided
+        into.decisions += on_run_clock(decision_rows(read_decisions_of(config, sorted(decided), engine)), timed)
+    return failed
+
+
+def _members(conn: Connection, runs: list[int]) -> dict[int, set[int]]:
+    found: dict[int, set[int]] = {}
+    for part in _chunks(runs):
+        for run, execution in conn.exec_driver_sql(
+                f"SELECT context_id, execution_id FROM Association WHERE context_id IN ({ints(part)})"):
+            found.setdefault(int(run), set()).add(int(execution))
+    return found
+
+
+def _executions_since(conn: Connection, first: Mapping[int, int]) -> dict[int, set[int]]:
+    """Each pipeline's executions from the given id on (an index range per pipeline)."""
+    found: dict[int, set[int]] = {}
+    for part in _chunks(sorted(first)):
+        ranges = " OR ".join(f"(context_id = {int(p)} AND execution_id >= {int(first[p])})" for p in part)
+        for pipeline, execution in conn.exec_driver_sql(
+                f"SELECT context_id, execution_id FROM Association WHERE {ranges}"):
+            found.setdefault(int(pipeline), set()).add(int(execution))
+    return found
+
+
+def _in_older_runs(conn: Connection, older: Mapping[str, list[int]], extras: Mapping[str, set[int]]) -> set[str]:
+    """The pipelines with an execution after their window began that belongs to an older run
+    (a backfill's, or a run still going): its run is not whole in the window."""
+    found = set()
+    for name, runs in older.items():
+        for part in _chunks(runs):
+            hit = conn.exec_driver_sql(
+                f"SELECT 1 FROM Association WHERE context_id IN ({ints(part)}) "
+                f"AND execution_id IN ({ints(sorted(extras[name]))}) LIMIT 1").first()
+            if hit is not None:
+                found.add(name)
+                break
+    return found
+
+
+def _boundary(conn: Connection, p: Provenance) -> np.ndarray:
+    """Per artifact row of ``p``: whether an execution outside the window has an event on it."""
+    inside = np.asarray(p.exec_id, dtype=np.int64)
+    outside = np.zeros(len(p.art_id), dtype=bool)
+    for part in _chunks(p.art_id.tolist(), 5000):
+        rows = conn.exec_driver_sql(
+            f"SELECT artifact_id, execution_id FROM Event WHERE artifact_id IN ({ints(part)})").all()
+        if not rows:
+            continue
+        pairs = np.asarray(rows, dtype=np.int64)
+        at = np.clip(np.searchsorted(inside, pairs[:, 1]), 0, max(len(inside) - 1, 0))
+        stranger = (inside[at] != pairs[:, 1]) if len(inside) else np.ones(len(pairs), dtype=bool)
+        outside[np.searchsorted(p.art_id, pairs[stranger, 0])] = True
+    return outside
+
+
+class _Exactness:
+    """Which graphlets and executions of a window are what a whole read would find."""
+
+    def __init__(self, p: Provenance, x: Extraction, boundary: np.ndarray) -> None:
+        self.p, self.x = p, x
+        model_side = np.zeros(max(p.type_names, default=0) + 1, dtype=bool)
+        for type_id, name in p.type_names.items():
+            model_side[type_id] = rules.is_model_side_type(name, p.type_bases.get(type_id))
+        n = len(p.exec_id)
+        on_boundary = boundary[p.ev_art]
+        reads = p.ev_input & ~p.ev_reference & on_boundary  # a baseline or warm start joins no graphlet
+        writes = ~p.ev_input & on_boundary
+        structural = reads & ~model_side[p.art_type[p.ev_art]]
+        self.bad_member = np.zeros(n, dtype=bool)  # may reach out of the window as a graphlet member
+        self.bad_member[p.ev_exec[structural | writes]] = True
+        kinds = [rules.KIND_INDEX[k] for k in (*rules.ANALYSIS_KINDS, *rules.DOWNSTREAM_KINDS)]
+        joins_by_reading = np.isin(x.executions.kind, kinds)
+        unsure = np.zeros(n, dtype=bool)  # may belong to a graphlet outside the window
+        unsure[p.ev_exec[writes]] = True
+        unsure[p.ev_exec[reads & joins_by_reading[p.ev_exec]]] = True
+        while True:  # ... or read what such an analysis or validation wrote
+            tainted_art = np.zeros(len(p.art_id), dtype=bool)
+            tainted_art[p.ev_art[~p.ev_input & unsure[p.ev_exec]]] = True
+            more = p.ev_input & tainted_art[p.ev_art] & joins_by_reading[p.ev_exec] & ~unsure[p.ev_exec]
+            if not more.any():
+                break
+            unsure[p.ev_exec[more]] = True
+        self.unsure = unsure
+        g = x.graphlets
+        owners, rows = [], []
+        for name in ("upstream_ids", "downstream_ids"):
+            owners.append(g.lists[name].owner())
+            rows.append(g.lists[name].values)
+        owners.append(np.arange(len(g), dtype=np.int64))
+        rows.append(g.trainer_id)
+        self.member_graphlet = np.concatenate(owners).astype(np.int64)
+        self.member_row = np.searchsorted(p.exec_id, np.concatenate(rows).astype(np.int64))
+
+    def settle(self, pipeline: str, changed: set[int]) -> tuple[set[int], set[int]] | None:
+        """The trainer ids and execution ids whose rows a change in ``pipeline`` may alter, or None
+        when the window cannot settle them exactly."""
+        p, x = self.p, self.x
+        ids = np.fromiter(changed, dtype=np.int64)
+        rows = np.searchsorted(p.exec_id, ids)
+        rows = np.clip(rows, 0, max(len(p.exec_id) - 1, 0))
+        if not len(p.exec_id) or not np.array_equal(p.exec_id[rows], ids):
+            return None  # a change the window did not read (a bookkeeping record is not one)
+        index = x.pipelines.index(pipeline)
+        is_changed = np.zeros(len(p.exec_id), dtype=bool)
+        is_changed[rows] = True
+        touched = np.unique(self.member_graphlet[is_changed[self.member_row]])
+        touched = touched[x.graphlets.pipeline[touched] == index]
+        in_touched = np.isin(self.member_graphlet, touched)
+        member_rows = np.unique(self.member_row[in_touched])
+        if self.bad_member[member_rows].any():
+            return None
+        affected = np.union1d(member_rows, rows)
+        if self.unsure[affected].any():
+            return None
+        return set(x.graphlets.trainer_id[touched].tolist()), set(p.exec_id[affected].tolist())
+
+
+def _chunks(values: Iterable, size: int = _CHUNK) -> Iterable[list]:
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
