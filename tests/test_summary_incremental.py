@@ -22,7 +22,8 @@ from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.uri import parse_store_uri
 from airflow_graphlets.summary import tables
 from airflow_graphlets.summary.database import summary_engine
-from airflow_graphlets.summary.incremental import ChangeMarks, changes_since, read_state, touched_pipelines
+from airflow_graphlets.summary.changes import ChangeMarks, changes_since, touched_pipelines
+from airflow_graphlets.summary.incremental import read_state
 from airflow_graphlets.summary.refresh import refresh_summary
 
 PIPELINES = ("churn", "fraud", "ranking")

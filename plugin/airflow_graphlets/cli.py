@@ -360,7 +360,7 @@ def _summarize(args: argparse.Namespace) -> int:
         if not held:
             raise GraphletsError(f"Another graphlets summarize is running (it holds {lock}); wait for it to end.")
         result = refresh_summary(store, engine, full=args.full)
-    how = "in full" if result.full else "incrementally (the pipelines written to since the last refresh)"
+    how = "in full" if result.full else "incrementally (the newest runs of the pipelines written to since)"
     print(f"summarized {result.graphlets:,} graphlets of {result.pipelines:,} pipelines and {result.decisions:,} "
           f"gate decisions from {store} {how} in {result.seconds:.1f} s")
     return 0

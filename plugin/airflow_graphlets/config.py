@@ -66,8 +66,8 @@ OPTIONS: tuple[Option, ...] = (
         "summary_max_age_seconds",
         "20",
         "The UI refreshes the summary (in a process of its own; incrementally, reading only the "
-        "pipelines written to since) when a page finds it older than this; the page shows the "
-        "summary it has meanwhile and reloads itself when the newer one is there.",
+        "newest runs of the pipelines written to since) when a page finds it older than this; the "
+        "page shows the summary it has meanwhile and reloads itself when the newer one is there.",
     ),
     Option(
         "airflow_api_url",

@@ -1,8 +1,8 @@
 """Build the summary from an MLMD store: extract the graphlets, reduce, replace the tables.
 
 The extraction is the bulk reader's (``graphlets analyze`` reads the same). A full one takes
-about half a minute at paper scale, so after the first a refresh is incremental: only the
-pipelines written to since the last are read again (``summary/incremental.py``). Pages read the
+about a minute at paper scale, so after the first a refresh is incremental: only the newest runs
+of the pipelines written to since the last are read again (``summary/incremental.py``). Pages read the
 summary; ``graphlets summarize`` refreshes it, started by the UI when it is older than its
 maximum age.
 """
@@ -30,7 +30,7 @@ from airflow_graphlets.summary import tables
 from airflow_graphlets.summary.rows import ExecutionCosts, compute_days, decision_rows, graphlet_rows, on_run_clock, rolled_up
 
 if TYPE_CHECKING:
-    from airflow_graphlets.summary.incremental import ChangeMarks
+    from airflow_graphlets.summary.changes import ChangeMarks
 
 _BATCH = 20_000  # rows per INSERT batch: bounded memory for the driver at paper scale
 # The pages place runs where `graphlets analyze` does by default: on the runs' logical dates (a
@@ -61,15 +61,12 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
       StoreNotFoundError, StoreUnavailableError, NotAnMlmdStoreError, UnsupportedSchemaError:
         the store cannot be read (the summary is left as it was).
     """
+    from airflow_graphlets.summary.changes import MARGIN_MS, ChangeMarks, read_changes, store_watermark
     from airflow_graphlets.summary.incremental import (
         FULL_SHARE,
-        MARGIN_MS,
         SUMMARY_FORMAT,
-        ChangeMarks,
-        read_changes,
         read_state,
         refresh_pipelines,
-        store_watermark,
         summarised_pipelines,
     )
 
