@@ -30,6 +30,7 @@ from airflow_graphlets.simulate.run import simulate  # noqa: E402
 from airflow_graphlets.store.connect import open_store  # noqa: E402
 from airflow_graphlets.store.uri import parse_store_uri  # noqa: E402
 from airflow_graphlets.summary.database import summary_engine  # noqa: E402
+from airflow_graphlets.summary.incremental import read_state  # noqa: E402
 from airflow_graphlets.summary.refresh import refresh_summary  # noqa: E402
 
 PAPER_SQLITE = os.path.join(HERE, "results", "graphlets_bench_3000p_120d_s0.sqlite")
@@ -81,9 +82,10 @@ def measure(label: str, uri: str, work: str) -> None:
         after = rows_read(uri)
         load = f", {after - began:,} rows read from the store" if before is not None else ""
         kind = "refresh, read whole (most pipelines changed)" if result.full else "incremental refresh"
+        how = read_state(engine).get("last_refresh", "")
         print(f"after {count:>5} new runs (written in {written:.1f} s): {kind} {result.seconds:.2f} s "
               f"= {100 * result.seconds / full.seconds:.1f} % of the full one, {result.pipelines:,} pipelines read "
-              f"again{load}", flush=True)
+              f"again ({how}){load}", flush=True)
     engine.dispose()
 
 

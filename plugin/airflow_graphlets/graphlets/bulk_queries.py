@@ -78,6 +78,19 @@ class Scope:
             return ()
         return (f"{column} IN (SELECT artifact_id FROM Event WHERE {self.executions('execution_id')[0]})",)
 
+    def pieces(self, limit: int) -> list["Scope"]:
+        """This scope as scopes of at most ``limit`` listed ids each, in id order: given a longer
+        list, SQLite scans a whole table instead of looking each id up."""
+        if self.execution_ids is None:
+            return [self]
+        artifacts = self.artifact_ids or []
+        count = max(1, -(-len(self.execution_ids) // limit), -(-len(artifacts) // limit))
+        if count == 1:
+            return [self]
+        cut = lambda ids: [ids[len(ids) * k // count:len(ids) * (k + 1) // count] for k in range(count)]
+        return [Scope(self.ids, e, a if self.artifact_ids is not None else None)
+                for e, a in zip(cut(self.execution_ids), cut(artifacts))]
+
     def memberships(self, column: str) -> tuple[str, ...]:
         """For reads of a context's members: only the listed executions, when ids are listed."""
         return self.executions(column) if self.execution_ids is not None else ()
@@ -152,6 +165,8 @@ def column_queries(dialect: str, scope: Scope, pipeline_ids: list[int], run_cont
 def row_queries(scope: Scope, run_contexts_sql: str, trainer_types: list[int]) -> dict[str, RowQuery]:
     """The string queries: run names, and the code and structure hashes of trainers."""
     trainer_scope = "".join(f" AND {c}" for c in scope.executions("e.id"))
+    # Listed ids are looked up by key; without the unary plus SQLite walks every trainer by type.
+    type_column = "+e.type_id" if scope.execution_ids is not None else "e.type_id"
     return {
         "run_names": RowQuery(f"SELECT id, name FROM Context WHERE id IN ({run_contexts_sql})"),
         "run_logical_times": RowQuery(
@@ -162,7 +177,7 @@ def row_queries(scope: Scope, run_contexts_sql: str, trainer_types: list[int]) -
             # The trainers first, then their properties by key: PostgreSQL otherwise starts from
             # every execution's hash properties when a window of runs asks for a few.
             "SELECT p.execution_id, p.name, p.string_value FROM ExecutionProperty p "
-            f"WHERE p.execution_id IN (SELECT e.id FROM Execution e WHERE e.type_id IN ({ints(trainer_types)})"
+            f"WHERE p.execution_id IN (SELECT e.id FROM Execution e WHERE {type_column} IN ({ints(trainer_types)})"
             f"{trainer_scope}) AND p.name IN ({', '.join(repr(n) for n in TRAINER_PROPERTIES)}) "
             "ORDER BY p.is_custom_property DESC"  # custom first: typed values overwrite them
         ),

@@ -151,10 +151,15 @@ def read_decisions_of(config: StoreConfig, execution_ids: list[int], engine: Eng
     """The gate decisions among these executions, by DAG id, each list oldest first (a summary
     refresh reads again only the decisions logged since the last)."""
     params = {"decision": DECISION, "context_type": schema.PIPELINE_CONTEXT}
-    statement = sa.text(_ALL + " AND d.execution_id IN :ids").bindparams(sa.bindparam("ids", expanding=True))
     with reading(config, engine) as engine, engine.connect() as conn:
-        rows = [row for start in range(0, len(execution_ids), 500)
-                for row in conn.execute(statement, {**params, "ids": execution_ids[start:start + 500]}).all()]
+        # The decisions among them first, by key: joined from the start, the look-up walked the
+        # association table once per batch (MLMD has no index on its execution id).
+        decided = [int(i) for start in range(0, len(execution_ids), 5000) for i, in conn.exec_driver_sql(
+            f"SELECT execution_id FROM ExecutionProperty WHERE execution_id IN "
+            f"({ints(execution_ids[start:start + 5000])}) AND name = '{DECISION}'")]
+        statement = sa.text(_ALL + " AND d.execution_id IN :ids").bindparams(sa.bindparam("ids", expanding=True))
+        rows = [row for start in range(0, len(decided), 500)
+                for row in conn.execute(statement, {**params, "ids": decided[start:start + 500]}).all()]
     return _by_dag(rows)
 
 

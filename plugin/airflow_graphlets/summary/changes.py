@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from airflow_graphlets.graphlets.rules import RUN_CONTEXT_TYPES
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
@@ -36,6 +37,17 @@ _DAG_IDS = ("SELECT execution_id, string_value FROM ExecutionProperty WHERE exec
             "AND name = :dag_id AND is_custom_property = :custom")
 _PIPELINES_OF = ("SELECT DISTINCT a.execution_id, c.name FROM Association a JOIN Context c ON c.id = a.context_id "
                  "JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type WHERE a.execution_id IN :ids")
+# The executions of the runs created since, each with its run's pipeline (by key look-ups from
+# the runs): a TFX store's new executions reach their pipelines this way, without a look-up by
+# execution id; those of runs begun earlier go through the association table. (``+n.type_id``:
+# SQLite then finds the new runs by their creation time's index, not every run by its type.)
+_IN_NEW_RUNS = (
+    "SELECT r.execution_id, c.name FROM Context n CROSS JOIN Association r CROSS JOIN ParentContext pc "
+    "CROSS JOIN Association p JOIN Context c ON c.id = pc.parent_context_id "
+    "JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type "
+    "WHERE n.create_time_since_epoch >= :since AND +n.type_id IN (SELECT id FROM Type WHERE type_kind = 2 AND name IN "
+    f"({', '.join(repr(name) for name in RUN_CONTEXT_TYPES)})) AND r.context_id = n.id "
+    "AND pc.context_id = r.context_id AND p.context_id = pc.parent_context_id AND p.execution_id = r.execution_id")
 _NEW_PIPELINES = ("SELECT c.id, c.create_time_since_epoch, c.name FROM Context c JOIN Type t ON t.id = c.type_id "
                   "AND t.name = :pipeline_type WHERE c.create_time_since_epoch >= :since")
 _NAMED = ("SELECT c.name FROM Context c JOIN Type t ON t.id = c.type_id AND t.name = :pipeline_type "
@@ -131,6 +143,11 @@ def read_changes(config: StoreConfig, since_ms: int, seen: ChangeMarks = ChangeM
                     "ids": part, "dag_id": schema.ExecutionProps.DAG_ID, "custom": True}):
                 if dag_id:
                     pipeline_of.setdefault(int(execution_id), set()).add(dag_id)
+        if executions - set(pipeline_of):
+            for execution_id, name in conn.execute(sa.text(_IN_NEW_RUNS), {
+                    "since": since_ms, "pipeline_type": schema.PIPELINE_CONTEXT}):
+                if int(execution_id) in executions:
+                    pipeline_of.setdefault(int(execution_id), set()).add(name)
         for part in _chunks(sorted(executions - set(pipeline_of))):
             for execution_id, name in conn.execute(_expanding(_PIPELINES_OF), {
                     "ids": part, "pipeline_type": schema.PIPELINE_CONTEXT}):

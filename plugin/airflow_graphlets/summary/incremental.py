@@ -133,60 +133,77 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
     from the rows the summary keeps. Returns those days' rows before and after."""
     if not settled.pipelines:
         return [], []
-    keys: set[tuple[str, int]] = set()
     g, e, d = tables.graphlet, tables.execution, tables.decision
-    for ids, table, key in ((settled.trainers, g, g.c.trainer_id), (settled.executions, e, e.c.execution_id),
-                            (settled.decision_ids, d, d.c.execution_id)):
+    keys: set[tuple[str, int]] = set()
+    for ids, key, columns in ((settled.trainers, g.c.trainer_id, (g.c.pipeline, g.c.trainer_start, g.c.pushed_at)),
+                              (settled.executions, e.c.execution_id, (e.c.pipeline, e.c.day)),
+                              (settled.decision_ids, d.c.execution_id, (d.c.pipeline, d.c.decided_at, d.c.decision))):
         for part in _chunks(sorted(ids)):
-            keys |= _day_keys(table, [dict(row._mapping) for row in conn.execute(sa.select(table).where(key.in_(part)))])
-            conn.execute(table.delete().where(key.in_(part)))
+            keys |= _day_keys(key.table, [tuple(row) for row in conn.execute(sa.select(*columns).where(key.in_(part)))])
+            conn.execute(key.table.delete().where(key.in_(part)))
     costs = [row for found in settled.costs for row in found.rows()]
+    keys |= _day_keys(g, [(r["pipeline"], r["trainer_start"], r["pushed_at"]) for r in settled.graphlets])
+    keys |= _day_keys(e, [(r["pipeline"], r["day"]) for r in costs])
+    keys |= _day_keys(d, [(r["pipeline"], r["decided_at"], r["decision"]) for r in settled.decisions])
     for table, rows in ((g, settled.graphlets), (e, costs), (d, settled.decisions)):
-        keys |= _day_keys(table, rows)
         if rows:
             conn.execute(table.insert(), rows)
     days_by_pipeline: dict[str, set[int]] = {}
     for pipeline, day in keys:
         days_by_pipeline.setdefault(pipeline, set()).add(day)
     old, new = [], []
-    c = tables.compute_day
+    c, totals = tables.compute_day, tables.pipeline_total
     for part in _chunks(sorted(days_by_pipeline), 100):
-        wanted = sa.or_(*[sa.and_(c.c.pipeline == name, c.c.day.in_(sorted(days_by_pipeline[name]))) for name in part])
+        days = {name: sorted(days_by_pipeline[name]) for name in part}
+        since = {name: days[name][0] * tables.DAY for name in part}  # the earliest day each re-sums
+        wanted = sa.or_(*[sa.and_(c.c.pipeline == name, c.c.day.in_(days[name])) for name in part])
         old += [dict(row._mapping) for row in conn.execute(sa.select(c).where(wanted))]
         conn.execute(c.delete().where(wanted))
-        in_days = sa.or_(*[sa.and_(e.c.pipeline == name, e.c.day.in_(sorted(days_by_pipeline[name]))) for name in part])
         kept = ExecutionCosts.from_rows([tuple(row) for row in conn.execute(
-            sa.select(e.c.execution_id, e.c.pipeline, e.c.day, e.c.seconds, e.c.outcome).where(in_days))])
-        graphlets = [dict(row._mapping) for row in conn.execute(
-            sa.select(g.c.pipeline, g.c.trainer_start, g.c.pushed_at).where(g.c.pipeline.in_(part)))]
-        decisions = [dict(row._mapping) for row in conn.execute(
-            sa.select(d.c.pipeline, d.c.decided_at, d.c.decision, d.c.saved_seconds).where(
-                d.c.pipeline.in_(part)).order_by(d.c.execution_id))]
+            sa.select(e.c.execution_id, e.c.pipeline, e.c.day, e.c.seconds, e.c.outcome).where(
+                sa.or_(*[sa.and_(e.c.pipeline == name, e.c.day.in_(days[name])) for name in part])))])
+        graphlets = [{"pipeline": p, "trainer_start": t, "pushed_at": at} for p, t, at in conn.execute(
+            sa.select(g.c.pipeline, g.c.trainer_start, g.c.pushed_at).where(sa.or_(*[
+                sa.and_(g.c.pipeline == name, sa.or_(g.c.trainer_start >= since[name], g.c.pushed_at >= since[name]))
+                for name in part])))]
+        decisions = [{"pipeline": p, "decided_at": at, "decision": v, "saved_seconds": saved}
+                     for p, at, v, saved in conn.execute(
+                         sa.select(d.c.pipeline, d.c.decided_at, d.c.decision, d.c.saved_seconds).where(sa.or_(*[
+                             sa.and_(d.c.pipeline == name, d.c.decided_at >= since[name]) for name in part])).order_by(
+                             d.c.execution_id))]
         rows = [row for row in days_of(kept, graphlets, decisions) if (row["pipeline"], row["day"]) in keys]
         if rows:
             conn.execute(c.insert(), rows)
         new += rows
-        for name in part:  # the pipelines' totals, summed over their days in order as a full refresh does
-            conn.execute(tables.pipeline_total.delete().where(tables.pipeline_total.c.pipeline == name))
-        totals = rolled_up([dict(row._mapping) for row in conn.execute(
-            sa.select(c).where(c.c.pipeline.in_(part)).order_by(c.c.pipeline, c.c.day))], "pipeline")
-        if totals:
-            conn.execute(tables.pipeline_total.insert(), totals)
+        # The pipelines' totals, summed over their days in order as a full refresh sums them.
+        conn.execute(totals.delete().where(totals.c.pipeline.in_(part)))
+        metrics = [column.name for column in c.columns if column.name not in ("pipeline", "day")]
+        summed: dict[str, list] = {}
+        for row in conn.execute(sa.select(c.c.pipeline, *[c.c[m] for m in metrics]).where(
+                c.c.pipeline.in_(part)).order_by(c.c.pipeline, c.c.day)):
+            total = summed.setdefault(row[0], [0] * len(metrics))
+            for k, value in enumerate(row[1:]):
+                total[k] = total[k] + value
+        if summed:
+            conn.execute(totals.insert(), [{"pipeline": name, **dict(zip(metrics, values))}
+                                           for name, values in sorted(summed.items())])
     return old, new
 
 
-def _day_keys(table: sa.Table, rows: list[dict]) -> set[tuple[str, int]]:
-    """The (pipeline, day) rows these summary rows count in."""
+def _day_keys(table: sa.Table, rows: list[tuple]) -> set[tuple[str, int]]:
+    """The (pipeline, day) rows these summary rows count in: rows of the execution table as
+    (pipeline, day), of graphlets as (pipeline, trainer start, pushed at), of decisions as
+    (pipeline, decided at, decision)."""
     keys = set()
     for row in rows:
         if table is tables.execution:
-            keys.add((row["pipeline"], int(row["day"])))
+            keys.add((row[0], int(row[1])))
         elif table is tables.graphlet:
-            keys.add((row["pipeline"], int(math.floor(row["trainer_start"] / tables.DAY))))
-            if row["pushed_at"] is not None:
-                keys.add((row["pipeline"], int(math.floor(row["pushed_at"] / tables.DAY))))
-        elif row["decision"] == "skip":
-            keys.add((row["pipeline"], int(row["decided_at"] // tables.DAY)))
+            keys.add((row[0], int(math.floor(row[1] / tables.DAY))))
+            if row[2] is not None:
+                keys.add((row[0], int(math.floor(row[2] / tables.DAY))))
+        elif row[2] == "skip":
+            keys.add((row[0], int(row[1] // tables.DAY)))
     return keys
 
 

@@ -105,9 +105,10 @@ def _runs_of(conn: Connection, names: list[str]) -> tuple[dict[str, int], dict[s
     name_of = {i: n for n, i in pipeline_ids.items()}
     runs: dict[str, list[int]] = {name: [] for name in pipeline_ids}
     for part in _chunks(sorted(name_of)):
+        # CROSS JOIN: SQLite then starts from the pipelines' children, not from every run.
         for parent, run in conn.exec_driver_sql(
-                "SELECT pc.parent_context_id, pc.context_id FROM ParentContext pc JOIN Context c "
-                f"ON c.id = pc.context_id WHERE pc.parent_context_id IN ({ints(part)}) "
+                "SELECT pc.parent_context_id, pc.context_id FROM ParentContext pc CROSS JOIN Context c "
+                f"WHERE c.id = pc.context_id AND pc.parent_context_id IN ({ints(part)}) "
                 f"AND c.type_id IN ({ints(run_types)})"):
             runs[name_of[int(parent)]].append(int(run))
     return pipeline_ids, {name: sorted(found) for name, found in runs.items()}
@@ -217,7 +218,7 @@ def _boundary(conn: Connection, p: Provenance) -> np.ndarray:
             f"SELECT artifact_id, execution_id FROM Event WHERE artifact_id IN ({ints(part)})").all()
         if not rows:
             continue
-        pairs = np.asarray(rows, dtype=np.int64)
+        pairs = np.asarray([tuple(row) for row in rows], dtype=np.int64).reshape(len(rows), 2)
         at = np.clip(np.searchsorted(inside, pairs[:, 1]), 0, max(len(inside) - 1, 0))
         stranger = (inside[at] != pairs[:, 1]) if len(inside) else np.ones(len(pairs), dtype=bool)
         outside[np.searchsorted(p.art_id, pairs[stranger, 0])] = True
