@@ -27,7 +27,7 @@ from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
 from airflow_graphlets.summary.changes import ChangeMarks
-from airflow_graphlets.summary.refresh import insert_in_batches
+from airflow_graphlets.summary.refresh import insert_execution_rows
 from airflow_graphlets.summary.rows import (
     ExecutionCosts,
     compute_days,
@@ -84,7 +84,7 @@ def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str],
                             (tables.pipeline_total, rolled_up(days, "pipeline")), (tables.decision, decisions)):
             if rows:
                 conn.execute(table.insert(), rows)
-        insert_in_batches(conn, tables.execution, costs.rows())
+        insert_execution_rows(conn, costs)
         settled_old, settled_new = _replace_settled(conn, settled)
         _update_day_totals(conn, old_rows + settled_old, days + settled_new)
         how = f"incremental: {len(pipelines)} pipelines"
@@ -141,11 +141,12 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
         for part in _chunks(sorted(ids)):
             keys |= _day_keys(key.table, [tuple(row) for row in conn.execute(sa.select(*columns).where(key.in_(part)))])
             conn.execute(key.table.delete().where(key.in_(part)))
-    costs = [row for found in settled.costs for row in found.rows()]
     keys |= _day_keys(g, [(r["pipeline"], r["trainer_start"], r["pushed_at"]) for r in settled.graphlets])
-    keys |= _day_keys(e, [(r["pipeline"], r["day"]) for r in costs])
     keys |= _day_keys(d, [(r["pipeline"], r["decided_at"], r["decision"]) for r in settled.decisions])
-    for table, rows in ((g, settled.graphlets), (e, costs), (d, settled.decisions)):
+    for found in settled.costs:
+        keys |= _day_keys(e, [row[1:3] for row in found.tuples()])
+        insert_execution_rows(conn, found)
+    for table, rows in ((g, settled.graphlets), (d, settled.decisions)):
         if rows:
             conn.execute(table.insert(), rows)
     days_by_pipeline: dict[str, set[int]] = {}

@@ -56,12 +56,11 @@ class ExecutionCosts:
         return ExecutionCosts(self.pipelines, self.ids[keep], self.pipeline[keep], self.day[keep], self.seconds[keep],
                               self.outcome[keep])
 
-    def rows(self) -> Iterator[dict]:
-        """The summary's execution rows."""
+    def tuples(self) -> Iterator[tuple]:
+        """The summary's execution rows as (execution id, pipeline, day, seconds, outcome)."""
         names = self.pipelines
-        for i, p, d, s, o in zip(self.ids.tolist(), self.pipeline.tolist(), self.day.tolist(), self.seconds.tolist(),
-                                 self.outcome.tolist()):
-            yield {"execution_id": i, "pipeline": names[p], "day": d, "seconds": s, "outcome": o}
+        return zip(self.ids.tolist(), [names[p] for p in self.pipeline.tolist()], self.day.tolist(),
+                   self.seconds.tolist(), self.outcome.tolist())
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -70,7 +70,7 @@ def read_windows(config: StoreConfig, changed: Mapping[str, set[int]], widest: M
         with engine.connect() as conn:
             pipeline_ids, runs = _runs_of(conn, sorted(changed))
         whole += [name for name in changed if name not in pipeline_ids]
-        size = {name: max(2, widest.get(name, 0) + 2) for name in pipeline_ids}
+        size = {name: max(2, widest.get(name, 0) + 1) for name in pipeline_ids}
         pending = sorted(pipeline_ids)
         for _ in range(_ROUNDS):
             if not pending:
