@@ -2,7 +2,7 @@
 
 A new run changes few summary rows: its own graphlet, the executions that graphlet reaches back
 to (the runs whose spans it read), the days those executions and the run stand on. A refresh
-reads the pipeline's last K runs (K from the widest span window its graphlets read, plus two),
+reads the pipeline's last K runs (K from the widest span window its graphlets read, plus one),
 assembles them, and keeps only what that window settles exactly, proven from the window itself:
 
 * The window holds every execution of the pipeline from its oldest execution on (MLMD's ids
@@ -81,7 +81,7 @@ def read_windows(config: StoreConfig, changed: Mapping[str, set[int]], widest: M
             if not pending:
                 break
             windows = {name: runs[name][-size[name]:] for name in pending}
-            failed = _settle(config, engine, conn_runs=runs, windows=windows, pipeline_ids=pipeline_ids,
+            failed = _settle(config, engine, runs_of=runs, windows=windows, pipeline_ids=pipeline_ids,
                              changed=changed, clock=clock, into=settled)
             for name in failed:
                 size[name] *= 2
@@ -114,7 +114,7 @@ def _runs_of(conn: Connection, names: list[str]) -> tuple[dict[str, int], dict[s
     return pipeline_ids, {name: sorted(found) for name, found in runs.items()}
 
 
-def _settle(config: StoreConfig, engine: Engine, *, conn_runs: Mapping[str, list[int]],
+def _settle(config: StoreConfig, engine: Engine, *, runs_of: Mapping[str, list[int]],
             windows: Mapping[str, list[int]], pipeline_ids: Mapping[str, int], changed: Mapping[str, set[int]],
             clock: str, into: Settled) -> set[str]:
     """Read the windows, add what they settle to ``into``; return the pipelines they did not."""
@@ -129,14 +129,19 @@ def _settle(config: StoreConfig, engine: Engine, *, conn_runs: Mapping[str, list
         failed |= {name for name, e in first.items() if e is None}
         core = _executions_since(conn, {pipeline_ids[n]: e for n, e in first.items() if e is not None})
         extras: dict[str, set[int]] = {}
+        ours: dict[str, set[int]] = {}
         for name, e0 in first.items():
             if e0 is None:
                 continue
             in_window = {e for r in windows[name] for e in members.get(r, ())}
             extras[name] = core.get(pipeline_ids[name], set()) - in_window
-            if not changed[name] <= core.get(pipeline_ids[name], set()):
+            inside = changed[name] & core.get(pipeline_ids[name], set())
+            if any(e < e0 for e in changed[name] - inside):
                 failed.add(name)  # a change older than the window, or not (yet) in the pipeline
-        older = {name: [r for r in conn_runs[name] if r not in set(windows[name])]
+            # A newer change in no association of the pipeline (an override, found by its DAG
+            # id) is in none of its rows: a whole read would not read it either.
+            ours[name] = inside
+        older = {name: [r for r in runs_of[name] if r not in set(windows[name])]
                  for name in extras if extras[name] and name not in failed}
         failed |= _in_older_runs(conn, older, extras)
     ready = sorted(name for name in windows if name not in failed)
@@ -155,7 +160,7 @@ def _settle(config: StoreConfig, engine: Engine, *, conn_runs: Mapping[str, list
     decided: set[int] = set()
     done: list[str] = []
     for name in ready:
-        verdict = exact.settle(name, changed[name])
+        verdict = exact.settle(name, ours[name])
         if verdict is None:
             failed.add(name)
             continue
@@ -163,11 +168,11 @@ def _settle(config: StoreConfig, engine: Engine, *, conn_runs: Mapping[str, list
         done.append(name)
         into.pipelines.append(name)
         into.runs_read += len(windows[name])
-        into.trainers |= trainers | changed[name]
+        into.trainers |= trainers | ours[name]
         into.graphlets += [graphlets[t] for t in sorted(trainers) if t in graphlets]
         into.executions |= executions
         into.costs.append(costs.where(np.isin(costs.ids, np.fromiter(executions, dtype=np.int64))))
-        decided |= changed[name]
+        decided |= ours[name]
     if decided:
         into.decision_ids |= decided
         into.decisions += on_run_clock(decision_rows(read_decisions_of(config, sorted(decided), engine)), timed)
@@ -267,11 +272,13 @@ class _Exactness:
         """The trainer ids and execution ids whose rows a change in ``pipeline`` may alter, or None
         when the window cannot settle them exactly."""
         p, x = self.p, self.x
+        if not len(p.exec_id):
+            return None
         ids = np.fromiter(changed, dtype=np.int64)
-        rows = np.searchsorted(p.exec_id, ids)
-        rows = np.clip(rows, 0, max(len(p.exec_id) - 1, 0))
-        if not len(p.exec_id) or not np.array_equal(p.exec_id[rows], ids):
-            return None  # a change the window did not read (a bookkeeping record is not one)
+        rows = np.clip(np.searchsorted(p.exec_id, ids), 0, len(p.exec_id) - 1)
+        # The window holds every change (its caller checked); one the reader left out is a
+        # bookkeeping record (an override), which no summary row counts.
+        rows = rows[p.exec_id[rows] == ids]
         index = x.pipelines.index(pipeline)
         is_changed = np.zeros(len(p.exec_id), dtype=bool)
         is_changed[rows] = True
