@@ -358,11 +358,29 @@ def test_a_refresh_reads_again_only_pipelines_with_changes_it_has_not_seen(sqlit
     assert summary_rows(engine) == summary_rows(full)
 
 
-def test_change_marks_survive_the_state_and_forget_what_is_past_or_unsettled():
+def test_change_marks_survive_in_the_summary_and_forget_what_is_past_or_unsettled(tmp_path):
     marks = ChangeMarks(frozenset({("e", 1, 1_000), ("a", 2, 50_000), ("c", 3, 99_500)}))
-    assert ChangeMarks.loads(marks.dumps()) == marks
+    engine = summary_engine(f"sqlite:///{tmp_path}/summary.sqlite")
+    assert ChangeMarks.read(engine) == ChangeMarks()
+    with engine.begin() as conn:
+        marks.write(conn)
+    assert ChangeMarks.read(engine) == marks
     assert marks.settled(10_000, 100_000).seen == {("a", 2, 50_000)}
-    assert ChangeMarks.loads("not json") == ChangeMarks() == ChangeMarks.loads(None)
+
+
+def test_a_busy_margin_of_changes_fits_a_shared_postgresql_summary(tmp_path):
+    """Five minutes of a busy store hold thousands of changes: the marks are rows, not one
+    bounded text value (PostgreSQL refused a state value of over 1,024 characters)."""
+    summary_uri = create_store_uri("postgresql", str(tmp_path))
+    try:
+        engine = summary_engine(summary_uri)
+        marks = ChangeMarks(frozenset(("e", i, 1_796_000_000_000 + i) for i in range(5000)))
+        with engine.begin() as conn:
+            marks.write(conn)
+        assert ChangeMarks.read(engine) == marks
+        engine.dispose()
+    finally:
+        drop_store(summary_uri)
 
 
 def test_an_execution_not_yet_in_a_pipeline_is_looked_at_again(sqlite_store_uri):
@@ -394,8 +412,7 @@ def test_a_summary_moved_to_another_store_forgets_the_changes_it_saw_in_the_firs
     engine = summary_engine(f"sqlite:///{tmp_path}/summary.sqlite")
     refresh_summary(first.config, engine, workers=1)
     with engine.begin() as conn:  # a mark of the first store that matches the second's lonely execution
-        conn.execute(tables.state.update().where(tables.state.c.key == "seen_changes").values(
-            value=ChangeMarks(frozenset({stamped})).dumps()))
+        ChangeMarks(frozenset({stamped})).write(conn)
     time.sleep(1.1)  # past the unsettled last second
     refresh_summary(second.config, engine, workers=1)
     [churn] = [c for c in second.store.get_contexts_by_type("pipeline") if c.name == "churn"]

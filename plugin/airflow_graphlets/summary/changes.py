@@ -11,7 +11,6 @@ pipelines (``incremental.FULL_SHARE``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from airflow_graphlets.graphlets.rules import RUN_CONTEXT_TYPES
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
+from airflow_graphlets.summary import tables
 
 _CHUNK = 500
 MARGIN_MS = 5 * 60 * 1000
@@ -75,17 +75,20 @@ class ChangeMarks:
         last :data:`UNSETTLED_MS` before ``began_ms`` (when the refresh that read them began)."""
         return ChangeMarks(frozenset(m for m in self.seen if since_ms <= m[2] < began_ms - UNSETTLED_MS))
 
-    def dumps(self) -> str:
-        return json.dumps(sorted(self.seen), separators=(",", ":"))
+    def write(self, conn: sa.Connection) -> None:
+        """Keep these marks with the summary (in place of those it held): one row each, as a
+        busy store's five minutes hold thousands."""
+        conn.execute(tables.seen_change.delete())
+        if self.seen:
+            conn.execute(tables.seen_change.insert(), [{"kind": k, "id": i, "at_ms": t} for k, i, t in sorted(self.seen)])
 
     @classmethod
-    def loads(cls, text: str | None) -> "ChangeMarks":
-        """The marks a summary's state holds (none when absent or unreadable: everything in
-        the margin is read again, as before marks existed)."""
-        try:
-            return cls(frozenset((str(k), int(i), int(t)) for k, i, t in json.loads(text or "[]")))
-        except (ValueError, TypeError):
-            return cls()
+    def read(cls, engine: Engine) -> "ChangeMarks":
+        """The marks the summary holds (none for a new summary: everything in the margin is
+        read again)."""
+        with engine.connect() as conn:
+            return cls(frozenset((str(k), int(i), int(t)) for k, i, t in conn.execute(sa.select(
+                tables.seen_change.c.kind, tables.seen_change.c.id, tables.seen_change.c.at_ms))))
 
 
 def store_watermark(config: StoreConfig, engine: Engine | None = None) -> int:

@@ -91,7 +91,8 @@ def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str],
         if settled.pipelines:
             how += f" ({len(settled.pipelines)} through windows of {settled.runs_read} runs, {len(whole)} whole)"
         _set_state(conn, {"watermark_ms": str(watermark_ms), "refreshed_at": repr(time.time()),
-                          "last_refresh": how, "seen_changes": marks.dumps()})
+                          "last_refresh": how})
+        marks.write(conn)
     return len(graphlets) + len(settled.graphlets), len(decisions) + len(settled.decisions)
 
 

@@ -82,7 +82,7 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
     since = (int(state["watermark_ms"]) if "watermark_ms" in state else watermark) - margin
     # Marks name one store's changes: a summary of another store reads everything anew.
     same_store = state.get("store") == str(config)
-    seen = ChangeMarks.loads(state.get("seen_changes")) if same_store else ChangeMarks()
+    seen = ChangeMarks.read(engine) if same_store else ChangeMarks()
     changes = read_changes(config, since, seen)
     touched = changes.pipelines
     marks = changes.marks.settled(watermark - margin, began_ms)  # what the next refresh looks back on
@@ -127,9 +127,9 @@ def _refresh_everything(config: StoreConfig, engine: Engine, workers: int, water
             {"key": "watermark_ms", "value": str(watermark)},
             {"key": "last_refresh", "value": "full"},
             {"key": "clock", "value": CLOCK},
-            {"key": "seen_changes", "value": marks.dumps()},
             {"key": "format", "value": SUMMARY_FORMAT},
         ])
+        marks.write(conn)
     pipelines = {row["pipeline"] for row in day_rows}
     return RefreshResult(len(graphlets), len(pipelines), len(decisions), time.perf_counter() - began)
 

@@ -90,6 +90,15 @@ execution = sa.Table(
     sa.Index("graphlets_summary_execution_by_day", "pipeline", "day"),
 )
 
+# The store's changes the last refresh read in its look-back margin (summary/changes.py,
+# ChangeMarks): kind ("e" execution, "a" artifact, "c" pipeline created), id, time in ms.
+seen_change = sa.Table(
+    "graphlets_summary_seen_change", metadata,
+    sa.Column("kind", sa.String(1), primary_key=True),
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at_ms", sa.BigInteger, primary_key=True, autoincrement=False),
+)
+
 state = sa.Table(
     "graphlets_summary_state", metadata,
     sa.Column("key", sa.String(64), primary_key=True),
