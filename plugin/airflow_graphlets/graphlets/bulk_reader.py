@@ -48,8 +48,11 @@ _PIECES = 4  # id ranges per big query: keeps two readers busy to the end
 _NARROW_SHARE = 0.05
 _FEW_PIPELINES = 50  # fewer pipelines than this are read in threads, not in processes
 # Listed ids per statement: SQLite scans a whole table for an IN list much longer than this
-# (61,000 execution ids: every event of the store, 2 s; 5,000 at a time: 0.04 s each).
-_ID_LIST = 4000
+# (61,000 execution ids: every event of the store, 2 s; 5,000 at a time: 0.04 s each). The
+# other databases look each up by index, and each statement costs a round trip and a plan.
+_ID_LISTS = {"sqlite": 4000}
+_ID_LIST = 50_000
+_MANY_RUNS = 500  # a window of more runs than this is read by index look-ups on PostgreSQL (a gate's: 38-152)
 
 
 def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2,
@@ -102,12 +105,15 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
     """
     if runs is not None and pipelines is None:
         raise ValueError("a window of runs is read within named pipelines: pass pipelines too")
+    # A window of many runs (a summary refresh's, across pipelines) is planned as index look-ups
+    # from the start: PostgreSQL prices a long list of run ids at millions of rows and scans.
+    wide_window = runs is not None and len(runs) > _MANY_RUNS
     with reading(config, engine, point_reads=runs is not None) as engine:
         version = mlmd_schema_version(engine, config)
-        with engine.connect() as conn:
+        with engine.connect() as conn, index_plans(conn, wide_window):
             plan = _plan(conn, pipelines, runs, executions)
             if workers <= 1:
-                with index_plans(conn, plan.narrow):
+                with index_plans(conn, plan.narrow and not wide_window):
                     results = _collect(plan.tasks(), [_fetch_on(conn, query, id_range)
                                                       for _, _, query, id_range in plan.tasks()])
         if workers > 1 and plan.in_threads:
@@ -211,8 +217,8 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
         bounds[table] = (int(low or 0), int(high or 0))
     columns: list[tuple[str, ColumnQuery]] = []
     rows: list[tuple[str, RowQuery]] = []
-    run_lists = _cut(sorted(runs_only or []), len(scope.pieces(_ID_LIST)))
-    for piece, run_list in zip(scope.pieces(_ID_LIST), run_lists):
+    pieces = scope.pieces(_ID_LISTS.get(conn.dialect.name, _ID_LIST))
+    for piece, run_list in zip(pieces, _cut(sorted(runs_only or []), len(pieces))):
         # A window: the caller's runs of these pipelines, looked up by key.
         runs_sql = runs if runs_only is None else \
             f"SELECT id FROM Context WHERE +type_id IN ({ints(run_types)}) AND id IN ({ints(run_list)})"
@@ -228,8 +234,9 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
         rows=rows,
         id_bounds=bounds,
         whole_store=only is None,
-        # (A window of runs is read by literal ids on a point-reads connection already.)
-        narrow=runs_only is None and only is not None and len(pipeline_ids) <= _NARROW_SHARE * pipeline_count,
+        # (A gate's window of runs is read by literal ids on a point-reads connection already.)
+        narrow=(runs_only is None and only is not None and len(pipeline_ids) <= _NARROW_SHARE * pipeline_count)
+        or (runs_only is not None and len(runs_only) > _MANY_RUNS),
         known=known,
     )
 
@@ -263,7 +270,8 @@ def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]
         "pipelines": _pair_columns(in_pipelines),
         "run_names": sorted({(int(r), name) for _, r, name, _ in members}),
     }
-    events = [_fetch_on(conn, events_query(piece), None) for piece in Scope(pipeline_ids, executions).pieces(_ID_LIST)]
+    events = [_fetch_on(conn, events_query(piece), None)
+              for piece in Scope(pipeline_ids, executions).pieces(_ID_LISTS.get(conn.dialect.name, _ID_LIST))]
     known["events"] = [np.concatenate(column) for column in zip(*events)]
     artifacts = np.unique(known["events"][0]).astype(np.int64).tolist()
     return Scope(pipeline_ids, executions, artifacts), known

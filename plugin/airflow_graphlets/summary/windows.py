@@ -37,7 +37,8 @@ from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.graphlets.model import Extraction
 from airflow_graphlets.graphlets.provenance import Provenance
 from airflow_graphlets.store import schema
-from airflow_graphlets.store.inspect import reading
+from airflow_graphlets.store.columns import fetch_columns
+from airflow_graphlets.store.inspect import index_plans, reading
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary.rows import ExecutionCosts, decision_rows, graphlet_rows, on_run_clock
 
@@ -66,23 +67,21 @@ def read_windows(config: StoreConfig, changed: Mapping[str, set[int]], widest: M
     its newest runs. ``widest``: the most spans a graphlet of the pipeline read (sizes the first
     window). Returns what was settled, and the pipelines that must be read whole."""
     settled, whole = Settled(), []
-    with reading(config, engine) as engine:
-        with engine.connect() as conn:
-            pipeline_ids, runs = _runs_of(conn, sorted(changed))
+    with reading(config, engine, point_reads=True) as engine:
+        size = {name: max(2, widest.get(name, 0) + 1) for name in changed}
+        with engine.connect() as conn, index_plans(conn):
+            pipeline_ids, runs, counts = _runs_of(conn, sorted(changed), newest=max(size.values(), default=2)
+                                                  * 2 ** (_ROUNDS - 1))
         whole += [name for name in changed if name not in pipeline_ids]
-        size = {name: max(2, widest.get(name, 0) + 1) for name in pipeline_ids}
         pending = sorted(pipeline_ids)
         for _ in range(_ROUNDS):
-            if not pending:
-                break
-            for name in [n for n in pending if size[n] >= len(runs[n])]:
-                whole.append(name)
-            pending = [n for n in pending if size[n] < len(runs[n])]
+            whole += [name for name in pending if size[name] >= counts[name]]
+            pending = [name for name in pending if size[name] < counts[name]]
             if not pending:
                 break
             windows = {name: runs[name][-size[name]:] for name in pending}
-            failed = _settle(config, engine, runs_of=runs, windows=windows, pipeline_ids=pipeline_ids,
-                             changed=changed, clock=clock, into=settled)
+            failed = _settle(config, engine, windows=windows, pipeline_ids=pipeline_ids, changed=changed, clock=clock,
+                             into=settled)
             for name in failed:
                 size[name] *= 2
             pending = sorted(failed)
@@ -90,8 +89,10 @@ def read_windows(config: StoreConfig, changed: Mapping[str, set[int]], widest: M
     return settled, sorted(set(whole))
 
 
-def _runs_of(conn: Connection, names: list[str]) -> tuple[dict[str, int], dict[str, list[int]]]:
-    """Each pipeline's context id, and its run contexts' ids in the order they were made."""
+def _runs_of(conn: Connection, names: list[str], newest: int
+             ) -> tuple[dict[str, int], dict[str, list[int]], dict[str, int]]:
+    """Each pipeline's context id, its ``newest`` run contexts' ids in the order they were made,
+    and how many runs it has."""
     run_types = [int(i) for i, in conn.execute(sa.text(
         f"SELECT id FROM Type WHERE type_kind = {_TYPE_KIND_CONTEXT} AND name IN "
         f"({', '.join(repr(t) for t in rules.RUN_CONTEXT_TYPES)})"))]
@@ -104,25 +105,28 @@ def _runs_of(conn: Connection, names: list[str]) -> tuple[dict[str, int], dict[s
             "names": part, "pipeline_type": schema.PIPELINE_CONTEXT})}
     name_of = {i: n for n, i in pipeline_ids.items()}
     runs: dict[str, list[int]] = {name: [] for name in pipeline_ids}
+    counts: dict[str, int] = {name: 0 for name in pipeline_ids}
     for part in _chunks(sorted(name_of)):
         # CROSS JOIN: SQLite then starts from the pipelines' children, not from every run.
-        for parent, run in conn.exec_driver_sql(
-                "SELECT pc.parent_context_id, pc.context_id FROM ParentContext pc CROSS JOIN Context c "
+        for parent, run, count in conn.exec_driver_sql(
+                "SELECT parent, run, runs FROM (SELECT pc.parent_context_id AS parent, pc.context_id AS run, "
+                "ROW_NUMBER() OVER (PARTITION BY pc.parent_context_id ORDER BY pc.context_id DESC) AS age, "
+                "COUNT(*) OVER (PARTITION BY pc.parent_context_id) AS runs FROM ParentContext pc CROSS JOIN Context c "
                 f"WHERE c.id = pc.context_id AND pc.parent_context_id IN ({ints(part)}) "
-                f"AND c.type_id IN ({ints(run_types)})"):
+                f"AND c.type_id IN ({ints(run_types)})) numbered WHERE age <= {int(newest)}"):
             runs[name_of[int(parent)]].append(int(run))
-    return pipeline_ids, {name: sorted(found) for name, found in runs.items()}
+            counts[name_of[int(parent)]] = int(count)
+    return pipeline_ids, {name: sorted(found) for name, found in runs.items()}, counts
 
 
-def _settle(config: StoreConfig, engine: Engine, *, runs_of: Mapping[str, list[int]],
-            windows: Mapping[str, list[int]], pipeline_ids: Mapping[str, int], changed: Mapping[str, set[int]],
+def _settle(config: StoreConfig, engine: Engine, *, windows: Mapping[str, list[int]], pipeline_ids: Mapping[str, int], changed: Mapping[str, set[int]],
             clock: str, into: Settled) -> set[str]:
     """Read the windows, add what they settle to ``into``; return the pipelines they did not."""
     from airflow_graphlets.graphlets.bulk_reader import read_provenance
     from airflow_graphlets.prune.decisions import read_decisions_of
 
     failed: set[str] = set()
-    with engine.connect() as conn:
+    with engine.connect() as conn, index_plans(conn):
         members = _members(conn, [r for window in windows.values() for r in window])
         first = {name: min((e for r in window for e in members.get(r, ())), default=None)
                  for name, window in windows.items()}
@@ -141,16 +145,15 @@ def _settle(config: StoreConfig, engine: Engine, *, runs_of: Mapping[str, list[i
             # A newer change in no association of the pipeline (an override, found by its DAG
             # id) is in none of its rows: a whole read would not read it either.
             ours[name] = inside
-        older = {name: [r for r in runs_of[name] if r not in set(windows[name])]
-                 for name in extras if extras[name] and name not in failed}
-        failed |= _in_older_runs(conn, older, extras)
+        failed |= _in_older_runs(conn, {name: (pipeline_ids[name], windows[name][0]) for name in extras
+                                        if extras[name] and name not in failed}, extras)
     ready = sorted(name for name in windows if name not in failed)
     if not ready:
         return failed
     provenance = read_provenance(config, ready, workers=1, engine=engine,
                                  runs=[r for name in ready for r in windows[name]],
                                  executions=sorted(e for name in ready for e in extras[name]))
-    with engine.connect() as conn:
+    with engine.connect() as conn, index_plans(conn):
         boundary = _boundary(conn, provenance)
     extraction = assemble(provenance)
     exact = _Exactness(provenance, extraction, boundary)
@@ -199,18 +202,19 @@ def _executions_since(conn: Connection, first: Mapping[int, int]) -> dict[int, s
     return found
 
 
-def _in_older_runs(conn: Connection, older: Mapping[str, list[int]], extras: Mapping[str, set[int]]) -> set[str]:
-    """The pipelines with an execution after their window began that belongs to an older run
-    (a backfill's, or a run still going): its run is not whole in the window."""
+def _in_older_runs(conn: Connection, first_runs: Mapping[str, tuple[int, int]],
+                   extras: Mapping[str, set[int]]) -> set[str]:
+    """The pipelines (name -> (context id, first run of the window)) with an execution after
+    their window began that belongs to an older run (a backfill's, or a run still going): its
+    run is not whole in the window."""
     found = set()
-    for name, runs in older.items():
-        for part in _chunks(runs):
-            hit = conn.exec_driver_sql(
-                f"SELECT 1 FROM Association WHERE context_id IN ({ints(part)}) "
-                f"AND execution_id IN ({ints(sorted(extras[name]))}) LIMIT 1").first()
-            if hit is not None:
-                found.add(name)
-                break
+    for name, (pipeline, first_run) in first_runs.items():
+        hit = conn.exec_driver_sql(
+            "SELECT 1 FROM ParentContext pc CROSS JOIN Association r WHERE r.context_id = pc.context_id "
+            f"AND pc.parent_context_id = {int(pipeline)} AND pc.context_id < {int(first_run)} "
+            f"AND r.execution_id IN ({ints(sorted(extras[name]))}) LIMIT 1").first()
+        if hit is not None:
+            found.add(name)
     return found
 
 
@@ -218,15 +222,14 @@ def _boundary(conn: Connection, p: Provenance) -> np.ndarray:
     """Per artifact row of ``p``: whether an execution outside the window has an event on it."""
     inside = np.asarray(p.exec_id, dtype=np.int64)
     outside = np.zeros(len(p.art_id), dtype=bool)
-    for part in _chunks(p.art_id.tolist(), 5000):
-        rows = conn.exec_driver_sql(
-            f"SELECT artifact_id, execution_id FROM Event WHERE artifact_id IN ({ints(part)})").all()
-        if not rows:
+    for part in _chunks(p.art_id.tolist(), 4000 if conn.dialect.name == "sqlite" else 50_000):
+        artifact, execution = (np.nan_to_num(column, nan=-1).astype(np.int64) for column in fetch_columns(
+            conn, ("artifact_id", "execution_id"), f"FROM Event WHERE artifact_id IN ({ints(part)})"))
+        if not len(artifact):
             continue
-        pairs = np.asarray([tuple(row) for row in rows], dtype=np.int64).reshape(len(rows), 2)
-        at = np.clip(np.searchsorted(inside, pairs[:, 1]), 0, max(len(inside) - 1, 0))
-        stranger = (inside[at] != pairs[:, 1]) if len(inside) else np.ones(len(pairs), dtype=bool)
-        outside[np.searchsorted(p.art_id, pairs[stranger, 0])] = True
+        at = np.clip(np.searchsorted(inside, execution), 0, max(len(inside) - 1, 0))
+        stranger = (inside[at] != execution) if len(inside) else np.ones(len(execution), dtype=bool)
+        outside[np.searchsorted(p.art_id, artifact[stranger])] = True
     return outside
 
 
