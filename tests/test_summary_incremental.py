@@ -311,6 +311,8 @@ def test_a_recorded_task_is_found_by_its_dag_id_and_refreshed(tmp_path):
 
 
 def test_a_refresh_that_would_reread_most_pipelines_reads_the_store_whole(sqlite_store_uri, tmp_path):
+    """New pipelines are read whole: a refresh that would read more than half of the summary's
+    pipelines whole (and 50 or more) reads the store whole instead, which costs less."""
     from airflow_graphlets.simulate.run import simulate
 
     config = parse_store_uri(sqlite_store_uri)
@@ -327,10 +329,34 @@ def test_a_refresh_that_would_reread_most_pipelines_reads_the_store_whole(sqlite
     new_runs(names[:3], 1000)
     few = refresh_summary(config, engine, workers=2, margin_ms=0)
     assert not few.full and 3 <= few.pipelines < 26  # (and what the watermark's own millisecond holds)
-    new_runs(names[:50], 2000)  # 50 of 52 pipelines: more than half, and enough to matter
+    new_runs([f"new_pipeline_{n}" for n in range(60)], 2000)  # 60 new beside 52: more than half, enough to matter
     most = refresh_summary(config, engine, workers=2, margin_ms=0)
-    assert most.full and most.pipelines == 52
+    assert most.full and most.pipelines == 112
     store.close()
+    full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
+    refresh_summary(config, full, workers=2, full=True)
+    assert summary_rows(engine) == summary_rows(full)
+
+
+def test_a_new_run_in_most_pipelines_is_still_read_through_windows(sqlite_store_uri, tmp_path):
+    """With histories longer than their windows, a new run in 50 of 52 pipelines is re-read
+    through windows (a few runs each), not by reading the store whole."""
+    from airflow_graphlets.simulate.run import simulate
+
+    config = parse_store_uri(sqlite_store_uri)
+    simulate(config, pipelines=52, days=30, seed=4)
+    engine = summary_engine(f"sqlite:///{tmp_path}/summary.sqlite")
+    assert refresh_summary(config, engine, workers=2).full
+    store = open_store(config)
+    names = sorted(c.name for c in store.get_contexts_by_type("pipeline"))[:50]
+    for n, name in enumerate(names):
+        TfxPipeline(store, name).run(f"later-{n}", RunPlan(span=1000 + n, window=1))
+    store.close()
+    most = refresh_summary(config, engine, workers=2, margin_ms=0)
+    assert not most.full and most.pipelines >= 50
+    how = read_state(engine)["last_refresh"]
+    through = int(how.split("(")[1].split(" through")[0])
+    assert through >= 40, how  # a few pipelines with as few runs as their windows are read whole
     full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
     refresh_summary(config, full, workers=2, full=True)
     assert summary_rows(engine) == summary_rows(full)

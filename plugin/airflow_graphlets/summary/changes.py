@@ -6,7 +6,7 @@ behind, commits rows with earlier times that the next refresh still finds. The c
 read in that margin are kept (:class:`ChangeMarks`), so the next one reads again only pipelines
 with a change it has not seen. A refresh of another store, or of a summary without a watermark,
 is a full one; ``full=True`` forces one; so is one that would re-read more than half of the
-pipelines (``incremental.FULL_SHARE``).
+pipelines whole (``incremental.FULL_SHARE``).
 """
 
 from __future__ import annotations

@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 # The summary's layout; a summary of another layout (older, without execution rows) is rebuilt
 # by a full refresh.
 SUMMARY_FORMAT = "2"
-# A refresh that would re-read more than this share of the summarised pipelines reads the store
-# whole instead (at 1,000 pipelines, re-reading all of them took 38.6 s, a full summary 27.1 s).
+# A refresh that would re-read more than this share of the summarised pipelines whole (not
+# through windows) reads the store whole instead (at 1,000 pipelines, re-reading all of them
+# took 38.6 s, a full summary 27.1 s).
 FULL_SHARE = 0.5
 _SUMMARY_LOCK = 0x67736D79  # "gsmy"
 _CHUNK = 500
@@ -53,12 +54,13 @@ _CHUNK = 500
 
 def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str], watermark_ms: int,
                       workers: int = 1, marks: ChangeMarks = ChangeMarks(),
-                      changed: Mapping[str, set[int]] | None = None) -> tuple[int, int]:
+                      changed: Mapping[str, set[int]] | None = None) -> tuple[int, int] | None:
     """Replace the summary rows ``pipelines`` changed with what the store holds now; record the
     watermark and the changes read (``marks``). A pipeline listed in ``changed`` (name -> its
     changed executions) is re-read through a window of its newest runs where one settles its
     changes (``summary/windows.py``), the others whole. Returns the graphlet and decision rows
-    written."""
+    written, or None (nothing written) when more than half of the summary's pipelines, and 50 or
+    more, would be read whole: reading the store whole costs less then."""
     from airflow_graphlets.summary.refresh import CLOCK
     from airflow_graphlets.summary.windows import Settled, read_windows
 
@@ -69,6 +71,8 @@ def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str],
         changed = {name: ids for name, ids in changed.items() if name in summarised}
         settled, unsettled = read_windows(config, changed, summarised, CLOCK)
         whole = sorted(set(pipelines) - set(settled.pipelines))
+    if len(whole) >= 50 and len(whole) > FULL_SHARE * summarised_pipelines(engine):
+        return None
     extraction, graphlets, decisions, days = _read_whole(config, whole, workers)
     costs = ExecutionCosts.of(extraction)
     with engine.begin() as conn:

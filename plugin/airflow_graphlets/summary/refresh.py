@@ -65,13 +65,7 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
         the store cannot be read (the summary is left as it was).
     """
     from airflow_graphlets.summary.changes import MARGIN_MS, ChangeMarks, read_changes, store_watermark
-    from airflow_graphlets.summary.incremental import (
-        FULL_SHARE,
-        SUMMARY_FORMAT,
-        read_state,
-        refresh_pipelines,
-        summarised_pipelines,
-    )
+    from airflow_graphlets.summary.incremental import SUMMARY_FORMAT, read_state, refresh_pipelines
 
     began = time.perf_counter()
     state = read_state(engine)
@@ -87,10 +81,11 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
     touched = changes.pipelines
     marks = changes.marks.settled(watermark - margin, began_ms)  # what the next refresh looks back on
     if not full and same_store and "watermark_ms" in state and state.get("format") == SUMMARY_FORMAT:
-        # Re-reading most of the pipelines costs more than reading the store whole.
-        if len(touched) < 50 or len(touched) <= FULL_SHARE * summarised_pipelines(engine):
-            graphlets, decisions = refresh_pipelines(config, engine, touched, watermark, workers=workers, marks=marks,
-                                                     changed=changes.executions)
+        # None: most pipelines would be re-read whole, which costs more than reading the store whole.
+        written = refresh_pipelines(config, engine, touched, watermark, workers=workers, marks=marks,
+                                    changed=changes.executions)
+        if written is not None:
+            graphlets, decisions = written
             return RefreshResult(graphlets, len(touched), decisions, time.perf_counter() - began, full=False)
     return _refresh_everything(config, engine, workers, watermark, began, marks)
 
