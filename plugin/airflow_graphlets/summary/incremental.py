@@ -103,11 +103,10 @@ def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str],
 def _summarised(engine: Engine, pipelines: list[str]) -> dict[str, int]:
     """Of ``pipelines``, those the summary holds rows of, with the most spans a graphlet of each read."""
     found: dict[str, int] = {}
+    totals = tables.pipeline_total.c.pipeline
     with engine.connect() as conn:
         for part in _chunks(pipelines):
-            found |= {name: int(total) for name, total in conn.execute(
-                sa.select(tables.pipeline_total.c.pipeline, sa.literal(0)).where(
-                    tables.pipeline_total.c.pipeline.in_(part)))}
+            found |= {name: 0 for name, in conn.execute(sa.select(totals).where(totals.in_(part)))}
             found |= {name: int(widest or 0) for name, widest in conn.execute(
                 sa.select(tables.graphlet.c.pipeline, sa.func.max(tables.graphlet.c.spans)).where(
                     tables.graphlet.c.pipeline.in_(part)).group_by(tables.graphlet.c.pipeline))}
