@@ -447,3 +447,32 @@ def test_a_summary_moved_to_another_store_forgets_the_changes_it_saw_in_the_firs
     full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
     refresh_summary(second.config, full, workers=1, full=True)
     assert summary_rows(engine) == summary_rows(full)
+
+
+def test_a_mariadb_summary_keeps_times_as_doubles_and_remakes_an_older_layout(tmp_path):
+    """MySQL's FLOAT rounds an epoch time to two minutes: the summary's times are doubles there
+    too, and a summary of an older layout (FLOAT columns) is made anew by its next refresh."""
+    history = History(create_store_uri("sqlite", str(tmp_path)))
+    for number in range(6):
+        history.run(PIPELINES[number % 2], {"blessed": number % 2 == 0})
+    summary_uri = create_store_uri("mysql", str(tmp_path))
+    try:
+        engine = summary_engine(summary_uri)
+        refresh_summary(history.config, engine, workers=1)
+        with engine.begin() as conn:  # as the older layout made it
+            conn.exec_driver_sql("ALTER TABLE graphlets_summary_graphlet MODIFY trainer_start FLOAT NOT NULL")
+            conn.execute(tables.state.update().where(tables.state.c.key == "format").values(value="2"))
+        history.run("churn", {})
+        time.sleep(0.002)
+        assert refresh_summary(history.config, engine, workers=1, margin_ms=0).full
+        sqlite_full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
+        refresh_summary(history.config, sqlite_full, workers=1, full=True)
+        assert summary_rows(engine) == summary_rows(sqlite_full)
+        history.run("fraud", {"blessed": False})
+        time.sleep(0.002)
+        assert not refresh_summary(history.config, engine, workers=1, margin_ms=0).full
+        refresh_summary(history.config, sqlite_full, workers=1, full=True)
+        assert summary_rows(engine) == summary_rows(sqlite_full)
+        engine.dispose()
+    finally:
+        drop_store(summary_uri)

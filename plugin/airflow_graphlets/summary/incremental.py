@@ -41,9 +41,9 @@ from airflow_graphlets.summary.rows import (
 if TYPE_CHECKING:
     from airflow_graphlets.summary.windows import Settled
 
-# The summary's layout; a summary of another layout (older, without execution rows) is rebuilt
-# by a full refresh.
-SUMMARY_FORMAT = "2"
+# The summary's layout; a summary of another layout is rebuilt by a full refresh (2: execution
+# rows kept; 3: doubles for times and seconds, MySQL's tables made again).
+SUMMARY_FORMAT = "3"
 # A refresh that would re-read more than this share of the summarised pipelines whole (not
 # through windows) reads the store whole instead (at 1,000 pipelines, re-reading all of them
 # took 38.6 s, a full summary 27.1 s).

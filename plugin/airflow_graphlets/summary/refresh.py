@@ -87,6 +87,11 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
         if written is not None:
             graphlets, decisions = written
             return RefreshResult(graphlets, len(touched), decisions, time.perf_counter() - began, full=False)
+    if state and state.get("format") != SUMMARY_FORMAT and engine.dialect.name == "mysql":
+        # An older layout's columns: single-precision FLOAT times. MySQL ends a transaction at
+        # DDL, so the tables are made anew before the rebuild's transaction, not inside it.
+        tables.metadata.drop_all(engine)
+        tables.metadata.create_all(engine)
     return _refresh_everything(config, engine, workers, watermark, began, marks)
 
 

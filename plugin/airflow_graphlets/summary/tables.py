@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+# Times and seconds are doubles: MySQL's FLOAT (SQLAlchemy's Float there) holds 24 bits, which
+# rounds an epoch time to two minutes.
 
 # One per model graphlet. Times are epoch seconds; costs seconds.
 graphlet = sa.Table(
@@ -18,11 +20,11 @@ graphlet = sa.Table(
     sa.Column("pipeline", sa.String(512), nullable=False),
     sa.Column("run", sa.String(512)),
     sa.Column("status", sa.String(16), nullable=False),  # graphlets.model.STATUSES
-    sa.Column("trainer_start", sa.Float, nullable=False),
-    sa.Column("end", sa.Float, nullable=False),
-    sa.Column("cost_seconds", sa.Float, nullable=False),
+    sa.Column("trainer_start", sa.Double, nullable=False),
+    sa.Column("end", sa.Double, nullable=False),
+    sa.Column("cost_seconds", sa.Double, nullable=False),
     sa.Column("blessed", sa.SmallInteger, nullable=False),  # 1, 0, -1 unknown
-    sa.Column("pushed_at", sa.Float),
+    sa.Column("pushed_at", sa.Double),
     sa.Column("first_span", sa.BigInteger),
     sa.Column("last_span", sa.BigInteger),
     sa.Column("spans", sa.Integer, nullable=False),
@@ -32,12 +34,12 @@ graphlet = sa.Table(
 
 def _metrics() -> list[sa.Column]:
     """Compute by what it went to (seconds), models trained, pushes, skips and what they saved."""
-    return [sa.Column(f"{name}_seconds", sa.Float, nullable=False)
+    return [sa.Column(f"{name}_seconds", sa.Double, nullable=False)
             for name in ("pushed", "wasted", "pending", "unattributed")] + [
         sa.Column("graphlets", sa.Integer, nullable=False),
         sa.Column("pushes", sa.Integer, nullable=False),
         sa.Column("skips", sa.Integer, nullable=False),
-        sa.Column("saved_seconds", sa.Float, nullable=False),
+        sa.Column("saved_seconds", sa.Double, nullable=False),
     ]
 
 
@@ -70,10 +72,10 @@ decision = sa.Table(
     sa.Column("execution_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("pipeline", sa.String(512), nullable=False),
     sa.Column("run_id", sa.String(512), nullable=False),
-    sa.Column("decided_at", sa.Float, nullable=False),
+    sa.Column("decided_at", sa.Double, nullable=False),
     sa.Column("decision", sa.String(16), nullable=False),
-    sa.Column("probability", sa.Float),
-    sa.Column("saved_seconds", sa.Float, nullable=False),
+    sa.Column("probability", sa.Double),
+    sa.Column("saved_seconds", sa.Double, nullable=False),
     sa.Index("graphlets_summary_decision_by_pipeline", "pipeline", "decided_at"),
 )
 
@@ -85,7 +87,7 @@ execution = sa.Table(
     sa.Column("execution_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("pipeline", sa.String(512), nullable=False),
     sa.Column("day", sa.Integer, nullable=False),
-    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("seconds", sa.Double, nullable=False),
     sa.Column("outcome", sa.SmallInteger, nullable=False),  # graphlets.model.OUTCOME_*
     sa.Index("graphlets_summary_execution_by_day", "pipeline", "day"),
 )
