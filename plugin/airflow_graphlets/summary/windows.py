@@ -2,7 +2,7 @@
 
 A new run changes few summary rows: its own graphlet, the executions that graphlet reaches back
 to (the runs whose spans it read), the days those executions and the run stand on. A refresh
-reads the pipeline's last K runs (K from the widest span window its graphlets read, plus one),
+reads the pipeline's last K runs (K: the widest span window its graphlets read, at least 2),
 assembles them, and keeps only what that window settles exactly, proven from the window itself:
 
 * The window holds every execution of the pipeline from its oldest execution on (MLMD's ids
@@ -68,7 +68,7 @@ def read_windows(config: StoreConfig, changed: Mapping[str, set[int]], widest: M
     window). Returns what was settled, and the pipelines that must be read whole."""
     settled, whole = Settled(), []
     with reading(config, engine, point_reads=True) as engine:
-        size = {name: max(2, widest.get(name, 0) + 1) for name in changed}
+        size = {name: max(2, widest.get(name, 0)) for name in changed}
         with engine.connect() as conn, index_plans(conn):
             pipeline_ids, runs, counts = _runs_of(conn, sorted(changed), newest=max(size.values(), default=2)
                                                   * 2 ** (_ROUNDS - 1))
