@@ -111,6 +111,21 @@ class History:
         self.store.put_execution(execution, [], [self.pipelines[name].pipeline_context])
 
 
+def play_and_compare(history: History, script: list[tuple], incremental, work: str) -> None:
+    """Carry out ``script``'s steps, and after each refresh (and a last one) compare the
+    incrementally refreshed summary with a full rebuild, table by table."""
+    for number, step in enumerate([*script, ("refresh",)]):
+        if step[0] != "refresh":
+            getattr(history, step[0])(*step[1:])
+            continue
+        result = refresh_summary(history.config, incremental, workers=1, margin_ms=0)
+        full = summary_engine(f"sqlite:///{work}/full-{number}.sqlite")
+        refresh_summary(history.config, full, workers=1, full=True)
+        assert summary_rows(incremental) == summary_rows(full), (script, number, result,
+                                                                 read_state(incremental)["last_refresh"])
+        full.dispose()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=steps)
@@ -120,15 +135,7 @@ def test_an_incremental_refresh_equals_a_full_one_after_any_writes(backend, tmp_
     try:
         history = History(uri)
         incremental = summary_engine(f"sqlite:///{work}/incremental.sqlite")
-        for number, step in enumerate([*script, ("refresh",)]):
-            if step[0] != "refresh":
-                getattr(history, step[0])(*step[1:])
-                continue
-            result = refresh_summary(history.config, incremental, workers=1, margin_ms=0)
-            full = summary_engine(f"sqlite:///{work}/full-{number}.sqlite")
-            refresh_summary(history.config, full, workers=1, full=True)
-            assert summary_rows(incremental) == summary_rows(full), (script, number, result)
-            full.dispose()
+        play_and_compare(history, script, incremental, work)
         incremental.dispose()
         history.store.close()
     finally:
@@ -165,16 +172,7 @@ def test_a_refresh_through_windows_of_runs_equals_a_full_one_after_any_writes(ba
             history.run(PIPELINES[number % 2], {"blessed": verdict})
         incremental = summary_engine(f"sqlite:///{work}/incremental.sqlite")
         refresh_summary(history.config, incremental, workers=1)
-        for number, step in enumerate([*script, ("refresh",)]):
-            if step[0] != "refresh":
-                getattr(history, step[0])(*step[1:])
-                continue
-            result = refresh_summary(history.config, incremental, workers=1, margin_ms=0)
-            full = summary_engine(f"sqlite:///{work}/full-{number}.sqlite")
-            refresh_summary(history.config, full, workers=1, full=True)
-            assert summary_rows(incremental) == summary_rows(full), (script, number, result,
-                                                                     read_state(incremental)["last_refresh"])
-            full.dispose()
+        play_and_compare(history, script, incremental, work)
         incremental.dispose()
         history.store.close()
     finally:
