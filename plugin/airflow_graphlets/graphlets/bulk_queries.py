@@ -98,7 +98,7 @@ class Scope:
 
 def ints(values: Sequence[int]) -> str:
     """An SQL list of integers; ``NULL`` keeps ``IN ()`` valid when there are none."""
-    return ", ".join(str(int(v)) for v in values) or "NULL"
+    return ", ".join(map(str, map(int, values))) or "NULL"
 
 
 def events_query(scope: Scope) -> ColumnQuery:

@@ -108,14 +108,16 @@ def _runs_of(conn: Connection, names: list[str], newest: int
     counts: dict[str, int] = {name: 0 for name in pipeline_ids}
     for part in _chunks(sorted(name_of)):
         # CROSS JOIN: SQLite then starts from the pipelines' children, not from every run.
-        for parent, run, count in conn.exec_driver_sql(
-                "SELECT parent, run, runs FROM (SELECT pc.parent_context_id AS parent, pc.context_id AS run, "
-                "ROW_NUMBER() OVER (PARTITION BY pc.parent_context_id ORDER BY pc.context_id DESC) AS age, "
-                "COUNT(*) OVER (PARTITION BY pc.parent_context_id) AS runs FROM ParentContext pc CROSS JOIN Context c "
-                f"WHERE c.id = pc.context_id AND pc.parent_context_id IN ({ints(part)}) "
-                f"AND c.type_id IN ({ints(run_types)})) numbered WHERE age <= {int(newest)}"):
-            runs[name_of[int(parent)]].append(int(run))
-            counts[name_of[int(parent)]] = int(count)
+        parents, children, sizes = (column.astype(np.int64).tolist() for column in fetch_columns(
+            conn, ("parent", "run", "runs"),
+            "FROM (SELECT pc.parent_context_id AS parent, pc.context_id AS run, "
+            "ROW_NUMBER() OVER (PARTITION BY pc.parent_context_id ORDER BY pc.context_id DESC) AS age, "
+            "COUNT(*) OVER (PARTITION BY pc.parent_context_id) AS runs FROM ParentContext pc CROSS JOIN Context c "
+            f"WHERE c.id = pc.context_id AND pc.parent_context_id IN ({ints(part)}) "
+            f"AND c.type_id IN ({ints(run_types)})) numbered WHERE age <= {int(newest)}"))
+        for parent, run, count in zip(parents, children, sizes):
+            runs[name_of[parent]].append(run)
+            counts[name_of[parent]] = count
     return pipeline_ids, {name: sorted(found) for name, found in runs.items()}, counts
 
 
@@ -162,6 +164,7 @@ def _settle(config: StoreConfig, engine: Engine, *, windows: Mapping[str, list[i
     graphlets = {row["trainer_id"]: row for row in graphlet_rows(timed)}
     decided: set[int] = set()
     done: list[str] = []
+    settled_here: list[int] = []
     for name in ready:
         verdict = exact.settle(name, ours[name])
         if verdict is None:
@@ -174,8 +177,10 @@ def _settle(config: StoreConfig, engine: Engine, *, windows: Mapping[str, list[i
         into.trainers |= trainers | ours[name]
         into.graphlets += [graphlets[t] for t in sorted(trainers) if t in graphlets]
         into.executions |= executions
-        into.costs.append(costs.where(np.isin(costs.ids, np.fromiter(executions, dtype=np.int64))))
+        settled_here += executions
         decided |= ours[name]
+    if settled_here:
+        into.costs.append(costs.where(np.isin(costs.ids, np.asarray(settled_here, dtype=np.int64))))
     if decided:
         into.decision_ids |= decided
         into.decisions += on_run_clock(decision_rows(read_decisions_of(config, sorted(decided), engine)), timed)
@@ -185,10 +190,19 @@ def _settle(config: StoreConfig, engine: Engine, *, windows: Mapping[str, list[i
 def _members(conn: Connection, runs: list[int]) -> dict[int, set[int]]:
     found: dict[int, set[int]] = {}
     for part in _chunks(runs):
-        for run, execution in conn.exec_driver_sql(
-                f"SELECT context_id, execution_id FROM Association WHERE context_id IN ({ints(part)})"):
-            found.setdefault(int(run), set()).add(int(execution))
+        _group(found, fetch_columns(conn, ("context_id", "execution_id"),
+                                    f"FROM Association WHERE context_id IN ({ints(part)})"))
     return found
+
+
+def _group(into: dict[int, set[int]], columns: list[np.ndarray]) -> None:
+    """Add (key, value) columns to ``into`` as key -> set of values."""
+    keys, values = (column.astype(np.int64) for column in columns)
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    edges = np.flatnonzero(np.diff(keys)) + 1
+    for key, group in zip(keys[np.r_[0, edges]].tolist() if len(keys) else [], np.split(values, edges)):
+        into.setdefault(key, set()).update(group.tolist())
 
 
 def _executions_since(conn: Connection, first: Mapping[int, int]) -> dict[int, set[int]]:
@@ -196,9 +210,7 @@ def _executions_since(conn: Connection, first: Mapping[int, int]) -> dict[int, s
     found: dict[int, set[int]] = {}
     for part in _chunks(sorted(first)):
         ranges = " OR ".join(f"(context_id = {int(p)} AND execution_id >= {int(first[p])})" for p in part)
-        for pipeline, execution in conn.exec_driver_sql(
-                f"SELECT context_id, execution_id FROM Association WHERE {ranges}"):
-            found.setdefault(int(pipeline), set()).add(int(execution))
+        _group(found, fetch_columns(conn, ("context_id", "execution_id"), f"FROM Association WHERE {ranges}"))
     return found
 
 
@@ -268,8 +280,13 @@ class _Exactness:
             rows.append(g.lists[name].values)
         owners.append(np.arange(len(g), dtype=np.int64))
         rows.append(g.trainer_id)
-        self.member_graphlet = np.concatenate(owners).astype(np.int64)
-        self.member_row = np.searchsorted(p.exec_id, np.concatenate(rows).astype(np.int64))
+        member_graphlet = np.concatenate(owners).astype(np.int64)
+        member_row = np.searchsorted(p.exec_id, np.concatenate(rows).astype(np.int64))
+        # Members grouped by their graphlet's pipeline: each pipeline's verdict looks at its own.
+        by_pipeline = np.argsort(g.pipeline[member_graphlet], kind="stable")
+        self.member_graphlet, self.member_row = member_graphlet[by_pipeline], member_row[by_pipeline]
+        self.member_bounds = np.searchsorted(g.pipeline[self.member_graphlet], np.arange(len(x.pipelines) + 1))
+        self.pipeline_index = {name: i for i, name in enumerate(x.pipelines)}
 
     def settle(self, pipeline: str, changed: set[int]) -> tuple[set[int], set[int]] | None:
         """The trainer ids and execution ids whose rows a change in ``pipeline`` may alter, or None
@@ -282,13 +299,11 @@ class _Exactness:
         # The window holds every change (its caller checked); one the reader left out is a
         # bookkeeping record (an override), which no summary row counts.
         rows = rows[p.exec_id[rows] == ids]
-        index = x.pipelines.index(pipeline)
-        is_changed = np.zeros(len(p.exec_id), dtype=bool)
-        is_changed[rows] = True
-        touched = np.unique(self.member_graphlet[is_changed[self.member_row]])
-        touched = touched[x.graphlets.pipeline[touched] == index]
-        in_touched = np.isin(self.member_graphlet, touched)
-        member_rows = np.unique(self.member_row[in_touched])
+        index = self.pipeline_index[pipeline]
+        low, high = self.member_bounds[index], self.member_bounds[index + 1]
+        graphlets, members = self.member_graphlet[low:high], self.member_row[low:high]
+        touched = np.unique(graphlets[np.isin(members, rows)])
+        member_rows = np.unique(members[np.isin(graphlets, touched)])
         if self.bad_member[member_rows].any():
             return None
         affected = np.union1d(member_rows, rows)
