@@ -56,7 +56,7 @@ _MANY_RUNS = 500  # a window of more runs than this is read by index look-ups on
 
 
 def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2,
-                   runs: Sequence[int] | None = None, engine: Engine | None = None) -> Extraction:
+                   runs: Sequence[int] | None = None, engine: Engine | None = None, hashes: bool = True) -> Extraction:
     """Every model graphlet of a store, read in bulk.
 
     Args:
@@ -67,6 +67,8 @@ def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, 
       runs: only the executions of these ``pipeline_run`` contexts (ids) of ``pipelines``: a
         window of a long history (the gate reads its pipeline's recent runs this way).
       engine: an open read-only engine for the in-process reads (a new one when None).
+      hashes: read the trainers' code and structure hashes (the gate's features need them; the
+        summary's rows do not, and leave them empty).
 
     Returns:
       The graphlets, ordered by trainer execution id, and the execution cost table.
@@ -75,7 +77,7 @@ def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, 
       StoreNotFoundError, NotAnMlmdStoreError, UnsupportedSchemaError: the store cannot be read.
       NoGraphletsError: the store (or the pipelines asked for) holds no trainer execution.
     """
-    extraction = assemble(read_provenance(config, pipelines, workers, runs, engine))
+    extraction = assemble(read_provenance(config, pipelines, workers, runs, engine, hashes=hashes))
     if not len(extraction.graphlets):
         scope = f"pipelines {', '.join(pipelines)} of the " if pipelines else ""
         raise NoGraphletsError(
@@ -88,7 +90,7 @@ def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, 
 
 def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2,
                     runs: Sequence[int] | None = None, engine: Engine | None = None,
-                    executions: Sequence[int] = ()) -> Provenance:
+                    executions: Sequence[int] = (), hashes: bool = True) -> Provenance:
     """The store's provenance graph as columns (see :class:`Provenance`).
 
     Args:
@@ -102,6 +104,7 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
       engine: an open read-only engine (a new one when None).
       executions: with ``runs``, these executions of ``pipelines`` too, which belong to no run
         (a window's executions logged in the pipeline alone).
+      hashes: read the trainers' code and structure hashes (see :func:`read_graphlets`).
     """
     if runs is not None and pipelines is None:
         raise ValueError("a window of runs is read within named pipelines: pass pipelines too")
@@ -112,6 +115,9 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
         version = mlmd_schema_version(engine, config)
         with engine.connect() as conn, index_plans(conn, wide_window):
             plan = _plan(conn, pipelines, runs, executions)
+            if not hashes:
+                plan.rows = [(name, query) for name, query in plan.rows if name != "trainer_properties"]
+                plan.known["trainer_properties"] = []
             if workers <= 1:
                 with index_plans(conn, plan.narrow and not wide_window):
                     results = _collect(plan.tasks(), [_fetch_on(conn, query, id_range)

@@ -10,6 +10,7 @@ exact below 2**53), NULL as NaN:
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,16 +57,21 @@ def _server_side_cursor_class():
 
 def _postgres_copy(conn: Connection, columns: Sequence[str], rest: str) -> np.ndarray:
     select = ", ".join(f"COALESCE(CAST({c} AS double precision), 'NaN')" for c in columns)
-    sink = _BinaryRecords(len(columns))
+    records = _BinaryRecords(len(columns))
+    # psycopg2 hands the sink each row on its own: a buffered writer takes them in C and hands
+    # the parser 32 MiB at a time (a Python write per row cost 0.3 s per 700,000 rows).
+    sink = io.BufferedWriter(records, buffer_size=_PG_FLUSH_BYTES)
     with conn.connection.dbapi_connection.cursor() as cursor:
         cursor.copy_expert(f"COPY (SELECT {select} {rest}) TO STDOUT WITH (FORMAT binary)", sink)
-    return sink.finish()
+    sink.flush()
+    return records.finish()
 
 
-class _BinaryRecords:
+class _BinaryRecords(io.RawIOBase):
     """Parses PostgreSQL's binary COPY stream of non-null float8 columns as it arrives."""
 
     def __init__(self, width: int) -> None:
+        super().__init__()
         self.width = width
         # Per row: field count (int16), then per field its length (int32) and value (float8).
         self.dtype = np.dtype([("count", ">i2")] + [(f"f{i}", [("len", ">i4"), ("v", ">f8")]) for i in range(width)])
@@ -73,10 +79,12 @@ class _BinaryRecords:
         self.parts: list[np.ndarray] = []
         self.header_seen = False
 
-    def write(self, data: bytes) -> int:
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
         self.buffer += data
-        if len(self.buffer) >= _PG_FLUSH_BYTES:
-            self._parse()
+        self._parse()
         return len(data)
 
     def _parse(self) -> None:

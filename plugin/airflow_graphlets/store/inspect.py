@@ -53,7 +53,10 @@ def read_only_engine(config: StoreConfig, point_reads: bool = False) -> Engine:
                 "(sqlite:////absolute/path needs four slashes)."
             )
         uri = pathlib.Path(config.path).as_uri() + "?mode=ro"  # '#', '%' and '?' in the path percent-encoded
-        engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+        # A pool per engine, not SQLAlchemy's default for "sqlite://" (a connection per thread, of
+        # which it closes the oldest beyond five, even while another thread reads on it).
+        engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+                                  poolclass=sa.pool.QueuePool)
     elif config.backend == "postgresql":
         options = "-c default_transaction_read_only=on" + (_POINT_READS if point_reads else "")
         # Point reads run each statement on its own (still read-only): no BEGIN and ROLLBACK

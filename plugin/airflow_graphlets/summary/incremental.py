@@ -125,7 +125,7 @@ def _read_whole(config: StoreConfig, pipelines: list[str], workers: int):
     extraction = None
     if pipelines:
         try:
-            extraction = on_clock(read_graphlets(config, pipelines, workers=workers), CLOCK)
+            extraction = on_clock(read_graphlets(config, pipelines, workers=workers, hashes=False), CLOCK)
         except NoGraphletsError:
             extraction = None
     decisions = on_run_clock(decision_rows(read_all_decisions(config, pipelines=pipelines)), extraction) \

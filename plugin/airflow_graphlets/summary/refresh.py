@@ -101,7 +101,7 @@ def _refresh_everything(config: StoreConfig, engine: Engine, workers: int, water
     from airflow_graphlets.prune.decisions import read_all_decisions
 
     try:
-        extraction: Extraction | None = on_clock(read_graphlets(config, workers=workers), CLOCK)
+        extraction: Extraction | None = on_clock(read_graphlets(config, workers=workers, hashes=False), CLOCK)
     except NoGraphletsError:
         extraction = None
     decisions = on_run_clock(decision_rows(read_all_decisions(config)), extraction)

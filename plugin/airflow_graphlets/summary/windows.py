@@ -70,8 +70,8 @@ def read_windows(config: StoreConfig, changed: Mapping[str, set[int]], widest: M
     with reading(config, engine, point_reads=True) as engine:
         size = {name: max(2, widest.get(name, 0)) for name in changed}
         with engine.connect() as conn, index_plans(conn):
-            pipeline_ids, runs, counts = _runs_of(conn, sorted(changed), newest=max(size.values(), default=2)
-                                                  * 2 ** (_ROUNDS - 1))
+            pipeline_ids, runs, counts = _runs_of(conn, sorted(changed), newest={
+                name: size[name] * 2 ** (_ROUNDS - 1) for name in changed})
         whole += [name for name in changed if name not in pipeline_ids]
         pending = sorted(pipeline_ids)
         for _ in range(_ROUNDS):
@@ -89,10 +89,10 @@ def read_windows(config: StoreConfig, changed: Mapping[str, set[int]], widest: M
     return settled, sorted(set(whole))
 
 
-def _runs_of(conn: Connection, names: list[str], newest: int
+def _runs_of(conn: Connection, names: list[str], newest: Mapping[str, int]
              ) -> tuple[dict[str, int], dict[str, list[int]], dict[str, int]]:
-    """Each pipeline's context id, its ``newest`` run contexts' ids in the order they were made,
-    and how many runs it has."""
+    """Each pipeline's context id, its ``newest[name]`` newest run contexts' ids in the order they
+    were made, and how many runs it has (or ``newest[name] + 1`` when it has more)."""
     run_types = [int(i) for i, in conn.execute(sa.text(
         f"SELECT id FROM Type WHERE type_kind = {_TYPE_KIND_CONTEXT} AND name IN "
         f"({', '.join(repr(t) for t in rules.RUN_CONTEXT_TYPES)})"))]
@@ -103,22 +103,32 @@ def _runs_of(conn: Connection, names: list[str], newest: int
             sa.bindparam("names", expanding=True))
         pipeline_ids |= {name: int(i) for i, name in conn.execute(statement, {
             "names": part, "pipeline_type": schema.PIPELINE_CONTEXT})}
-    name_of = {i: n for n, i in pipeline_ids.items()}
-    runs: dict[str, list[int]] = {name: [] for name in pipeline_ids}
-    counts: dict[str, int] = {name: 0 for name in pipeline_ids}
-    for part in _chunks(sorted(name_of)):
-        # CROSS JOIN: SQLite then starts from the pipelines' children, not from every run.
-        parents, children, sizes = (column.astype(np.int64).tolist() for column in fetch_columns(
-            conn, ("parent", "run", "runs"),
-            "FROM (SELECT pc.parent_context_id AS parent, pc.context_id AS run, "
-            "ROW_NUMBER() OVER (PARTITION BY pc.parent_context_id ORDER BY pc.context_id DESC) AS age, "
-            "COUNT(*) OVER (PARTITION BY pc.parent_context_id) AS runs FROM ParentContext pc CROSS JOIN Context c "
-            f"WHERE c.id = pc.context_id AND pc.parent_context_id IN ({ints(part)}) "
-            f"AND c.type_id IN ({ints(run_types)})) numbered WHERE age <= {int(newest)}"))
-        for parent, run, count in zip(parents, children, sizes):
-            runs[name_of[parent]].append(run)
-            counts[name_of[parent]] = count
-    return pipeline_ids, {name: sorted(found) for name, found in runs.items()}, counts
+    # Every child of the pipelines by the parent index alone, then the types of only the newest
+    # few of each: a run's context is made after the runs before it, and looking up the type of
+    # every child (a year of daily runs per pipeline) was most of this.
+    children: dict[int, set[int]] = {}
+    for part in _chunks(sorted(pipeline_ids.values())):
+        _group(children, fetch_columns(conn, ("parent_context_id", "context_id"),
+                                       f"FROM ParentContext WHERE parent_context_id IN ({ints(part)})"))
+    newest_first = {name: sorted(children.get(i, ()), reverse=True) for name, i in pipeline_ids.items()}
+    checked = {name: 0 for name in pipeline_ids}  # children whose type is known, newest first
+    found: dict[str, list[int]] = {name: [] for name in pipeline_ids}  # runs among them, newest first
+    want = {name: newest[name] + 1 for name in pipeline_ids}
+    while pending := [name for name in pipeline_ids
+                      if len(found[name]) < want[name] and checked[name] < len(newest_first[name])]:
+        ask = {name: newest_first[name][checked[name]:checked[name] + want[name] - len(found[name])]
+               for name in pending}
+        runs_among = set()
+        for part in _chunks(sorted(c for asked in ask.values() for c in asked), 4000):
+            runs_among |= set(fetch_columns(conn, ("id",), f"FROM Context WHERE id IN ({ints(part)}) "
+                                            f"AND +type_id IN ({ints(run_types)})")[0].astype(np.int64).tolist())
+        for name, asked in ask.items():
+            found[name] += [c for c in asked if c in runs_among]
+            checked[name] += len(asked)
+    runs = {name: sorted(found[name][:newest[name]]) for name in pipeline_ids}
+    counts = {name: len(found[name]) if checked[name] == len(newest_first[name]) else want[name]
+              for name in pipeline_ids}
+    return pipeline_ids, runs, counts
 
 
 def _settle(config: StoreConfig, engine: Engine, *, windows: Mapping[str, list[int]], pipeline_ids: Mapping[str, int], changed: Mapping[str, set[int]],
@@ -152,9 +162,9 @@ def _settle(config: StoreConfig, engine: Engine, *, windows: Mapping[str, list[i
     ready = sorted(name for name in windows if name not in failed)
     if not ready:
         return failed
-    provenance = read_provenance(config, ready, workers=1, engine=engine,
+    provenance = read_provenance(config, ready, workers=2, engine=engine,
                                  runs=[r for name in ready for r in windows[name]],
-                                 executions=sorted(e for name in ready for e in extras[name]))
+                                 executions=sorted(e for name in ready for e in extras[name]), hashes=False)
     with engine.connect() as conn, index_plans(conn):
         boundary = _boundary(conn, provenance)
     extraction = assemble(provenance)
