@@ -168,8 +168,9 @@ def assemble(p: Provenance) -> Extraction:
     status[trainer_state == rules.STATE_FAILED] = STATUS_INDEX[FAILED]
     status[np.isfinite(pushed_at)] = STATUS_INDEX[PUSHED]
     anchor_ids = p.exec_id[anchors]
-    props = [p.trainer_props.get(int(t), {}) for t in anchor_ids]
-    structure = _structure_hashes(p, anchors, props)
+    # Hashes not read (a summary's read): none computed either.
+    props = [{} for _ in anchor_ids] if p.trainer_props is None else [p.trainer_props.get(int(t), {}) for t in anchor_ids]
+    structure = {} if p.trainer_props is None else _structure_hashes(p, anchors, props)
     table = GraphletTable(
         pipelines=p.pipelines,
         kinds=rules.KINDS,

@@ -117,7 +117,7 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
             plan = _plan(conn, pipelines, runs, executions)
             if not hashes:
                 plan.rows = [(name, query) for name, query in plan.rows if name != "trainer_properties"]
-                plan.known["trainer_properties"] = []
+                plan.known["trainer_properties"] = None
             if workers <= 1:
                 with index_plans(conn, plan.narrow and not wide_window):
                     results = _collect(plan.tasks(), [_fetch_on(conn, query, id_range)
@@ -257,14 +257,17 @@ def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]
     # refresh reads the runs of many pipelines at once). CROSS JOIN fixes SQLite's order: the
     # runs' rows first, not every run by its type or the pipelines' thousands of rows; the unary
     # plus keeps it from probing the pair key once per listed pipeline.
-    members = _literal(conn,
-        "SELECT r.execution_id, r.context_id, c.name, p.context_id FROM Association r CROSS JOIN Context c "
+    # Numbers only (a COPY on PostgreSQL); the runs' names apart, once per run.
+    member_execution, member_run, member_pipeline = (column.astype(np.int64).tolist() for column in fetch_columns(
+        conn, ("r.execution_id", "r.context_id", "p.context_id"),
+        "FROM Association r CROSS JOIN Context c "
         "CROSS JOIN ParentContext pc CROSS JOIN Association p WHERE c.id = r.context_id "
         "AND pc.context_id = r.context_id AND p.context_id = pc.parent_context_id "
         f"AND p.execution_id = r.execution_id AND r.context_id IN ({ints(runs)}) "
-        f"AND c.type_id IN ({ints(run_types)}) AND +pc.parent_context_id IN ({ints(pipeline_ids)})").all()
-    in_runs = sorted({(int(e), int(r)) for e, r, _, _ in members})
-    in_pipelines = {(int(e), int(p)) for e, _, _, p in members}
+        f"AND c.type_id IN ({ints(run_types)}) AND +pc.parent_context_id IN ({ints(pipeline_ids)})"))
+    in_runs = sorted(set(zip(member_execution, member_run)))
+    in_pipelines = set(zip(member_execution, member_pipeline))
+    named_runs = sorted(set(member_run))
     if extra:
         in_pipelines |= {(int(e), int(p)) for e, p in _literal(
             conn, f"SELECT execution_id, context_id FROM Association WHERE context_id IN ({ints(pipeline_ids)}) "
@@ -274,7 +277,8 @@ def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]
     known: dict[str, list] = {
         "runs": _pair_columns(in_runs),
         "pipelines": _pair_columns(in_pipelines),
-        "run_names": sorted({(int(r), name) for _, r, name, _ in members}),
+        "run_names": sorted((int(r), name) for r, name in _literal(
+            conn, f"SELECT id, name FROM Context WHERE id IN ({ints(named_runs)})")),
     }
     events = [_fetch_on(conn, events_query(piece), None)
               for piece in Scope(pipeline_ids, executions).pieces(_ID_LISTS.get(conn.dialect.name, _ID_LIST))]
@@ -408,10 +412,12 @@ def _provenance(store: str, version: int, plan: _Plan, results: dict[str, list])
     run_names = {int(i): n for i, n in results.pop("run_names") if int(i) in wanted_runs}
     run_logical_times = {int(i): float(t) for i, t in results.pop("run_logical_times")
                          if int(i) in wanted_runs and t is not None}
-    trainer_props: dict[int, dict[str, str]] = {}
-    for execution_id, name, value in results.pop("trainer_properties"):
-        if value is not None:
-            trainer_props.setdefault(int(execution_id), {})[name] = value
+    trainer_props: dict[int, dict[str, str]] | None = None
+    if (hashes := results.pop("trainer_properties")) is not None:
+        trainer_props = {}
+        for execution_id, name, value in hashes:
+            if value is not None:
+                trainer_props.setdefault(int(execution_id), {})[name] = value
 
     art_id, art_type, art_state = results.pop("artifacts")
     art_row = _RowIndex(art_id)

@@ -34,7 +34,7 @@ class Provenance:
     exec_duration: np.ndarray  # float64 seconds
     exec_pipeline: np.ndarray  # int32 index into pipelines, -1 none
     exec_run: np.ndarray  # int64 run context id, -1 none
-    trainer_props: dict[int, dict[str, str]]  # trainer execution id -> code/structure hashes
+    trainer_props: dict[int, dict[str, str]] | None  # trainer execution id -> code/structure hashes; None: not read
     # Artifacts, by ascending id.
     art_id: np.ndarray  # int64
     art_type: np.ndarray  # int64 type id

@@ -14,7 +14,9 @@ difference.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -56,7 +58,8 @@ _ID_CHUNK = 5000  # listed ids per statement (SQLite scans a table for much long
 
 def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str], watermark_ms: int,
                       workers: int = 1, marks: ChangeMarks = ChangeMarks(),
-                      changed: Mapping[str, set[int]] | None = None) -> tuple[int, int] | None:
+                      changed: Mapping[str, set[int]] | None = None,
+                      store_engine: Engine | None = None) -> tuple[int, int] | None:
     """Replace the summary rows ``pipelines`` changed with what the store holds now; record the
     watermark and the changes read (``marks``). A pipeline listed in ``changed`` (name -> its
     changed executions) is re-read through a window of its newest runs where one settles its
@@ -71,7 +74,7 @@ def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str],
     if changed:
         summarised = _summarised(engine, sorted(changed))
         changed = {name: ids for name, ids in changed.items() if name in summarised}
-        settled, unsettled = read_windows(config, changed, summarised, CLOCK)
+        settled, unsettled = read_windows(config, changed, summarised, CLOCK, engine=store_engine)
         whole = sorted(set(pipelines) - set(settled.pipelines))
     if len(whole) >= 50 and len(whole) > FULL_SHARE * summarised_pipelines(engine):
         return None
@@ -175,7 +178,7 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
             f"(pipeline = :{k} AND {quote('day')} IN ({ints(days[name])}))" for k, name in names.items())
         # Every day row of these pipelines: the changed days' old values, and the others, which
         # the pipelines' totals sum again.
-        stored = conn.execute(sa.text(f"SELECT {day_columns} FROM {c.name} WHERE pipeline IN ({named})"), names).all()
+        stored = _raw_rows(conn, f"SELECT {day_columns} FROM {c.name} WHERE pipeline IN ({{}})", part)
         old += [dict(zip(("pipeline", "day", *metrics), row)) for row in stored if (row[0], row[1]) in keys]
         conn.execute(sa.text(f"DELETE FROM {c.name} WHERE {by_day(days)}"), names)
         kept = ExecutionCosts.from_rows([tuple(row) for row in conn.execute(sa.text(
@@ -197,18 +200,34 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
             conn.execute(c.insert(), rows)
         new += rows
         # The pipelines' totals, summed over their days in order as a full refresh sums them.
-        current = {(row[0], row[1]): row[2:] for row in stored if (row[0], row[1]) not in keys}
-        current |= {(row["pipeline"], row["day"]): tuple(row[m] for m in metrics) for row in rows}
+        by_pipeline: dict[str, list[tuple]] = {}
+        for row in stored:
+            if (row[0], row[1]) not in keys:
+                by_pipeline.setdefault(row[0], []).append(row[1:])
+        for row in rows:
+            by_pipeline.setdefault(row["pipeline"], []).append((row["day"], *(row[m] for m in metrics)))
         summed: dict[str, list] = {}
-        for (name, _), values in sorted(current.items()):
-            total = summed.setdefault(name, [0] * len(metrics))
-            for k, value in enumerate(values):
-                total[k] = total[k] + value
+        for name, day_values in by_pipeline.items():
+            day_values.sort(key=operator.itemgetter(0))
+            # 0 + first + second + ...: a full refresh's order (functools.reduce adds in C).
+            summed[name] = [functools.reduce(operator.add, column, 0) for column in list(zip(*day_values))[1:]]
         conn.execute(sa.text(f"DELETE FROM {totals.name} WHERE pipeline IN ({named})"), names)
         if summed:
             conn.execute(totals.insert(), [{"pipeline": name, **dict(zip(metrics, values))}
                                            for name, values in sorted(summed.items())])
     return old, new
+
+
+def _raw_rows(conn: sa.Connection, statement: str, values: list) -> list[tuple]:
+    """Rows of ``statement`` with its ``{}`` made a list of ``values``, through the driver's own
+    cursor: SQLAlchemy's rows cost more than the database's reading of a hundred thousand."""
+    mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(statement.format(", ".join(mark for _ in values)), list(values))
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def _day_keys(table: sa.Table, rows: list[tuple]) -> set[tuple[str, int]]:

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from airflow_graphlets.errors import GraphletsError, NoGraphletsError
 from airflow_graphlets.graphlets.clock import on_clock
 from airflow_graphlets.graphlets.model import Extraction
+from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
 from airflow_graphlets.summary.rows import ExecutionCosts, compute_days, decision_rows, graphlet_rows, on_run_clock, rolled_up
@@ -72,21 +73,23 @@ def refresh_summary(config: StoreConfig, engine: Engine, workers: int = 2, *, fu
     margin = MARGIN_MS if margin_ms is None else margin_ms
     # Both before reading: what changes meanwhile is found next time.
     began_ms = int(time.time() * 1000)
-    watermark = store_watermark(config)
-    since = (int(state["watermark_ms"]) if "watermark_ms" in state else watermark) - margin
-    # Marks name one store's changes: a summary of another store reads everything anew.
-    same_store = state.get("store") == str(config)
-    seen = ChangeMarks.read(engine) if same_store else ChangeMarks()
-    changes = read_changes(config, since, seen)
-    touched = changes.pipelines
-    marks = changes.marks.settled(watermark - margin, began_ms)  # what the next refresh looks back on
-    if not full and same_store and "watermark_ms" in state and state.get("format") == SUMMARY_FORMAT:
-        # None: most pipelines would be re-read whole, which costs more than reading the store whole.
-        written = refresh_pipelines(config, engine, touched, watermark, workers=workers, marks=marks,
-                                    changed=changes.executions)
-        if written is not None:
-            graphlets, decisions = written
-            return RefreshResult(graphlets, len(touched), decisions, time.perf_counter() - began, full=False)
+    # One engine for the look-ups by key (changes, windows): each new one costs a connection.
+    with reading(config, point_reads=True) as store:
+        watermark = store_watermark(config, store)
+        since = (int(state["watermark_ms"]) if "watermark_ms" in state else watermark) - margin
+        # Marks name one store's changes: a summary of another store reads everything anew.
+        same_store = state.get("store") == str(config)
+        seen = ChangeMarks.read(engine) if same_store else ChangeMarks()
+        changes = read_changes(config, since, seen, store)
+        touched = changes.pipelines
+        marks = changes.marks.settled(watermark - margin, began_ms)  # what the next refresh looks back on
+        if not full and same_store and "watermark_ms" in state and state.get("format") == SUMMARY_FORMAT:
+            # None: most pipelines would be re-read whole, which costs more than reading the store whole.
+            written = refresh_pipelines(config, engine, touched, watermark, workers=workers, marks=marks,
+                                        changed=changes.executions, store_engine=store)
+            if written is not None:
+                graphlets, decisions = written
+                return RefreshResult(graphlets, len(touched), decisions, time.perf_counter() - began, full=False)
     if state and state.get("format") != SUMMARY_FORMAT and engine.dialect.name == "mysql":
         # An older layout's columns: single-precision FLOAT times. MySQL ends a transaction at
         # DDL, so the tables are made anew before the rebuild's transaction, not inside it.
