@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -111,22 +112,57 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
     # A window of many runs (a summary refresh's, across pipelines) is planned as index look-ups
     # from the start: PostgreSQL prices a long list of run ids at millions of rows and scans.
     wide_window = runs is not None and len(runs) > _MANY_RUNS
-    with reading(config, engine, point_reads=runs is not None) as engine:
+    with reading(config, engine, point_reads=runs is not None) as engine, \
+            _early_reads(engine, workers if runs is not None else 1, wide_window) as early:
         version = mlmd_schema_version(engine, config)
         with engine.connect() as conn, index_plans(conn, wide_window):
-            plan = _plan(conn, pipelines, runs, executions)
-            if not hashes:
-                plan.rows = [(name, query) for name, query in plan.rows if name != "trainer_properties"]
-                plan.known["trainer_properties"] = None
+            plan = _plan(conn, pipelines, runs, executions, hashes=hashes, early=early.start if early else None)
             if workers <= 1:
                 with index_plans(conn, plan.narrow and not wide_window):
                     results = _collect(plan.tasks(), [_fetch_on(conn, query, id_range)
                                                       for _, _, query, id_range in plan.tasks()])
         if workers > 1 and plan.in_threads:
             results = _read_in_threads(engine, plan, workers)
+        started = early.results() if early else {}
     if workers > 1 and not plan.in_threads:
         results = _run(config, plan.tasks(), workers)
-    return _provenance(str(config), version, plan, plan.known | results)
+    return _provenance(str(config), version, plan, plan.known | started | results)
+
+
+class _EarlyReads:
+    """A window's queries that need only its executions, started in threads as soon as they are
+    known, while the events (and so the artifacts) are read: on PostgreSQL two backends work."""
+
+    def __init__(self, engine: Engine, pool: ThreadPoolExecutor, narrow: bool) -> None:
+        self.engine, self.pool, self.narrow = engine, pool, narrow
+        self.started: list[tuple[str, ColumnQuery | RowQuery, Future]] = []
+
+    def start(self, tasks: list[tuple[str, ColumnQuery | RowQuery]]) -> None:
+        self.started += [(name, query, self.pool.submit(self._fetch, query)) for name, query in tasks]
+
+    def _fetch(self, query: ColumnQuery | RowQuery) -> list:
+        with self.engine.connect() as conn, index_plans(conn, self.narrow):
+            return _fetch_on(conn, query, None)
+
+    def results(self) -> dict[str, list]:
+        return _collect([(name, 0, query, None) for name, query, _ in self.started],
+                        [future.result() for _, _, future in self.started])
+
+
+@contextmanager
+def _early_reads(engine: Engine, workers: int, narrow: bool) -> Iterator["_EarlyReads | None"]:
+    """Early reads for a window read with several workers (None otherwise); every thread is
+    joined on exit, before the engine may close."""
+    if workers <= 1:
+        yield None
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graphlets-early") as pool:
+        early = _EarlyReads(engine, pool, narrow)
+        try:
+            yield early
+        finally:
+            for _, _, future in early.started:
+                future.cancel()
 
 
 def _read_in_threads(engine: Engine, plan: "_Plan", workers: int) -> dict[str, list]:
@@ -187,8 +223,13 @@ _TYPES_AND_PIPELINES = (
 )
 
 
+# A window's queries that need its executions but not its artifacts (see _EarlyReads).
+_EXECUTION_SIDE = frozenset({"executions", "execution_times", "references", "run_logical_times", "trainer_properties"})
+
+
 def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int] | None = None,
-          extra: Sequence[int] = ()) -> _Plan:
+          extra: Sequence[int] = (), hashes: bool = True,
+          early: Callable[[list[tuple[str, ColumnQuery | RowQuery]]], None] | None = None) -> _Plan:
     types, type_bases, pipeline_rows = {}, {}, []
     for row_kind, row_id, name, kind, base in conn.execute(sa.text(_TYPES_AND_PIPELINES)):
         if row_kind == 1:
@@ -209,9 +250,27 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
     # With a pipeline filter every query keeps to the executions of those pipelines, and a
     # pipeline's runs are its child contexts (TFX and the recorder link them); with a window of
     # runs, to the executions of those runs, listed.
+    limit = _ID_LISTS.get(conn.dialect.name, _ID_LIST)
+    skipped = set() if hashes else {"trainer_properties"}
+    started: set[str] = set()
+
+    def start_early(executions: list[int]) -> None:
+        tasks: list[tuple[str, ColumnQuery | RowQuery]] = []
+        pieces = Scope(pipeline_ids, executions).pieces(limit)
+        for piece, run_list in zip(pieces, _cut(sorted(runs_only or []), len(pieces))):
+            runs_sql = f"SELECT id FROM Context WHERE +type_id IN ({ints(run_types)}) AND id IN ({ints(run_list)})"
+            tasks += [(name, query) for name, query in (
+                *column_queries(conn.dialect.name, piece, pipeline_ids, runs_sql).items(),
+                *row_queries(piece, runs_sql, trainer_types).items()) if name in _EXECUTION_SIDE - skipped]
+        started.update(name for name, _ in tasks)
+        early(tasks)
+
     scope, known = Scope(None if only is None else pipeline_ids), {}
     if runs_only is not None:
-        scope, known = _window_scope(conn, pipeline_ids, runs_only, run_types, extra)
+        scope, known = _window_scope(conn, pipeline_ids, runs_only, run_types, extra,
+                                     on_executions=start_early if early else None)
+    if not hashes:
+        known["trainer_properties"] = None
     runs = f"SELECT id FROM Context WHERE type_id IN ({ints(run_types)})"
     if only is not None and runs_only is None:
         runs += f" AND id IN (SELECT context_id FROM ParentContext WHERE parent_context_id IN ({ints(pipeline_ids)}))"
@@ -223,15 +282,16 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
         bounds[table] = (int(low or 0), int(high or 0))
     columns: list[tuple[str, ColumnQuery]] = []
     rows: list[tuple[str, RowQuery]] = []
-    pieces = scope.pieces(_ID_LISTS.get(conn.dialect.name, _ID_LIST))
+    pieces = scope.pieces(limit)
     for piece, run_list in zip(pieces, _cut(sorted(runs_only or []), len(pieces))):
         # A window: the caller's runs of these pipelines, looked up by key.
         runs_sql = runs if runs_only is None else \
             f"SELECT id FROM Context WHERE +type_id IN ({ints(run_types)}) AND id IN ({ints(run_list)})"
         columns += [(name, query) for name, query in column_queries(conn.dialect.name, piece, pipeline_ids,
-                                                                    runs_sql).items() if name not in known]
+                                                                    runs_sql).items()
+                    if name not in known and name not in started]
         rows += [(name, query) for name, query in row_queries(piece, runs_sql, trainer_types).items()
-                 if name not in known]
+                 if name not in known and name not in started]
     return _Plan(
         type_names={i: n for i, (n, _) in types.items()},
         type_bases=type_bases,
@@ -248,7 +308,8 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
 
 
 def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int], run_types: list[int],
-                  extra: Sequence[int] = ()) -> tuple[Scope, dict[str, list]]:
+                  extra: Sequence[int] = (), on_executions: Callable[[list[int]], None] | None = None
+                  ) -> tuple[Scope, dict[str, list]]:
     """The executions of ``runs`` that belong to the pipelines (and the ``extra`` executions of the
     pipelines, in no run) and the artifacts they touched, by id; with the results of the queries this already answers (each execution's run and
     pipeline, the runs' names, the executions' events), which the plan then leaves out: a gate's
@@ -274,6 +335,8 @@ def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]
                   f"AND execution_id IN ({ints(extra)})")}
     in_pipelines = sorted(in_pipelines)
     executions = sorted({e for e, _ in in_pipelines})
+    if on_executions is not None:
+        on_executions(executions)
     known: dict[str, list] = {
         "runs": _pair_columns(in_runs),
         "pipelines": _pair_columns(in_pipelines),

@@ -14,17 +14,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from airflow_graphlets.graphlets.bulk_queries import ints
 from airflow_graphlets.graphlets.rules import RUN_CONTEXT_TYPES
 from airflow_graphlets.store import schema
+from airflow_graphlets.store.columns import fetch_columns
 from airflow_graphlets.store.inspect import reading
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
 
 _CHUNK = 500
+_ID_CHUNK = 4000  # listed ids per statement (SQLite scans a table for much longer lists)
 MARGIN_MS = 5 * 60 * 1000
 # Look-ups by index only (MLMD indexes update times, and property rows by their owner): the
 # executions and artifacts changed since the watermark; the executions that wrote or read those
@@ -33,7 +36,7 @@ MARGIN_MS = 5 * 60 * 1000
 # their pipelines through the association table.
 _CHANGED_EXECUTIONS = "SELECT id, last_update_time_since_epoch FROM Execution WHERE last_update_time_since_epoch >= :since"
 _CHANGED_ARTIFACTS = "SELECT id, last_update_time_since_epoch FROM Artifact WHERE last_update_time_since_epoch >= :since"
-_EVENTS_OF_ARTIFACTS = "SELECT DISTINCT artifact_id, execution_id FROM Event WHERE artifact_id IN :ids"
+_EVENTS_OF_ARTIFACTS = "FROM Event WHERE artifact_id IN ({ids})"  # (their ids listed, read as columns)
 _DAG_IDS = ("SELECT execution_id, string_value FROM ExecutionProperty WHERE execution_id IN :ids "
             "AND name = :dag_id AND is_custom_property = :custom")
 _PIPELINES_OF = ("SELECT DISTINCT a.execution_id, c.name FROM Association a JOIN Context c ON c.id = a.context_id "
@@ -52,7 +55,7 @@ _NEW_RUNS = (
     f"({', '.join(repr(name) for name in RUN_CONTEXT_TYPES)})) AND pc.context_id = n.id")
 # (CROSS JOIN: SQLite starts from the listed runs' rows.)
 _MEMBERS_OF_RUNS = (
-    "SELECT r.execution_id, p.context_id FROM Association r CROSS JOIN ParentContext pc CROSS JOIN Association p "
+    "FROM Association r CROSS JOIN ParentContext pc CROSS JOIN Association p "
     "WHERE r.context_id IN ({runs}) AND pc.context_id = r.context_id AND p.context_id = pc.parent_context_id "
     "AND p.execution_id = r.execution_id AND +pc.parent_context_id IN ({pipelines})")
 _NEW_PIPELINES = ("SELECT c.id, c.create_time_since_epoch, c.name FROM Context c JOIN Type t ON t.id = c.type_id "
@@ -85,9 +88,13 @@ class ChangeMarks:
     def write(self, conn: sa.Connection) -> None:
         """Keep these marks with the summary (in place of those it held): one row each, as a
         busy store's five minutes hold thousands."""
-        conn.execute(tables.seen_change.delete())
+        table = tables.seen_change
+        conn.execute(table.delete())
         if self.seen:
-            conn.execute(tables.seen_change.insert(), [{"kind": k, "id": i, "at_ms": t} for k, i, t in sorted(self.seen)])
+            mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+            # Plain tuples to the driver: a busy store's marks are tens of thousands of rows.
+            conn.exec_driver_sql(f"INSERT INTO {table.name} (kind, id, at_ms) VALUES ({mark}, {mark}, {mark})",
+                                 sorted(self.seen))
 
     @classmethod
     def read(cls, engine: Engine) -> "ChangeMarks":
@@ -143,9 +150,11 @@ def read_changes(config: StoreConfig, since_ms: int, seen: ChangeMarks = ChangeM
         new = {kind: [row for row in rows if (kind, row[0], row[1]) not in seen.seen] for kind, rows in found.items()}
         executions = {i for i, _, _ in new["e"]}
         users: dict[int, set[int]] = {}  # a new artifact's executions
-        for part in _chunks(sorted({i for i, _, _ in new["a"]})):
-            for artifact_id, execution_id in conn.execute(_expanding(_EVENTS_OF_ARTIFACTS), {"ids": part}):
-                users.setdefault(int(artifact_id), set()).add(int(execution_id))
+        for part in _chunks(sorted({i for i, _, _ in new["a"]}), _ID_CHUNK):
+            artifact_ids, execution_ids = (column.astype(np.int64).tolist() for column in fetch_columns(
+                conn, ("artifact_id", "execution_id"), _EVENTS_OF_ARTIFACTS.format(ids=ints(part))))
+            for artifact_id, execution_id in zip(artifact_ids, execution_ids):
+                users.setdefault(artifact_id, set()).add(execution_id)
         executions |= set().union(*users.values()) if users else set()
         pipeline_of: dict[int, set[str]] = {}
         for part in _chunks(sorted(executions)):
@@ -192,9 +201,11 @@ def _in_new_runs(conn: sa.Connection, since_ms: int) -> list[tuple[int, str]]:
         runs.add(int(run))
         names[int(pipeline)] = name
     found = []
-    for part in _chunks(sorted(runs)):
-        found += [(int(execution), names[int(pipeline)]) for execution, pipeline in conn.exec_driver_sql(
-            _MEMBERS_OF_RUNS.format(runs=ints(part), pipelines=ints(sorted(names))))]
+    for part in _chunks(sorted(runs), _ID_CHUNK):
+        executions, pipelines = (column.astype(np.int64).tolist() for column in fetch_columns(
+            conn, ("r.execution_id", "p.context_id"), _MEMBERS_OF_RUNS.format(runs=ints(part),
+                                                                              pipelines=ints(sorted(names)))))
+        found += [(execution, names[pipeline]) for execution, pipeline in zip(executions, pipelines)]
     return found
 
 
@@ -206,7 +217,7 @@ def _expanding(statement: str) -> sa.TextClause:
     return clause
 
 
-def _chunks(values: Iterable) -> Iterable[list]:
+def _chunks(values: Iterable, size: int = _CHUNK) -> Iterable[list]:
     values = list(values)
-    for start in range(0, len(values), _CHUNK):
-        yield values[start:start + _CHUNK]
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
