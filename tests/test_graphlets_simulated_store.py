@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import sqlalchemy as sa
 
@@ -179,3 +181,38 @@ def test_reader_processes_never_inherit_the_callers_open_store(sqlite_store_uri,
     lines = open(log).read().splitlines()
     assert lines and all(line.split(" ", 1)[1] == "[]" for line in lines), lines
     assert all(int(line.split()[0]) != os.getpid() for line in lines), "read in reader processes"
+
+
+def test_a_sqlite_read_engine_serves_many_threads_without_closing_a_connection_in_use(sqlite_store_uri):
+    """Window reads run in threads: an open connection stays usable however many other threads
+    read on the same engine (SQLAlchemy's per-thread pool for "sqlite://" closed the oldest beyond
+    five, under a thread still reading: a segfault)."""
+    config = parse_store_uri(sqlite_store_uri)
+    simulate(config, pipelines=2, days=3, seed=5)
+    engine = read_only_engine(config)
+    try:
+        with engine.connect() as held:
+            def count() -> int:
+                with engine.connect() as conn:
+                    return int(conn.execute(sa.text("SELECT COUNT(*) FROM Execution")).scalar())
+
+            for _ in range(8):  # a new thread each time, as each window read's pool makes
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    counted = pool.submit(count).result()
+            assert int(held.execute(sa.text("SELECT COUNT(*) FROM Execution")).scalar()) == counted > 0
+    finally:
+        engine.dispose()
+
+
+def test_a_read_without_hashes_differs_only_in_the_hashes(store_uri):
+    """The summary reads no trainer hashes (its rows hold none): every other field of every
+    graphlet is the full read's."""
+    config = parse_store_uri(store_uri)
+    simulate(config, pipelines=3, days=10, seed=6)
+    hashed, bare = read_graphlets(config), read_graphlets(config, hashes=False)
+    assert any(g.code_hash or g.structure_hash for g in hashed.graphlets.records())
+    assert all(g.code_hash is None and g.structure_hash is None for g in bare.graphlets.records())
+    without = lambda records: [{k: v for k, v in vars(g).items() if k not in ("code_hash", "structure_hash")}
+                               for g in records]
+    assert without(bare.graphlets.records()) == without(hashed.graphlets.records())
+    assert bare.executions.equals(hashed.executions)

@@ -20,12 +20,14 @@ from airflow_graphlets.prune.overrides import NEVER_SKIP, record_override
 from airflow_graphlets.store import mlmd_errors
 from airflow_graphlets.store import mlmd_proto as pb
 from airflow_graphlets.store.connect import open_store
+from airflow_graphlets.store.inspect import read_only_engine
 from airflow_graphlets.store.uri import parse_store_uri
 from airflow_graphlets.summary import tables
 from airflow_graphlets.summary.database import summary_engine
 from airflow_graphlets.summary.changes import ChangeMarks, changes_since, touched_pipelines
 from airflow_graphlets.summary.incremental import read_state
 from airflow_graphlets.summary.refresh import refresh_summary
+from airflow_graphlets.summary.windows import _runs_of
 
 PIPELINES = ("churn", "fraud", "ranking")
 plans = st.builds(dict, blessed=st.booleans(), trainer_fails=st.booleans(), transform=st.booleans(),
@@ -213,6 +215,42 @@ def test_a_new_run_is_read_through_a_window_of_its_pipelines_newest_runs(sqlite_
     assert read_state(engine)["last_refresh"] == "incremental: 1 pipelines"
     refresh_summary(history.config, full, workers=1, full=True)
     assert summary_rows(engine) == summary_rows(full)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_window_holds_the_newest_runs_among_children_of_other_kinds(backend, tmp_path):
+    """A pipeline's child contexts that are not runs (node contexts made after every run) are
+    neither counted nor read as runs: the window finds the newest runs and how many there are,
+    and a refresh through it equals a full one."""
+    uri = create_store_uri(backend, str(tmp_path))
+    try:
+        history = History(uri)
+        for number in range(6):
+            history.run("churn", {})
+            pipeline = history.pipelines["churn"]
+            for k in range(3):
+                pipeline._context("node", f"churn.node-{number}-{k}", parent=pipeline.pipeline_context)
+        runs = sorted(c.id for c in history.store.get_contexts_by_type("pipeline_run"))
+        engine = read_only_engine(history.config, point_reads=True)
+        try:
+            with engine.connect() as conn:
+                _, newest, count = _runs_of(conn, ["churn"], {"churn": 2})
+                assert newest["churn"] == runs[-2:] and count["churn"] == 3  # "more than 2"
+                _, newest, count = _runs_of(conn, ["churn"], {"churn": 10})
+                assert newest["churn"] == runs and count["churn"] == 6
+        finally:
+            engine.dispose()
+        summary = summary_engine(f"sqlite:///{tmp_path}/summary.sqlite")
+        refresh_summary(history.config, summary, workers=1)
+        time.sleep(0.002)
+        history.run("churn", {"blessed": False})
+        refresh_summary(history.config, summary, margin_ms=0)
+        assert _windows_read(summary) < 7
+        full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
+        refresh_summary(history.config, full, workers=1, full=True)
+        assert summary_rows(summary) == summary_rows(full)
+    finally:
+        drop_store(uri)
 
 
 def test_a_refresh_after_one_new_run_reads_only_that_pipeline(sqlite_store_uri, tmp_path):
