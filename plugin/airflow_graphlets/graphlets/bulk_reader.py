@@ -91,7 +91,8 @@ def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, 
 
 def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2,
                     runs: Sequence[int] | None = None, engine: Engine | None = None,
-                    executions: Sequence[int] = (), hashes: bool = True) -> Provenance:
+                    executions: Sequence[int] = (), hashes: bool = True,
+                    artifact_events: bool = False) -> Provenance:
     """The store's provenance graph as columns (see :class:`Provenance`).
 
     Args:
@@ -106,6 +107,8 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
       executions: with ``runs``, these executions of ``pipelines`` too, which belong to no run
         (a window's executions logged in the pipeline alone).
       hashes: read the trainers' code and structure hashes (see :func:`read_graphlets`).
+      artifact_events: with ``runs``, also every event on the window's artifacts, by executions
+        outside the window too (``Provenance.artifact_events``): a summary refresh's boundary.
     """
     if runs is not None and pipelines is None:
         raise ValueError("a window of runs is read within named pipelines: pass pipelines too")
@@ -116,7 +119,8 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
             _early_reads(engine, workers if runs is not None else 1, wide_window) as early:
         version = mlmd_schema_version(engine, config)
         with engine.connect() as conn, index_plans(conn, wide_window):
-            plan = _plan(conn, pipelines, runs, executions, hashes=hashes, early=early.start if early else None)
+            plan = _plan(conn, pipelines, runs, executions, hashes=hashes, early=early.start if early else None,
+                         artifact_events=artifact_events)
             if workers <= 1:
                 with index_plans(conn, plan.narrow and not wide_window):
                     results = _collect(plan.tasks(), [_fetch_on(conn, query, id_range)
@@ -126,7 +130,11 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
         started = early.results() if early else {}
     if workers > 1 and not plan.in_threads:
         results = _run(config, plan.tasks(), workers)
-    return _provenance(str(config), version, plan, plan.known | started | results)
+    provenance = _provenance(str(config), version, plan, plan.known | started | results)
+    if artifact_events:
+        owner, execution = (plan.known | started | results).get("artifact_events") or (np.empty(0), np.empty(0))
+        provenance.artifact_events = (np.asarray(owner, dtype=np.int64), np.asarray(execution, dtype=np.int64))
+    return provenance
 
 
 class _EarlyReads:
@@ -229,7 +237,8 @@ _EXECUTION_SIDE = frozenset({"executions", "execution_times", "references", "run
 
 def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int] | None = None,
           extra: Sequence[int] = (), hashes: bool = True,
-          early: Callable[[list[tuple[str, ColumnQuery | RowQuery]]], None] | None = None) -> _Plan:
+          early: Callable[[list[tuple[str, ColumnQuery | RowQuery]]], None] | None = None,
+          artifact_events: bool = False) -> _Plan:
     types, type_bases, pipeline_rows = {}, {}, []
     for row_kind, row_id, name, kind, base in conn.execute(sa.text(_TYPES_AND_PIPELINES)):
         if row_kind == 1:
@@ -290,6 +299,9 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
         columns += [(name, query) for name, query in column_queries(conn.dialect.name, piece, pipeline_ids,
                                                                     runs_sql).items()
                     if name not in known and name not in started]
+        if artifact_events and runs_only is not None:
+            columns.append(("artifact_events", ColumnQuery(("artifact_id", "execution_id"), ("i8", "i8"), "Event",
+                                                           piece.artifacts("artifact_id"))))
         rows += [(name, query) for name, query in row_queries(piece, runs_sql, trainer_types).items()
                  if name not in known and name not in started]
     return _Plan(

@@ -164,9 +164,9 @@ def _settle(config: StoreConfig, engine: Engine, *, windows: Mapping[str, list[i
         return failed
     provenance = read_provenance(config, ready, workers=2, engine=engine,
                                  runs=[r for name in ready for r in windows[name]],
-                                 executions=sorted(e for name in ready for e in extras[name]), hashes=False)
-    with engine.connect() as conn, index_plans(conn):
-        boundary = _boundary(conn, provenance)
+                                 executions=sorted(e for name in ready for e in extras[name]), hashes=False,
+                                 artifact_events=True)
+    boundary = _boundary(provenance)
     extraction = assemble(provenance)
     exact = _Exactness(provenance, extraction, boundary)
     timed = on_clock(extraction, clock)
@@ -240,18 +240,17 @@ def _in_older_runs(conn: Connection, first_runs: Mapping[str, tuple[int, int]],
     return found
 
 
-def _boundary(conn: Connection, p: Provenance) -> np.ndarray:
-    """Per artifact row of ``p``: whether an execution outside the window has an event on it."""
+def _boundary(p: Provenance) -> np.ndarray:
+    """Per artifact row of ``p``: whether an execution outside the window has an event on it
+    (from every event on the window's artifacts, read with the window)."""
     inside = np.asarray(p.exec_id, dtype=np.int64)
     outside = np.zeros(len(p.art_id), dtype=bool)
-    for part in _chunks(p.art_id.tolist(), 4000 if conn.dialect.name == "sqlite" else 50_000):
-        artifact, execution = (np.nan_to_num(column, nan=-1).astype(np.int64) for column in fetch_columns(
-            conn, ("artifact_id", "execution_id"), f"FROM Event WHERE artifact_id IN ({ints(part)})"))
-        if not len(artifact):
-            continue
-        at = np.clip(np.searchsorted(inside, execution), 0, max(len(inside) - 1, 0))
-        stranger = (inside[at] != execution) if len(inside) else np.ones(len(execution), dtype=bool)
-        outside[np.searchsorted(p.art_id, artifact[stranger])] = True
+    artifact, execution = p.artifact_events
+    if not len(artifact):
+        return outside
+    at = np.clip(np.searchsorted(inside, execution), 0, max(len(inside) - 1, 0))
+    stranger = (inside[at] != execution) if len(inside) else np.ones(len(execution), dtype=bool)
+    outside[np.searchsorted(p.art_id, artifact[stranger])] = True
     return outside
 
 
