@@ -198,12 +198,14 @@ class _Plan:
     id_bounds: dict[str, tuple[int, int]]  # table -> (min id, max id)
     whole_store: bool  # no pipeline filter: big queries may be cut into id ranges
     narrow: bool = False  # a small part of the store: read by index look-ups
+    window: bool = False  # a window of runs (listed ids)
     known: dict[str, list] = field(default_factory=dict)  # results the plan's own queries read already
 
     @property
     def in_threads(self) -> bool:
-        """Whether a read with several workers runs in threads (a few pipelines), not processes."""
-        return not self.whole_store and (self.narrow or len(self.pipeline_rows) < _FEW_PIPELINES)
+        """Whether a read with several workers runs in threads (a few pipelines, or a window of
+        runs: its listed ids are looked up faster than processes start), not processes."""
+        return not self.whole_store and (self.narrow or self.window or len(self.pipeline_rows) < _FEW_PIPELINES)
 
     def tasks(self) -> list[tuple[str, int, ColumnQuery | RowQuery, tuple[int, int] | None]]:
         """(query name, piece, query, id range) to run, largest first."""
@@ -316,6 +318,7 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
         narrow=(runs_only is None and only is not None and len(pipeline_ids) <= _NARROW_SHARE * pipeline_count)
         or (runs_only is not None and len(runs_only) > _MANY_RUNS),
         known=known,
+        window=runs_only is not None,
     )
 
 
