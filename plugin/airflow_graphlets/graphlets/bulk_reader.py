@@ -130,9 +130,11 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
         started = early.results() if early else {}
     if workers > 1 and not plan.in_threads:
         results = _run(config, plan.tasks(), workers)
-    provenance = _provenance(str(config), version, plan, plan.known | started | results)
+    found = plan.known | started | results
+    on_artifacts = found.pop("artifact_events", None)
+    provenance = _provenance(str(config), version, plan, found)
     if artifact_events:
-        owner, execution = (plan.known | started | results).get("artifact_events") or (np.empty(0), np.empty(0))
+        owner, execution = on_artifacts or (np.empty(0), np.empty(0))
         provenance.artifact_events = (np.asarray(owner, dtype=np.int64), np.asarray(execution, dtype=np.int64))
     return provenance
 
