@@ -23,6 +23,7 @@ from airflow_graphlets.graphlets.rules import RUN_CONTEXT_TYPES
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.columns import fetch_columns
 from airflow_graphlets.store.inspect import reading
+from airflow_graphlets.store.sql import Sql
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
 
@@ -89,10 +90,9 @@ class ChangeMarks:
         table = tables.seen_change
         conn.execute(table.delete())
         if self.seen:
-            mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
-            # Plain tuples to the driver: a busy store's marks are tens of thousands of rows.
-            conn.exec_driver_sql(f"INSERT INTO {table.name} (kind, id, at_ms) VALUES ({mark}, {mark}, {mark})",
-                                 sorted(self.seen))
+            # Rows of plain tuples, many to a statement: a busy store's marks are tens of thousands.
+            Sql(conn.connection.dbapi_connection, conn.dialect.name).insert_rows(
+                f"INSERT INTO {table.name} (kind, id, at_ms) VALUES", sorted(self.seen))
 
     @classmethod
     def read(cls, engine: Engine) -> "ChangeMarks":

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.graphlets.bulk_queries import ints
+from airflow_graphlets.store.sql import Sql
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
 from airflow_graphlets.summary.changes import ChangeMarks
@@ -178,7 +179,9 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
             f"(pipeline = :{k} AND {quote('day')} IN ({ints(days[name])}))" for k, name in names.items())
         # Every day row of these pipelines: the changed days' old values, and the others, which
         # the pipelines' totals sum again.
-        stored = _raw_rows(conn, f"SELECT {day_columns} FROM {c.name} WHERE pipeline IN ({{}})", part)
+        # The driver's own rows: SQLAlchemy's cost more than reading a hundred thousand of them.
+        stored = Sql(conn.connection.dbapi_connection, conn.dialect.name).rows(
+            f"SELECT {day_columns} FROM {c.name} WHERE pipeline IN :names", {"names": part})
         old += [dict(zip(("pipeline", "day", *metrics), row)) for row in stored if (row[0], row[1]) in keys]
         conn.execute(sa.text(f"DELETE FROM {c.name} WHERE {by_day(days)}"), names)
         kept = ExecutionCosts.from_rows([tuple(row) for row in conn.execute(sa.text(
@@ -216,18 +219,6 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
             conn.execute(totals.insert(), [{"pipeline": name, **dict(zip(metrics, values))}
                                            for name, values in sorted(summed.items())])
     return old, new
-
-
-def _raw_rows(conn: sa.Connection, statement: str, values: list) -> list[tuple]:
-    """Rows of ``statement`` with its ``{}`` made a list of ``values``, through the driver's own
-    cursor: SQLAlchemy's rows cost more than the database's reading of a hundred thousand."""
-    mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.execute(statement.format(", ".join(mark for _ in values)), list(values))
-        return cursor.fetchall()
-    finally:
-        cursor.close()
 
 
 def _day_keys(table: sa.Table, rows: list[tuple]) -> set[tuple[str, int]]:
