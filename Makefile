@@ -20,6 +20,9 @@ export GLOG_minloglevel ?= 1
 $(VENV)/.installed: pyproject.toml constraints.txt overrides.txt | $(UV)
 	test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	$(UV) pip install --quiet --compile-bytecode --python $(PY) -e '.[test,examples,production,mlmd]' -c constraints.txt --override overrides.txt
+	@# The editable build leaves setuptools' egg-info in plugin/, which the editable install puts on
+	@# sys.path: Airflow would then find the plugin's entry point twice and list an import error.
+	rm -rf plugin/*.egg-info
 	touch $@
 
 env: $(VENV)/.installed

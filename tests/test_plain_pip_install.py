@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -42,7 +43,12 @@ def test_plain_pip_installs_records_and_analyses_on_python_3_12(tmp_path):
     # pip only: no constraints, no overrides, as a requirements file would install it. Bytecode
     # is written as modules are first imported (PYTHONDONTWRITEBYTECODE is not passed on below),
     # not for all of Airflow's files at install: most are never imported here.
-    run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile", ROOT],
+    # From a copy of the source: pip builds in the tree it is given, and an egg-info written into
+    # this checkout's plugin/ (on the editable install's path) would show every Airflow here the
+    # plugin twice.
+    source = shutil.copytree(ROOT, tmp_path / "source", ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".tools", ".airflow", "build", "*.egg-info", "__pycache__", "results", "tests"))
+    run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile", str(source)],
         timeout=1500)
     version = run([python, "-c", "import sys; print(sys.version_info[:2])"]).stdout.strip()
     assert version in ("(3, 12)", "(3, 13)")

@@ -255,6 +255,11 @@ def test_the_package_is_an_airflow_plugin_and_provider(airflow_env):
     plugins = airflow_env.airflow("plugins", "--output", "json")
     [plugin] = [p for p in json.loads(plugins.stdout) if p["name"] == "airflow_graphlets"]
     assert "GraphletsListener" in json.dumps(plugin["listeners"])
+    # Loaded once, with no import error for Airflow's UI to show beside the Plugins menu.
+    errors = subprocess.run([sys.executable, "-c", "import json; from airflow import plugins_manager as m; "
+                             "print(json.dumps(m.get_import_errors()))"], env=airflow_env.env, capture_output=True,
+                            text=True, check=True)
+    assert json.loads(errors.stdout.strip().splitlines()[-1]) == {}
     providers = airflow_env.airflow("providers", "list", "--output", "json")
     assert "airflow-graphlets" in [p["package_name"] for p in json.loads(providers.stdout)]
     hooks = airflow_env.airflow("providers", "hooks", "--output", "json")
