@@ -30,6 +30,7 @@ class ColumnQuery:
     order: str = ""
     split_on: str = ""  # an id column; the query may be run in ranges of it
     split_table: str = ""  # the table whose id range bounds the split
+    by_key: bool = False  # listed ids looked up in the table's key (see store.inspect.key_lookups)
 
     def sql_rest(self, id_range: tuple[int, int] | None = None) -> str:
         conditions = list(self.conditions)
@@ -77,6 +78,11 @@ class Scope:
         if self.ids is None:
             return ()
         return (f"{column} IN (SELECT artifact_id FROM Event WHERE {self.executions('execution_id')[0]})",)
+
+    @property
+    def listed(self) -> bool:
+        """Whether the scope lists its ids (a window), each looked up by key."""
+        return self.execution_ids is not None
 
     def pieces(self, limit: int) -> list["Scope"]:
         """This scope as scopes of at most ``limit`` listed ids each, in id order: given a longer
@@ -126,7 +132,7 @@ def column_queries(dialect: str, scope: Scope, pipeline_ids: list[int], run_cont
         queries["executions"] = ColumnQuery(
             (*executions, "COALESCE(s.double_value, s.int_value)", "COALESCE(f.double_value, f.int_value)"),
             ("i8", "i8", "i1", "f8", "f8", "f8", "f8"), f"Execution e {time_join}",
-            scope.executions("e.id"), order="e.id", split_on="e.id", split_table="Execution")
+            scope.executions("e.id"), order="e.id", split_on="e.id", split_table="Execution", by_key=scope.listed)
     else:
         # PostgreSQL and MySQL read the time properties in one scan of their own: joined per
         # range of executions, each range would scan the property table again.
@@ -141,12 +147,12 @@ def column_queries(dialect: str, scope: Scope, pipeline_ids: list[int], run_cont
     return queries | {
         "artifacts": ColumnQuery(
             ("id", "type_id", "state"), ("i8", "i8", "f8"), "Artifact",
-            scope.artifacts("id"), order="id", split_on="id", split_table="Artifact"),
+            scope.artifacts("id"), order="id", split_on="id", split_table="Artifact", by_key=scope.listed),
         "artifact_properties": ColumnQuery(
             ("artifact_id", code, "CASE WHEN is_custom_property THEN 1 ELSE 0 END", value), ("i8", "i1", "i1", "f8"),
             "ArtifactProperty",
             (f"name IN ({', '.join(repr(n) for n in ARTIFACT_PROPERTIES)})", *scope.artifacts("artifact_id")),
-            split_on="artifact_id", split_table="Artifact"),
+            split_on="artifact_id", split_table="Artifact", by_key=scope.listed),
         "runs": ColumnQuery(
             ("a.execution_id", "a.context_id"), ("i8", "i8"), "Association a",
             (f"a.context_id IN ({run_contexts_sql})", *scope.memberships("a.execution_id")),

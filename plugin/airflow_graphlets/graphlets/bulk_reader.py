@@ -37,7 +37,7 @@ from airflow_graphlets.graphlets.provenance import NO_SPAN, NO_VALUE, Provenance
 from airflow_graphlets.graphlets.sorted_sets import distinct, member
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.columns import fetch_columns
-from airflow_graphlets.store.inspect import index_plans, mlmd_schema_version, read_only_engine, reading
+from airflow_graphlets.store.inspect import index_plans, key_lookups, mlmd_schema_version, read_only_engine, reading
 from airflow_graphlets.store.uri import StoreConfig
 
 _TYPE_KIND_EXECUTION, _TYPE_KIND_CONTEXT = 0, 2  # MLMD's Type.type_kind
@@ -89,9 +89,19 @@ def read_graphlets(config: StoreConfig, pipelines: Sequence[str] | None = None, 
     return extraction
 
 
+@dataclass(frozen=True)
+class WindowMembers:
+    """A window's executions as its caller found them: (execution, run) pairs, each run one of the
+    window's, and (execution, pipeline context id) pairs, each execution of a run in the window
+    (or logged in the pipeline alone) that the run's pipeline holds too."""
+
+    runs: Sequence[tuple[int, int]]
+    pipelines: Sequence[tuple[int, int]]
+
+
 def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None, workers: int = 2,
                     runs: Sequence[int] | None = None, engine: Engine | None = None,
-                    executions: Sequence[int] = (), hashes: bool = True,
+                    members: WindowMembers | None = None, hashes: bool = True,
                     artifact_events: bool = False) -> Provenance:
     """The store's provenance graph as columns (see :class:`Provenance`).
 
@@ -104,8 +114,8 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
         shorter than starting processes.
       runs: only these ``pipeline_run`` context ids of ``pipelines`` (needs ``pipelines``).
       engine: an open read-only engine (a new one when None).
-      executions: with ``runs``, these executions of ``pipelines`` too, which belong to no run
-        (a window's executions logged in the pipeline alone).
+      members: with ``runs``, the window's executions, when the caller has read them (a summary
+        refresh has): the reader then does not look them up again.
       hashes: read the trainers' code and structure hashes (see :func:`read_graphlets`).
       artifact_events: with ``runs``, also every event on the window's artifacts, by executions
         outside the window too (``Provenance.artifact_events``): a summary refresh's boundary.
@@ -119,7 +129,7 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
             _early_reads(engine, workers if runs is not None else 1, wide_window) as early:
         version = mlmd_schema_version(engine, config)
         with engine.connect() as conn, index_plans(conn, wide_window):
-            plan = _plan(conn, pipelines, runs, executions, hashes=hashes, early=early.start if early else None,
+            plan = _plan(conn, pipelines, runs, members, hashes=hashes, early=early.start if early else None,
                          artifact_events=artifact_events)
             if workers <= 1:
                 with index_plans(conn, plan.narrow and not wide_window):
@@ -240,7 +250,7 @@ _EXECUTION_SIDE = frozenset({"executions", "execution_times", "references", "run
 
 
 def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int] | None = None,
-          extra: Sequence[int] = (), hashes: bool = True,
+          members: WindowMembers | None = None, hashes: bool = True,
           early: Callable[[list[tuple[str, ColumnQuery | RowQuery]]], None] | None = None,
           artifact_events: bool = False) -> _Plan:
     types, type_bases, pipeline_rows = {}, {}, []
@@ -280,7 +290,7 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
 
     scope, known = Scope(None if only is None else pipeline_ids), {}
     if runs_only is not None:
-        scope, known = _window_scope(conn, pipeline_ids, runs_only, run_types, extra,
+        scope, known = _window_scope(conn, pipeline_ids, runs_only, run_types, members,
                                      on_executions=start_early if early else None)
     if not hashes:
         known["trainer_properties"] = None
@@ -305,7 +315,7 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
                     if name not in known and name not in started]
         if artifact_events and runs_only is not None:
             columns.append(("artifact_events", ColumnQuery(("artifact_id", "execution_id"), ("i8", "i8"), "Event",
-                                                           piece.artifacts("artifact_id"))))
+                                                           piece.artifacts("artifact_id"), by_key=True)))
         rows += [(name, query) for name, query in row_queries(piece, runs_sql, trainer_types).items()
                  if name not in known and name not in started]
     return _Plan(
@@ -325,31 +335,18 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
 
 
 def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int], run_types: list[int],
-                  extra: Sequence[int] = (), on_executions: Callable[[list[int]], None] | None = None
+                  members: WindowMembers | None = None, on_executions: Callable[[list[int]], None] | None = None
                   ) -> tuple[Scope, dict[str, list]]:
-    """The executions of ``runs`` that belong to the pipelines (and the ``extra`` executions of the
-    pipelines, in no run) and the artifacts they touched, by id; with the results of the queries this already answers (each execution's run and
-    pipeline, the runs' names, the executions' events), which the plan then leaves out: a gate's
-    decision pays a round trip and a plan for each statement."""
-    # A run's executions, each checked against its run's pipeline by one key look-up (a summary
-    # refresh reads the runs of many pipelines at once). CROSS JOIN fixes SQLite's order: the
-    # runs' rows first, not every run by its type or the pipelines' thousands of rows; the unary
-    # plus keeps it from probing the pair key once per listed pipeline.
-    # Numbers only (a COPY on PostgreSQL); the runs' names apart, once per run.
-    member_execution, member_run, member_pipeline = (column.astype(np.int64).tolist() for column in fetch_columns(
-        conn, ("r.execution_id", "r.context_id", "p.context_id"),
-        "FROM Association r CROSS JOIN Context c "
-        "CROSS JOIN ParentContext pc CROSS JOIN Association p WHERE c.id = r.context_id "
-        "AND pc.context_id = r.context_id AND p.context_id = pc.parent_context_id "
-        f"AND p.execution_id = r.execution_id AND r.context_id IN ({ints(runs)}) "
-        f"AND c.type_id IN ({ints(run_types)}) AND +pc.parent_context_id IN ({ints(pipeline_ids)})"))
-    in_runs = sorted(set(zip(member_execution, member_run)))
-    in_pipelines = set(zip(member_execution, member_pipeline))
-    named_runs = sorted(set(member_run))
-    if extra:
-        in_pipelines |= {(int(e), int(p)) for e, p in _literal(
-            conn, f"SELECT execution_id, context_id FROM Association WHERE context_id IN ({ints(pipeline_ids)}) "
-                  f"AND execution_id IN ({ints(extra)})")}
+    """The executions of ``runs`` that belong to the pipelines (or, when given, the ``members``
+    the caller found) and the artifacts they touched, by id; with the results of the queries
+    this already answers (each execution's run and pipeline, the runs' names, the executions'
+    events), which the plan then leaves out: a gate's decision pays a round trip and a plan for
+    each statement."""
+    if members is not None:
+        in_runs, in_pipelines = sorted(set(members.runs)), set(members.pipelines)
+    else:
+        in_runs, in_pipelines = _window_members(conn, pipeline_ids, runs, run_types)
+    named_runs = sorted({r for _, r in in_runs})
     in_pipelines = sorted(in_pipelines)
     executions = sorted({e for e, _ in in_pipelines})
     if on_executions is not None:
@@ -365,6 +362,24 @@ def _window_scope(conn: Connection, pipeline_ids: list[int], runs: Sequence[int]
     known["events"] = [np.concatenate(column) for column in zip(*events)]
     artifacts = np.unique(known["events"][0]).astype(np.int64).tolist()
     return Scope(pipeline_ids, executions, artifacts), known
+
+
+def _window_members(conn: Connection, pipeline_ids: list[int], runs: Sequence[int], run_types: list[int]
+                    ) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
+    """(execution, run) and (execution, pipeline) pairs of the executions of ``runs`` that their
+    run's pipeline holds too."""
+    # Each checked against its run's pipeline by one key look-up (a summary refresh reads the
+    # runs of many pipelines at once). CROSS JOIN fixes SQLite's order: the runs' rows first, not
+    # every run by its type or the pipelines' thousands of rows; the unary plus keeps it from
+    # probing the pair key once per listed pipeline. Numbers only (a COPY on PostgreSQL).
+    member_execution, member_run, member_pipeline = (column.astype(np.int64).tolist() for column in fetch_columns(
+        conn, ("r.execution_id", "r.context_id", "p.context_id"),
+        "FROM Association r CROSS JOIN Context c "
+        "CROSS JOIN ParentContext pc CROSS JOIN Association p WHERE c.id = r.context_id "
+        "AND pc.context_id = r.context_id AND p.context_id = pc.parent_context_id "
+        f"AND p.execution_id = r.execution_id AND r.context_id IN ({ints(runs)}) "
+        f"AND c.type_id IN ({ints(run_types)}) AND +pc.parent_context_id IN ({ints(pipeline_ids)})"))
+    return sorted(set(zip(member_execution, member_run))), set(zip(member_execution, member_pipeline))
 
 
 def _cut(values: list[int], count: int) -> list[list[int]]:
@@ -443,7 +458,8 @@ def _fetch(config: StoreConfig, query: ColumnQuery | RowQuery, id_range: tuple[i
 def _fetch_on(conn: Connection, query: ColumnQuery | RowQuery, id_range: tuple[int, int] | None):
     if isinstance(query, RowQuery):
         return [tuple(row) for row in _literal(conn, query.sql)]
-    columns = fetch_columns(conn, query.columns, query.sql_rest(id_range))
+    with key_lookups(conn, query.by_key):
+        columns = fetch_columns(conn, query.columns, query.sql_rest(id_range))
     return [_compact(column, dtype) for column, dtype in zip(columns, query.dtypes)]
 
 

@@ -123,6 +123,24 @@ def index_plans(conn: sa.Connection, wanted: bool = True) -> Iterator[None]:
             conn.exec_driver_sql("; ".join(f"RESET {name}" for name, _ in _INDEX_PLANS))
 
 
+@contextmanager
+def key_lookups(conn: sa.Connection, wanted: bool = True) -> Iterator[None]:
+    """On PostgreSQL, while inside: no bitmap scans, for a statement that lists the ids it wants
+    of a table keyed by them. Given 25,000 artifact ids and ``name IN ('span', ...)``, PostgreSQL
+    chose a bitmap of the name index (2.1 million property rows, 16,000 pages) over the primary
+    key: 0.3 s instead of 0.04 s. Not for a whole session: a statement of index ranges (OR of
+    ``context_id = ... AND execution_id >= ...``) without bitmaps took a minute, not 0.01 s."""
+    if not wanted or conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.exec_driver_sql("SET enable_bitmapscan = off")
+    try:
+        yield
+    finally:
+        if not conn.in_transaction() or conn.get_transaction().is_active:
+            conn.exec_driver_sql("RESET enable_bitmapscan")
+
+
 def mlmd_schema_version(engine: Engine, config: StoreConfig) -> int:
     """The store's MLMD schema version, after checking MLMD's tables are all there.
 

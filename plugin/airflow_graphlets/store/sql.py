@@ -59,10 +59,14 @@ class Sql:
             self._cursor.executemany(_translate(statement, self._named, ()), rows)
 
     def insert_rows(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
-        """``head`` (``INSERT INTO T (a, b) VALUES``) with every row in one statement."""
+        """``head`` (``INSERT INTO T (a, b) VALUES``) with every row: many to a statement (one
+        round trip each) on a server, one prepared statement run per row on SQLite."""
         if not rows:
             return
         width = len(rows[0])
+        if self.backend == "sqlite":  # in-process: sqlite3 loops over the rows in C, no round trips
+            self._cursor.executemany(f"{head} ({', '.join('?' * width)}){tail}", rows)
+            return
         for start in range(0, len(rows), IN_LIST_LIMIT):
             part = rows[start:start + IN_LIST_LIMIT]
             self._cursor.execute(_rows_statement(head, tail, len(part), width, self._named),

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -150,7 +151,6 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
     quote = conn.dialect.identifier_preparer.quote
     keys: set[tuple[str, int]] = set()
     for ids, table, key, columns in ((settled.trainers, g, "trainer_id", ("pipeline", "trainer_start", "pushed_at")),
-                                     (settled.executions, e, "execution_id", ("pipeline", "day")),
                                      (settled.decision_ids, d, "execution_id", ("pipeline", "decided_at", "decision"))):
         for part in _chunks(sorted(ids), _ID_CHUNK):
             where = f"WHERE {key} IN ({ints(part)})"
@@ -159,9 +159,7 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
             conn.exec_driver_sql(f"DELETE FROM {table.name} {where}")
     keys |= _day_keys(g, [(r["pipeline"], r["trainer_start"], r["pushed_at"]) for r in settled.graphlets])
     keys |= _day_keys(d, [(r["pipeline"], r["decided_at"], r["decision"]) for r in settled.decisions])
-    for found in settled.costs:
-        keys |= _day_keys(e, [row[1:3] for row in found.tuples()])
-        insert_execution_rows(conn, found)
+    keys |= _replace_execution_rows(conn, settled)
     for table, rows in ((g, settled.graphlets), (d, settled.decisions)):
         if rows:
             conn.execute(table.insert(), rows)
@@ -219,6 +217,32 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
             conn.execute(totals.insert(), [{"pipeline": name, **dict(zip(metrics, values))}
                                            for name, values in sorted(summed.items())])
     return old, new
+
+
+def _replace_execution_rows(conn: sa.Connection, settled: "Settled") -> set[tuple[str, int]]:
+    """Replace the execution rows a window settled; the (pipeline, day) rows the old and new rows
+    count in. Only rows that changed are written: a window re-reads the runs a new run's spans
+    came from, whose rows mostly stay as they were, and rewriting every one of them (tens of
+    thousands, scattered through millions) made the summary's commit a fifth of a refresh."""
+    e = tables.execution
+    old: dict[int, tuple] = {}
+    for part in _chunks(sorted(settled.executions), _ID_CHUNK):
+        old |= {int(row[0]): tuple(row) for row in conn.exec_driver_sql(
+            f"SELECT execution_id, pipeline, {conn.dialect.identifier_preparer.quote('day')}, seconds, outcome "
+            f"FROM {e.name} WHERE execution_id IN ({ints(part)})")}
+    keys = _day_keys(e, [row[1:3] for row in old.values()])
+    unchanged: set[int] = set()
+    for found in settled.costs:
+        rows = list(found.tuples())
+        keys |= _day_keys(e, [row[1:3] for row in rows])
+        unchanged |= {row[0] for row in rows if old.get(row[0]) == row}
+    for part in _chunks(sorted(set(old) - unchanged), _ID_CHUNK):
+        conn.exec_driver_sql(f"DELETE FROM {e.name} WHERE execution_id IN ({ints(part)})")
+    for found in settled.costs:
+        changed = found.where(~np.isin(found.ids, np.fromiter(unchanged, dtype=np.int64, count=len(unchanged))))
+        if len(changed):
+            insert_execution_rows(conn, changed)
+    return keys
 
 
 def _day_keys(table: sa.Table, rows: list[tuple]) -> set[tuple[str, int]]:

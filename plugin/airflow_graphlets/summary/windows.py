@@ -134,7 +134,7 @@ def _runs_of(conn: Connection, names: list[str], newest: Mapping[str, int]
 def _settle(config: StoreConfig, engine: Engine, *, windows: Mapping[str, list[int]], pipeline_ids: Mapping[str, int], changed: Mapping[str, set[int]],
             clock: str, into: Settled) -> set[str]:
     """Read the windows, add what they settle to ``into``; return the pipelines they did not."""
-    from airflow_graphlets.graphlets.bulk_reader import read_provenance
+    from airflow_graphlets.graphlets.bulk_reader import WindowMembers, read_provenance
     from airflow_graphlets.prune.decisions import read_decisions_of
 
     failed: set[str] = set()
@@ -162,10 +162,20 @@ def _settle(config: StoreConfig, engine: Engine, *, windows: Mapping[str, list[i
     ready = sorted(name for name in windows if name not in failed)
     if not ready:
         return failed
+    # The window's executions as read here, so the reader does not look them up again: a run's
+    # members from the window's first execution on are its pipeline's (``core``), the others not.
+    in_runs: list[tuple[int, int]] = []
+    in_pipelines: list[tuple[int, int]] = []
+    for name in ready:
+        pipeline, held = pipeline_ids[name], core.get(pipeline_ids[name], set())
+        for run in windows[name]:
+            mine = [e for e in members.get(run, ()) if e in held]
+            in_runs += [(e, run) for e in mine]
+            in_pipelines += [(e, pipeline) for e in mine]
+        in_pipelines += [(e, pipeline) for e in extras[name]]
     provenance = read_provenance(config, ready, workers=2, engine=engine,
                                  runs=[r for name in ready for r in windows[name]],
-                                 executions=sorted(e for name in ready for e in extras[name]), hashes=False,
-                                 artifact_events=True)
+                                 members=WindowMembers(in_runs, in_pipelines), hashes=False, artifact_events=True)
     boundary = _boundary(provenance)
     extraction = assemble(provenance)
     exact = _Exactness(provenance, extraction, boundary)
