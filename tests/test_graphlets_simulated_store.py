@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from airflow_graphlets.graphlets.api_reader import read_graphlets_with_mlmd_api
 from airflow_graphlets.graphlets.bulk_reader import read_graphlets
 from airflow_graphlets.simulate.run import simulate
-from airflow_graphlets.store.inspect import read_only_engine
+from airflow_graphlets.store.inspect import key_lookups, read_only_engine
 from airflow_graphlets.store.uri import parse_store_uri
 
 
@@ -88,14 +88,23 @@ def test_a_narrow_read_returns_its_pooled_connection_with_the_planner_as_it_was(
                 with engine.connect() as conn:
                     found.update(dict(conn.execute(sa.text(
                         "SELECT name, setting FROM pg_settings WHERE name IN ('enable_seqscan', 'enable_hashjoin', "
-                        "'enable_mergejoin', 'max_parallel_workers_per_gather', 'jit')")).all()))
+                        "'enable_mergejoin', 'max_parallel_workers_per_gather', 'jit', 'enable_bitmapscan')")).all()))
             return found
 
         before = planner_settings()
         read_graphlets(config, [pipeline], workers=2, engine=engine)
         read_graphlets(config, [pipeline], workers=1, engine=engine)
+        # A window of runs: its listed ids are read by key, without bitmap scans, while inside.
+        with engine.connect() as conn:
+            runs = [i for (i,) in conn.execute(sa.text(
+                "SELECT pc.context_id FROM ParentContext pc JOIN Context p ON p.id = pc.parent_context_id "
+                "WHERE p.name = :name"), {"name": pipeline})]
+            with key_lookups(conn):
+                assert conn.execute(sa.text("SHOW enable_bitmapscan")).scalar() == "off"
+        for workers in (1, 2):
+            assert len(read_graphlets(config, [pipeline], workers=workers, runs=runs, engine=engine).graphlets)
         assert planner_settings() == before
-        assert before["enable_seqscan"] == "on"
+        assert before["enable_seqscan"] == "on" and before["enable_bitmapscan"] == "on"
     finally:
         engine.dispose()
 

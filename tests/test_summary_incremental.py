@@ -46,7 +46,8 @@ def summary_rows(engine) -> dict[str, list[tuple]]:
     significant digits (every count, and every other table, exactly)."""
     found = {}
     with engine.connect() as conn:
-        for table in (tables.graphlet, tables.compute_day, tables.pipeline_total, tables.day_total, tables.decision):
+        for table in (tables.graphlet, tables.compute_day, tables.pipeline_total, tables.day_total, tables.decision,
+                      tables.execution):
             rows = sorted(tuple(row) for row in conn.execute(sa.select(table)))
             if table is tables.day_total:
                 rows = [tuple(float(f"{v:.12g}") if isinstance(v, float) else v for v in row) for row in rows]
@@ -251,6 +252,43 @@ def test_a_window_holds_the_newest_runs_among_children_of_other_kinds(backend, t
         assert summary_rows(summary) == summary_rows(full)
     finally:
         drop_store(uri)
+
+
+def test_a_window_rewrites_only_the_execution_rows_that_changed(sqlite_store_uri, tmp_path):
+    """The runs a window re-reads keep their execution rows where nothing about them changed: a
+    new run's rows are written, a late push rewrites the rows whose outcome it turns, nothing else."""
+    history = History(sqlite_store_uri)
+    for number in range(8):
+        history.run("churn", {"blessed": number % 2 == 0})
+    engine = summary_engine(f"sqlite:///{tmp_path}/summary.sqlite")
+    refresh_summary(history.config, engine, workers=1)
+    with engine.begin() as conn:  # every row the refreshes write from now on, by id
+        conn.exec_driver_sql("CREATE TABLE written (execution_id INTEGER)")
+        conn.exec_driver_sql(f"CREATE TRIGGER on_write AFTER INSERT ON {tables.execution.name} "
+                             "BEGIN INSERT INTO written VALUES (new.execution_id); END")
+
+    def rows() -> dict[int, tuple]:
+        with engine.connect() as conn:
+            return {row[0]: tuple(row) for row in conn.execute(sa.select(tables.execution))}
+
+    def written() -> set[int]:
+        with engine.begin() as conn:
+            found = {i for i, in conn.exec_driver_sql("SELECT execution_id FROM written")}
+            conn.exec_driver_sql("DELETE FROM written")
+        return found
+
+    for write in (lambda: history.run("churn", {"blessed": True}), lambda: history.late_push("churn")):
+        before = rows()
+        time.sleep(0.002)
+        write()
+        refresh_summary(history.config, engine, workers=1, margin_ms=0)
+        assert read_state(engine)["last_refresh"].startswith("incremental: 1 pipelines (1 through windows")
+        after = rows()
+        changed = {i for i, row in after.items() if before.get(i) != row}
+        assert changed and written() == changed
+    full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
+    refresh_summary(history.config, full, workers=1, full=True)
+    assert summary_rows(engine) == summary_rows(full)
 
 
 def test_a_refresh_after_one_new_run_reads_only_that_pipeline(sqlite_store_uri, tmp_path):
