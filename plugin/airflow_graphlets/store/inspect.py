@@ -109,18 +109,9 @@ _INDEX_PLANS = (("enable_seqscan", "off"), ("enable_hashjoin", "off"), ("enable_
 @contextmanager
 def index_plans(conn: sa.Connection, wanted: bool = True) -> Iterator[None]:
     """On PostgreSQL, while inside: plan statements as index look-ups and nested loops, for
-    reads of a small part of a large store (elsewhere, or when not ``wanted``, nothing changes).
-    The settings are the session's, reset on exit, so a pooled connection is returned as it was
-    lent (``SET LOCAL`` would not last on an autocommit connection)."""
-    if not wanted or conn.dialect.name != "postgresql":
+    reads of a small part of a large store (elsewhere, or when not ``wanted``, nothing changes)."""
+    with _planner(conn, _INDEX_PLANS if wanted else ()):
         yield
-        return
-    conn.exec_driver_sql("; ".join(f"SET {name} = {value}" for name, value in _INDEX_PLANS))
-    try:
-        yield
-    finally:
-        if not conn.in_transaction() or conn.get_transaction().is_active:
-            conn.exec_driver_sql("; ".join(f"RESET {name}" for name, _ in _INDEX_PLANS))
 
 
 @contextmanager
@@ -130,15 +121,24 @@ def key_lookups(conn: sa.Connection, wanted: bool = True) -> Iterator[None]:
     chose a bitmap of the name index (2.1 million property rows, 16,000 pages) over the primary
     key: 0.3 s instead of 0.04 s. Not for a whole session: a statement of index ranges (OR of
     ``context_id = ... AND execution_id >= ...``) without bitmaps took a minute, not 0.01 s."""
-    if not wanted or conn.dialect.name != "postgresql":
+    with _planner(conn, (("enable_bitmapscan", "off"),) if wanted else ()):
+        yield
+
+
+@contextmanager
+def _planner(conn: sa.Connection, settings: tuple[tuple[str, str], ...]) -> Iterator[None]:
+    """PostgreSQL planner ``settings`` for the session while inside, reset on exit, so a pooled
+    connection is returned as it was lent (``SET LOCAL`` would not last on an autocommit
+    connection). Nothing elsewhere."""
+    if not settings or conn.dialect.name != "postgresql":
         yield
         return
-    conn.exec_driver_sql("SET enable_bitmapscan = off")
+    conn.exec_driver_sql("; ".join(f"SET {name} = {value}" for name, value in settings))
     try:
         yield
     finally:
         if not conn.in_transaction() or conn.get_transaction().is_active:
-            conn.exec_driver_sql("RESET enable_bitmapscan")
+            conn.exec_driver_sql("; ".join(f"RESET {name}" for name, _ in settings))
 
 
 def mlmd_schema_version(engine: Engine, config: StoreConfig) -> int:

@@ -231,17 +231,19 @@ def _replace_execution_rows(conn: sa.Connection, settled: "Settled") -> set[tupl
             f"SELECT execution_id, pipeline, {conn.dialect.identifier_preparer.quote('day')}, seconds, outcome "
             f"FROM {e.name} WHERE execution_id IN ({ints(part)})")}
     keys = _day_keys(e, [row[1:3] for row in old.values()])
-    unchanged: set[int] = set()
+    changed: list[ExecutionCosts] = []
     for found in settled.costs:
         rows = list(found.tuples())
         keys |= _day_keys(e, [row[1:3] for row in rows])
-        unchanged |= {row[0] for row in rows if old.get(row[0]) == row}
-    for part in _chunks(sorted(set(old) - unchanged), _ID_CHUNK):
+        same = np.fromiter((old.get(row[0]) == row for row in rows), dtype=bool, count=len(rows))
+        for execution_id in found.ids[same].tolist():
+            del old[execution_id]  # kept as it is
+        changed.append(found.where(~same))
+    for part in _chunks(sorted(old), _ID_CHUNK):  # the old rows left: changed or gone
         conn.exec_driver_sql(f"DELETE FROM {e.name} WHERE execution_id IN ({ints(part)})")
-    for found in settled.costs:
-        changed = found.where(~np.isin(found.ids, np.fromiter(unchanged, dtype=np.int64, count=len(unchanged))))
-        if len(changed):
-            insert_execution_rows(conn, changed)
+    for found in changed:
+        if len(found):
+            insert_execution_rows(conn, found)
     return keys
 
 
