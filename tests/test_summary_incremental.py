@@ -254,6 +254,35 @@ def test_a_window_holds_the_newest_runs_among_children_of_other_kinds(backend, t
         drop_store(uri)
 
 
+def test_a_wide_window_reads_its_executions_side_in_pieces_and_equals_a_full_refresh(postgres_store_uri, tmp_path,
+                                                                                      monkeypatch):
+    """A window of many runs (a refresh after hundreds of new runs: here every window counts as
+    one) reads its executions' times and baselines in pieces, each on a connection of its own,
+    and the summary still equals a full rebuild."""
+    from airflow_graphlets.graphlets import bulk_reader
+
+    monkeypatch.setattr(bulk_reader, "_MANY_RUNS", 0)
+    started: list[list[str]] = []  # the early queries of each window read
+    start = bulk_reader._EarlyReads.start
+    monkeypatch.setattr(bulk_reader._EarlyReads, "start",
+                        lambda self, tasks: (started.append([name for name, _ in tasks]), start(self, tasks))[1])
+    history = History(postgres_store_uri)
+    for number in range(8):
+        history.run(PIPELINES[number % 2], {"blessed": number % 3 == 0})
+    engine = summary_engine(f"sqlite:///{tmp_path}/summary.sqlite")
+    refresh_summary(history.config, engine, workers=1)
+    time.sleep(0.002)
+    for name in PIPELINES[:2]:
+        history.run(name, {"blessed": True})
+    refresh_summary(history.config, engine, margin_ms=0)
+    assert "through windows of" in read_state(engine)["last_refresh"]
+    assert started and all(names.count("executions") == names.count("references") >= 2
+                           for names in started), started
+    full = summary_engine(f"sqlite:///{tmp_path}/full.sqlite")
+    refresh_summary(history.config, full, workers=1, full=True)
+    assert summary_rows(engine) == summary_rows(full)
+
+
 def test_a_window_rewrites_only_the_execution_rows_that_changed(sqlite_store_uri, tmp_path):
     """The runs a window re-reads keep their execution rows where nothing about them changed: a
     new run's rows are written, a late push rewrites the rows whose outcome it turns, nothing else."""
