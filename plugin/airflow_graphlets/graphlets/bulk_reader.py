@@ -123,8 +123,8 @@ def read_provenance(config: StoreConfig, pipelines: Sequence[str] | None = None,
       members: with ``runs``, the window's executions, when the caller has read them (a summary
         refresh has): the reader then does not look them up again.
       hashes: read the trainers' code and structure hashes (see :func:`read_graphlets`).
-      artifact_events: with ``runs``, also every event on the window's artifacts, by executions
-        outside the window too (``Provenance.artifact_events``): a summary refresh's boundary.
+      artifact_events: with ``runs``, also the events on the window's artifacts by executions
+        outside the window (``Provenance.artifact_events``): a summary refresh's boundary.
     """
     if runs is not None and pipelines is None:
         raise ValueError("a window of runs is read within named pipelines: pass pipelines too")
@@ -314,6 +314,7 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
     columns: list[tuple[str, ColumnQuery]] = []
     rows: list[tuple[str, RowQuery]] = []
     pieces = scope.pieces(limit)
+    window_executions = ints(scope.execution_ids or [])
     for piece, run_list in zip(pieces, _cut(sorted(runs_only or []), len(pieces))):
         # A window: the caller's runs of these pipelines, looked up by key.
         runs_sql = runs if runs_only is None else \
@@ -322,8 +323,11 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
                                                                     runs_sql).items()
                     if name not in known and name not in started]
         if artifact_events and runs_only is not None:
-            columns.append(("artifact_events", ColumnQuery(("artifact_id", "execution_id"), ("i8", "i8"), "Event",
-                                                           piece.artifacts("artifact_id"), by_key=True)))
+            # Only the events of executions outside the window: those inside are the window's own
+            # events, read already (after 1,000 new runs, 193,000 of the 244,000 rows).
+            columns.append(("artifact_events", ColumnQuery(
+                ("artifact_id", "execution_id"), ("i8", "i8"), "Event",
+                (*piece.artifacts("artifact_id"), f"execution_id NOT IN ({window_executions})"), by_key=True)))
         rows += [(name, query) for name, query in row_queries(piece, runs_sql, trainer_types).items()
                  if name not in known and name not in started]
     return _Plan(

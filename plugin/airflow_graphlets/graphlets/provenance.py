@@ -48,8 +48,8 @@ class Provenance:
     ev_input: np.ndarray  # bool: an input of the execution (else an output)
     ev_reference: np.ndarray  # bool: input read as a baseline or warm start
     run_logical_times: dict[int, float] = field(default_factory=dict)  # run context id -> logical date
-    # With ``artifact_events`` asked of a window read: every event on the artifacts read, as
-    # (artifact id, execution id) columns, those of executions outside the window included.
+    # With ``artifact_events`` asked of a window read: the events on the artifacts read by
+    # executions outside the window, as (artifact id, execution id) columns.
     artifact_events: tuple[np.ndarray, np.ndarray] | None = None
 
 

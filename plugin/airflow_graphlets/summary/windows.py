@@ -252,7 +252,7 @@ def _in_older_runs(conn: Connection, first_runs: Mapping[str, tuple[int, int]],
 
 def _boundary(p: Provenance) -> np.ndarray:
     """Per artifact row of ``p``: whether an execution outside the window has an event on it
-    (from every event on the window's artifacts, read with the window)."""
+    (from the events on the window's artifacts by executions outside it, read with the window)."""
     inside = np.asarray(p.exec_id, dtype=np.int64)
     outside = np.zeros(len(p.art_id), dtype=bool)
     artifact, execution = p.artifact_events
