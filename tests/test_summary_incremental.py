@@ -535,6 +535,35 @@ def test_an_execution_not_yet_in_a_pipeline_is_looked_at_again(sqlite_store_uri)
     assert changes_since(config, 0, marks)[0] == ["churn"]
 
 
+def test_new_runs_members_are_looked_up_from_the_runs_on_postgresql(postgres_store_uri, monkeypatch):
+    """The executions of runs made since the watermark are found by look-ups from those runs
+    (nested loops over the indexes), not by a scan of every pipeline's links that PostgreSQL
+    would otherwise choose; the planner is as it was afterwards."""
+    from airflow_graphlets.summary import changes
+
+    history = History(postgres_store_uri)
+    for name in PIPELINES:
+        history.run(name, {})
+    seen: dict[str, str] = {}
+    fetch = changes.fetch_columns
+
+    def fetch_noting_the_plan(conn, columns, rest):
+        if "CROSS JOIN Association p" in rest:
+            seen["hash joins"] = conn.exec_driver_sql("SHOW enable_hashjoin").scalar()
+        return fetch(conn, columns, rest)
+
+    monkeypatch.setattr(changes, "fetch_columns", fetch_noting_the_plan)
+    engine = read_only_engine(history.config)
+    try:
+        found = changes.read_changes(history.config, 0, engine=engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW enable_hashjoin").scalar() == "on"
+    finally:
+        engine.dispose()
+    assert seen == {"hash joins": "off"}
+    assert found.pipelines == sorted(PIPELINES)
+
+
 def test_a_summary_moved_to_another_store_forgets_the_changes_it_saw_in_the_first(tmp_path):
     """Marks name changes of one store: a summary refreshed from another store starts over, so a
     change there that happens to match an old mark (same id, same millisecond) is still read."""

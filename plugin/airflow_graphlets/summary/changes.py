@@ -22,7 +22,7 @@ from airflow_graphlets.graphlets.bulk_queries import ints
 from airflow_graphlets.graphlets.rules import RUN_CONTEXT_TYPES
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.columns import fetch_columns
-from airflow_graphlets.store.inspect import reading
+from airflow_graphlets.store.inspect import index_plans, reading
 from airflow_graphlets.store.sql import Sql
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
@@ -205,11 +205,14 @@ def _in_new_runs(conn: sa.Connection, since_ms: int) -> list[tuple[int, str]]:
         runs.add(int(run))
         names[int(pipeline)] = name
     found = []
-    for part in _chunks(sorted(runs), _ID_CHUNK):
-        executions, pipelines = (column.astype(np.int64).tolist() for column in fetch_columns(
-            conn, ("r.execution_id", "p.context_id"), _MEMBERS_OF_RUNS.format(runs=ints(part),
-                                                                              pipelines=ints(sorted(names)))))
-        found += [(execution, names[pipeline]) for execution, pipeline in zip(executions, pipelines)]
+    # Planned as look-ups from the listed runs: left to itself, PostgreSQL scanned every pipeline
+    # run link in parallel to merge them with the runs' few (after 1,000 runs: 88 ms, not 25 ms).
+    with index_plans(conn):
+        for part in _chunks(sorted(runs), _ID_CHUNK):
+            executions, pipelines = (column.astype(np.int64).tolist() for column in fetch_columns(
+                conn, ("r.execution_id", "p.context_id"), _MEMBERS_OF_RUNS.format(runs=ints(part),
+                                                                                  pipelines=ints(sorted(names)))))
+            found += [(execution, names[pipeline]) for execution, pipeline in zip(executions, pipelines)]
     return found
 
 
