@@ -177,25 +177,24 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
             f"(pipeline = :{k} AND {quote('day')} IN ({ints(days[name])}))" for k, name in names.items())
         # Every day row of these pipelines: the changed days' old values, and the others, which
         # the pipelines' totals sum again.
-        # The driver's own rows: SQLAlchemy's cost more than reading a hundred thousand of them.
-        stored = Sql(conn.connection.dbapi_connection, conn.dialect.name).rows(
-            f"SELECT {day_columns} FROM {c.name} WHERE pipeline IN :names", {"names": part})
+        # The driver's own rows, here and below: SQLAlchemy's cost more than reading them.
+        sql = Sql(conn.connection.dbapi_connection, conn.dialect.name)
+        stored = sql.rows(f"SELECT {day_columns} FROM {c.name} WHERE pipeline IN :names", {"names": part})
         old += [dict(zip(("pipeline", "day", *metrics), row)) for row in stored if (row[0], row[1]) in keys]
         conn.execute(sa.text(f"DELETE FROM {c.name} WHERE {by_day(days)}"), names)
-        kept = ExecutionCosts.from_rows([tuple(row) for row in conn.execute(sa.text(
-            f"SELECT execution_id, pipeline, {quote('day')}, seconds, outcome FROM {e.name} WHERE {by_day(days)}"),
-            names)])
+        kept = ExecutionCosts.from_rows(sql.rows(
+            f"SELECT execution_id, pipeline, {quote('day')}, seconds, outcome FROM {e.name} WHERE {by_day(days)}", names))
         # The earliest day each pipeline re-sums, as epoch seconds (whole numbers).
         since = {k: days[name][0] * tables.DAY for k, name in names.items()}
-        graphlets = [{"pipeline": p, "trainer_start": t, "pushed_at": at} for p, t, at in conn.execute(sa.text(
+        graphlets = [{"pipeline": p, "trainer_start": t, "pushed_at": at} for p, t, at in sql.rows(
             f"SELECT pipeline, trainer_start, pushed_at FROM {g.name} WHERE " + " OR ".join(
-                f"(pipeline = :{k} AND (trainer_start >= {since[k]!r} OR pushed_at >= {since[k]!r}))" for k in names)),
+                f"(pipeline = :{k} AND (trainer_start >= {since[k]!r} OR pushed_at >= {since[k]!r}))" for k in names),
             names)]
         decisions = [{"pipeline": p, "decided_at": at, "decision": v, "saved_seconds": saved}
-                     for p, at, v, saved in conn.execute(sa.text(
+                     for p, at, v, saved in sql.rows(
                          f"SELECT pipeline, decided_at, decision, saved_seconds FROM {d.name} WHERE " + " OR ".join(
                              f"(pipeline = :{k} AND decided_at >= {since[k]!r})" for k in names)
-                         + " ORDER BY execution_id"), names)]
+                         + " ORDER BY execution_id", names)]
         rows = [row for row in days_of(kept, graphlets, decisions) if (row["pipeline"], row["day"]) in keys]
         if rows:
             conn.execute(c.insert(), rows)
