@@ -7,7 +7,8 @@ pipeline each. Printed per store: the full summary's time, each incremental refr
 its ratio to the full one (goal: <= 5 % at paper scale, <= 2 s for 20 runs), the pipelines read
 again, and on PostgreSQL the rows the refresh read from the store (pg_stat_database).
 
-Run: ``make bench-summary`` (about 15 minutes with the paper-scale copies).
+Run: ``make bench-summary`` (about 15 minutes with the paper-scale copies; about 35 GB of free
+disk: the paper-scale stores, 19 GB on PostgreSQL and 13 GB on SQLite, and a copy of each in turn).
 """
 
 from __future__ import annotations
