@@ -10,7 +10,7 @@ expands to one placeholder per value. SQLAlchemy still provides the connection p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -107,9 +107,14 @@ def _rows_statement(head: str, tail: str, count: int, width: int, named: bool) -
 
 def id_chunks(ids: Sequence[int]) -> Iterator[list[int]]:
     """``ids`` in slices short enough for one ``IN (...)`` list."""
-    ids = list(ids)
-    for start in range(0, len(ids), IN_LIST_LIMIT):
-        yield ids[start:start + IN_LIST_LIMIT]
+    return chunks(ids, IN_LIST_LIMIT)
+
+
+def chunks(values: Iterable[Any], size: int = IN_LIST_LIMIT) -> Iterator[list]:
+    """``values`` in lists of at most ``size``, in order (one statement's worth each)."""
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 @contextmanager

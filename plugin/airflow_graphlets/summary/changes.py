@@ -11,7 +11,6 @@ pipelines whole (``incremental.FULL_SHARE``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,11 +22,10 @@ from airflow_graphlets.graphlets.rules import RUN_CONTEXT_TYPES
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.columns import fetch_columns
 from airflow_graphlets.store.inspect import index_plans, reading
-from airflow_graphlets.store.sql import Sql
+from airflow_graphlets.store.sql import Sql, chunks
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
 
-_CHUNK = 500
 _ID_CHUNK = 4000  # listed ids per statement (SQLite scans a table for much longer lists)
 MARGIN_MS = 5 * 60 * 1000
 # Look-ups by index only (MLMD indexes update times, and property rows by their owner): the
@@ -154,14 +152,14 @@ def read_changes(config: StoreConfig, since_ms: int, seen: ChangeMarks = ChangeM
         new = {kind: [row for row in rows if (kind, row[0], row[1]) not in seen.seen] for kind, rows in found.items()}
         executions = {i for i, _, _ in new["e"]}
         users: dict[int, set[int]] = {}  # a new artifact's executions
-        for part in _chunks(sorted({i for i, _, _ in new["a"]}), _ID_CHUNK):
+        for part in chunks(sorted({i for i, _, _ in new["a"]}), _ID_CHUNK):
             artifact_ids, execution_ids = (column.astype(np.int64).tolist() for column in fetch_columns(
                 conn, ("artifact_id", "execution_id"), _EVENTS_OF_ARTIFACTS.format(ids=ints(part))))
             for artifact_id, execution_id in zip(artifact_ids, execution_ids):
                 users.setdefault(artifact_id, set()).add(execution_id)
         executions |= set().union(*users.values()) if users else set()
         pipeline_of: dict[int, set[str]] = {}
-        for part in _chunks(sorted(executions)):
+        for part in chunks(sorted(executions)):
             for execution_id, dag_id in conn.execute(_expanding(_DAG_IDS), {
                     "ids": part, "dag_id": schema.ExecutionProps.DAG_ID, "custom": True}):
                 if dag_id:
@@ -170,7 +168,7 @@ def read_changes(config: StoreConfig, since_ms: int, seen: ChangeMarks = ChangeM
             for execution_id, name in _in_new_runs(conn, since_ms):
                 if execution_id in executions:
                     pipeline_of.setdefault(execution_id, set()).add(name)
-        for part in _chunks(sorted(executions - set(pipeline_of))):
+        for part in chunks(sorted(executions - set(pipeline_of))):
             for execution_id, name in conn.execute(_expanding(_PIPELINES_OF), {
                     "ids": part, "pipeline_type": schema.PIPELINE_CONTEXT}):
                 pipeline_of.setdefault(int(execution_id), set()).add(name)
@@ -178,7 +176,7 @@ def read_changes(config: StoreConfig, since_ms: int, seen: ChangeMarks = ChangeM
         # Only names that are pipelines of the store (a DAG id may name another kind of context),
         # and every pipeline created since.
         touched = {name for _, _, name in new["c"]}
-        for part in _chunks(sorted(names)):
+        for part in chunks(sorted(names)):
             touched |= {name for (name,) in conn.execute(_expanding(_NAMED), {
                 "names": part, "pipeline_type": schema.PIPELINE_CONTEXT})}
         # A change is marked seen once it led to a pipeline: an execution whose association or
@@ -208,7 +206,7 @@ def _in_new_runs(conn: sa.Connection, since_ms: int) -> list[tuple[int, str]]:
     # Planned as look-ups from the listed runs: left to itself, PostgreSQL scanned every pipeline
     # run link in parallel to merge them with the runs' few (after 1,000 runs: 88 ms, not 25 ms).
     with index_plans(conn):
-        for part in _chunks(sorted(runs), _ID_CHUNK):
+        for part in chunks(sorted(runs), _ID_CHUNK):
             executions, pipelines = (column.astype(np.int64).tolist() for column in fetch_columns(
                 conn, ("r.execution_id", "p.context_id"), _MEMBERS_OF_RUNS.format(runs=ints(part),
                                                                                   pipelines=ints(sorted(names)))))
@@ -223,8 +221,3 @@ def _expanding(statement: str) -> sa.TextClause:
             clause = clause.bindparams(sa.bindparam(name, expanding=True))
     return clause
 
-
-def _chunks(values: Iterable, size: int = _CHUNK) -> Iterable[list]:
-    values = list(values)
-    for start in range(0, len(values), size):
-        yield values[start:start + size]

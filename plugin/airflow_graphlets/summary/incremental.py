@@ -18,7 +18,7 @@ import functools
 import math
 import operator
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from airflow_graphlets.errors import NoGraphletsError
 from airflow_graphlets.graphlets.bulk_queries import ints
-from airflow_graphlets.store.sql import Sql
+from airflow_graphlets.store.sql import Sql, chunks
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary import tables
 from airflow_graphlets.summary.changes import ChangeMarks
@@ -54,7 +54,6 @@ SUMMARY_FORMAT = "3"
 # took 38.6 s, a full summary 27.1 s).
 FULL_SHARE = 0.5
 _SUMMARY_LOCK = 0x67736D79  # "gsmy"
-_CHUNK = 500
 _ID_CHUNK = 5000  # listed ids per statement (SQLite scans a table for much longer lists)
 
 
@@ -85,7 +84,7 @@ def refresh_pipelines(config: StoreConfig, engine: Engine, pipelines: list[str],
     with engine.begin() as conn:
         lock_summary(conn)
         old_rows = []
-        for part in _chunks(whole):
+        for part in chunks(whole):
             old_rows += [dict(row._mapping) for row in conn.execute(
                 sa.select(tables.compute_day).where(tables.compute_day.c.pipeline.in_(part)))]
             for table in (tables.graphlet, tables.compute_day, tables.pipeline_total, tables.decision,
@@ -112,7 +111,7 @@ def _summarised(engine: Engine, pipelines: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     totals = tables.pipeline_total.c.pipeline
     with engine.connect() as conn:
-        for part in _chunks(pipelines):
+        for part in chunks(pipelines):
             found |= {name: 0 for name, in conn.execute(sa.select(totals).where(totals.in_(part)))}
             found |= {name: int(widest or 0) for name, widest in conn.execute(
                 sa.select(tables.graphlet.c.pipeline, sa.func.max(tables.graphlet.c.spans)).where(
@@ -152,7 +151,7 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
     keys: set[tuple[str, int]] = set()
     for ids, table, key, columns in ((settled.trainers, g, "trainer_id", ("pipeline", "trainer_start", "pushed_at")),
                                      (settled.decision_ids, d, "execution_id", ("pipeline", "decided_at", "decision"))):
-        for part in _chunks(sorted(ids), _ID_CHUNK):
+        for part in chunks(sorted(ids), _ID_CHUNK):
             where = f"WHERE {key} IN ({ints(part)})"
             keys |= _day_keys(table, [tuple(row) for row in conn.exec_driver_sql(
                 f"SELECT {', '.join(quote(name) for name in columns)} FROM {table.name} {where}")])
@@ -169,7 +168,7 @@ def _replace_settled(conn: sa.Connection, settled: "Settled") -> tuple[list[dict
     metrics = [column.name for column in c.columns if column.name not in ("pipeline", "day")]
     day_columns = ", ".join(quote(name) for name in ("pipeline", "day", *metrics))
     old, new = [], []
-    for part in _chunks(sorted(days_by_pipeline), 200):
+    for part in chunks(sorted(days_by_pipeline), 200):
         days = {name: sorted(days_by_pipeline[name]) for name in part}
         names = {f"p{i}": name for i, name in enumerate(part)}
         named = ", ".join(f":{k}" for k in names)
@@ -225,7 +224,7 @@ def _replace_execution_rows(conn: sa.Connection, settled: "Settled") -> set[tupl
     thousands, scattered through millions) made the summary's commit a fifth of a refresh."""
     e = tables.execution
     old: dict[int, tuple] = {}
-    for part in _chunks(sorted(settled.executions), _ID_CHUNK):
+    for part in chunks(sorted(settled.executions), _ID_CHUNK):
         old |= {int(row[0]): tuple(row) for row in conn.exec_driver_sql(
             f"SELECT execution_id, pipeline, {conn.dialect.identifier_preparer.quote('day')}, seconds, outcome "
             f"FROM {e.name} WHERE execution_id IN ({ints(part)})")}
@@ -238,7 +237,7 @@ def _replace_execution_rows(conn: sa.Connection, settled: "Settled") -> set[tupl
         for execution_id in found.ids[same].tolist():
             del old[execution_id]  # kept as it is
         changed.append(found.where(~same))
-    for part in _chunks(sorted(old), _ID_CHUNK):  # the old rows left: changed or gone
+    for part in chunks(sorted(old), _ID_CHUNK):  # the old rows left: changed or gone
         conn.exec_driver_sql(f"DELETE FROM {e.name} WHERE execution_id IN ({ints(part)})")
     for found in changed:
         if len(found):
@@ -280,7 +279,7 @@ def _update_day_totals(conn: sa.Connection, old_rows: list[dict], new_rows: list
     before = {row["day"]: row for row in rolled_up(old_rows, "day")}
     after = {row["day"]: row for row in rolled_up(new_rows, "day")}
     metrics = [c.name for c in tables.day_total.columns if c.name != "day"]
-    for part in _chunks(sorted(set(before) | set(after))):
+    for part in chunks(sorted(set(before) | set(after))):
         stored = {row.day: dict(row._mapping) for row in conn.execute(
             sa.select(tables.day_total).where(tables.day_total.c.day.in_(part)))}
         alive = {day for (day,) in conn.execute(
@@ -320,8 +319,3 @@ def read_state(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
         return dict(conn.execute(sa.select(tables.state.c.key, tables.state.c.value)).all())
 
-
-def _chunks(values: Iterable, size: int = _CHUNK) -> Iterable[list]:
-    values = list(values)
-    for start in range(0, len(values), size):
-        yield values[start:start + size]

@@ -23,7 +23,7 @@ again from the rows the summary keeps (``summary/rows.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,11 +39,11 @@ from airflow_graphlets.graphlets.provenance import Provenance
 from airflow_graphlets.store import schema
 from airflow_graphlets.store.columns import fetch_columns
 from airflow_graphlets.store.inspect import index_plans, reading
+from airflow_graphlets.store.sql import chunks
 from airflow_graphlets.store.uri import StoreConfig
 from airflow_graphlets.summary.rows import ExecutionCosts, decision_rows, graphlet_rows, on_run_clock
 
 _ROUNDS = 3  # windows tried (each twice as wide) before a pipeline is read whole
-_CHUNK = 500
 _TYPE_KIND_CONTEXT = 2
 
 
@@ -97,7 +97,7 @@ def _runs_of(conn: Connection, names: list[str], newest: Mapping[str, int]
         f"SELECT id FROM Type WHERE type_kind = {_TYPE_KIND_CONTEXT} AND name IN "
         f"({', '.join(repr(t) for t in rules.RUN_CONTEXT_TYPES)})"))]
     pipeline_ids: dict[str, int] = {}
-    for part in _chunks(names):
+    for part in chunks(names):
         statement = sa.text("SELECT c.id, c.name FROM Context c JOIN Type t ON t.id = c.type_id "
                             "AND t.name = :pipeline_type WHERE c.name IN :names").bindparams(
             sa.bindparam("names", expanding=True))
@@ -107,7 +107,7 @@ def _runs_of(conn: Connection, names: list[str], newest: Mapping[str, int]
     # few of each: a run's context is made after the runs before it, and looking up the type of
     # every child (a year of daily runs per pipeline) was most of this.
     children: dict[int, set[int]] = {}
-    for part in _chunks(sorted(pipeline_ids.values())):
+    for part in chunks(sorted(pipeline_ids.values())):
         _group(children, fetch_columns(conn, ("parent_context_id", "context_id"),
                                        f"FROM ParentContext WHERE parent_context_id IN ({ints(part)})"))
     newest_first = {name: sorted(children.get(i, ()), reverse=True) for name, i in pipeline_ids.items()}
@@ -119,7 +119,7 @@ def _runs_of(conn: Connection, names: list[str], newest: Mapping[str, int]
         ask = {name: newest_first[name][checked[name]:checked[name] + want[name] - len(found[name])]
                for name in pending}
         runs_among = set()
-        for part in _chunks(sorted(c for asked in ask.values() for c in asked), 4000):
+        for part in chunks(sorted(c for asked in ask.values() for c in asked), 4000):
             runs_among |= set(fetch_columns(conn, ("id",), f"FROM Context WHERE id IN ({ints(part)}) "
                                             f"AND +type_id IN ({ints(run_types)})")[0].astype(np.int64).tolist())
         for name, asked in ask.items():
@@ -209,7 +209,7 @@ def _settle(config: StoreConfig, engine: Engine, *, windows: Mapping[str, list[i
 
 def _members(conn: Connection, runs: list[int]) -> dict[int, set[int]]:
     found: dict[int, set[int]] = {}
-    for part in _chunks(runs):
+    for part in chunks(runs):
         _group(found, fetch_columns(conn, ("context_id", "execution_id"),
                                     f"FROM Association WHERE context_id IN ({ints(part)})"))
     return found
@@ -228,7 +228,7 @@ def _group(into: dict[int, set[int]], columns: list[np.ndarray]) -> None:
 def _executions_since(conn: Connection, first: Mapping[int, int]) -> dict[int, set[int]]:
     """Each pipeline's executions from the given id on (an index range per pipeline)."""
     found: dict[int, set[int]] = {}
-    for part in _chunks(sorted(first)):
+    for part in chunks(sorted(first)):
         ranges = " OR ".join(f"(context_id = {int(p)} AND execution_id >= {int(first[p])})" for p in part)
         _group(found, fetch_columns(conn, ("context_id", "execution_id"), f"FROM Association WHERE {ranges}"))
     return found
@@ -330,8 +330,3 @@ class _Exactness:
             return None
         return set(x.graphlets.trainer_id[touched].tolist()), set(p.exec_id[affected].tolist())
 
-
-def _chunks(values: Iterable, size: int = _CHUNK) -> Iterable[list]:
-    values = list(values)
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
