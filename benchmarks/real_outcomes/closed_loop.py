@@ -19,7 +19,7 @@ from airflow_graphlets.prune.dataset import TrainingRuns
 from airflow_graphlets.prune.features import Candidate, Outcome
 from airflow_graphlets.prune.features.signals import DEPLOYED_SCORE, LATEST_SCORE
 
-from real_outcomes.lab import PipelineRecord
+from real_outcomes.lab import PipelineRecord, signal_accuracy
 
 
 class ClosedLoop:
@@ -72,7 +72,7 @@ class ClosedLoop:
         record, r = self.record[i], int(self.run_index[i])
         found = {}
         for name, row in ((DEPLOYED_SCORE, deployed), (LATEST_SCORE, latest)):
-            value = np.nan if row is None else record.acc_train[int(self.run_index[row]), r]
+            value = np.nan if row is None else signal_accuracy(record, int(self.run_index[row]), r)
             if not np.isnan(value):
                 found[name] = round(float(value), 6)
         return found

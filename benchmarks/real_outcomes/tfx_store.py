@@ -35,7 +35,7 @@ from airflow_graphlets.store import schema
 from airflow_graphlets.store.bulk_write import BulkWriter
 from airflow_graphlets.store.uri import StoreConfig
 
-from real_outcomes.lab import COMPONENTS, PipelineRecord, outcomes
+from real_outcomes.lab import COMPONENTS, PipelineRecord, outcomes, signal_accuracy
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
 DAY = 86_400.0
@@ -240,7 +240,7 @@ class _PipelineWriter:
 
         signals = {}
         for name, value in ((DEPLOYED_SCORE, deployed_accuracy),
-                            (LATEST_SCORE, record.acc_train[r - 1, r] if r > 0 else np.nan)):
+                            (LATEST_SCORE, signal_accuracy(record, r - 1, r) if r > 0 else np.nan)):
             if not np.isnan(value):
                 signals[name] = round(float(value), 6)
         execute("Gate", {}, {}, {

@@ -246,11 +246,12 @@ def evaluate(candidate: TrainedModel, baseline: TrainedModel | None, eval_path: 
 
 
 def model_scores(serving_dir: str, models_dir: str, span_path: str) -> dict[str, float]:
-    """What the gate is handed before training: the accuracy, on the new span's training rows,
-    of the deployed model (``deployed_score``) and of the model trained most recently, pushed or
-    not (``latest_score``); a model that does not exist yet is left out. Scoring costs a
-    fraction of training."""
-    features, labels = read_span(span_path, "train")
+    """What the gate is handed before training: the accuracy, on the new span's evaluation rows
+    (those the Evaluator will compare the candidate and the deployed model on), of the deployed
+    model (``deployed_score``) and of the model trained most recently, pushed or not
+    (``latest_score``); a model that does not exist yet is left out. Scoring costs a fraction of
+    training. (On the training rows these scores told a push less well: docs/prune.md.)"""
+    features, labels = read_span(span_path, "eval")
     scores = {}
     current = deployed(serving_dir)
     newest = max((os.path.join(models_dir, f) for f in os.listdir(models_dir) if f.endswith(".pkl")),
