@@ -97,6 +97,22 @@ def test_the_evaluator_blesses_only_a_candidate_that_beats_the_deployed_model_by
     assert not too_high.blessed and "below the threshold" in too_high.reason
 
 
+def test_the_gate_is_handed_both_models_scores_on_the_rows_the_evaluator_compares(tmp_path):
+    paths = [store_span(tmp_path, "agrawal", 4, k) for k in range(3)]
+    newest = paths[-1]
+    models, serving = str(tmp_path / "models"), str(tmp_path / "serving")
+    assert components.model_scores(serving, models, newest) == {}  # no model yet
+    old, new = fit(paths[:1], kind="logistic_regression"), fit(paths, kind="random_forest")
+    components.save_model(old, os.path.join(models, "old.pkl"))
+    components.push(os.path.join(models, "old.pkl"), serving, "run-1")
+    components.save_model(new, os.path.join(models, "new.pkl"))
+    os.utime(os.path.join(models, "new.pkl"), (2e9, 2e9))  # the newest file
+    scores = components.model_scores(serving, models, newest)
+    compared = components.evaluate(new, old, newest, threshold=0.0, margin=0.0)  # the Evaluator's own rows
+    assert scores == pytest.approx({"deployed_score": compared.baseline_accuracy, "latest_score": compared.accuracy},
+                                   abs=1e-6)
+
+
 def test_the_transform_standardises_with_the_window_statistics(tmp_path):
     paths = [store_span(tmp_path, "agrawal", 6, k) for k in range(2)]
     target = str(tmp_path / "transform.pkl")

@@ -93,6 +93,9 @@ def test_the_predictors_inputs_are_all_in_the_store(bench):
     handed = [values for values in gated.signals.values() if values]
     assert len(handed) == runs - len(records)  # ... nothing before a first model, then both scores
     assert all(set(values) == {"deployed_score", "latest_score"} for values in handed)
+    # The scores are taken on the new span's evaluation rows, those the Evaluator compares on.
+    latest = sorted(values["latest_score"] for values in handed)
+    assert np.allclose(latest, sorted(float(r.acc_eval[k - 1, k]) for r in records for k in range(1, len(r))), atol=1e-6)
 
 
 def test_closed_loop_never_skipping_is_the_recorded_history(bench):
