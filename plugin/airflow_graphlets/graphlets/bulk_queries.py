@@ -79,6 +79,10 @@ class Scope:
             return ()
         return (f"{column} IN (SELECT artifact_id FROM Event WHERE {self.executions('execution_id')[0]})",)
 
+    def outside(self, column: str) -> str:
+        """A condition keeping ``column`` to executions outside this scope's listed ones."""
+        return f"{column} NOT IN ({self._execution_list or 'NULL'})"
+
     @property
     def listed(self) -> bool:
         """Whether the scope lists its ids (a window), each looked up by key."""

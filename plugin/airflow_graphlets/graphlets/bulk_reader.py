@@ -314,7 +314,6 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
     columns: list[tuple[str, ColumnQuery]] = []
     rows: list[tuple[str, RowQuery]] = []
     pieces = scope.pieces(limit)
-    window_executions = ints(scope.execution_ids or [])
     for piece, run_list in zip(pieces, _cut(sorted(runs_only or []), len(pieces))):
         # A window: the caller's runs of these pipelines, looked up by key.
         runs_sql = runs if runs_only is None else \
@@ -327,7 +326,7 @@ def _plan(conn: Connection, only: Sequence[str] | None, runs_only: Sequence[int]
             # events, read already (after 1,000 new runs, 193,000 of the 244,000 rows).
             columns.append(("artifact_events", ColumnQuery(
                 ("artifact_id", "execution_id"), ("i8", "i8"), "Event",
-                (*piece.artifacts("artifact_id"), f"execution_id NOT IN ({window_executions})"), by_key=True)))
+                (*piece.artifacts("artifact_id"), scope.outside("execution_id")), by_key=True)))
         rows += [(name, query) for name, query in row_queries(piece, runs_sql, trainer_types).items()
                  if name not in known and name not in started]
     return _Plan(
