@@ -50,6 +50,29 @@ class PipelineHistory:
     drift: np.ndarray  # float: drift of the run's new span
     observed_drift: np.ndarray  # float >= 0: the drift its ExampleValidator reports (|drift| + noise)
     durations: np.ndarray  # float64 [run, task] seconds, in TASKS order
+    tendency: float = 0.0  # the pipeline's own tendency to bless (the logit's constant)
+    noise: np.ndarray | None = None  # float: each run's draw of the blessing logit's noise
+
+    def blessed_against(self, profile: Profile, r: int, deployed: int | None) -> bool:
+        """Whether run ``r``'s model is blessed when the model deployed then is run ``deployed``'s
+        (None: none yet), by the rule above: what a closed-loop replay asks when a skip changed
+        which model is deployed."""
+        if not self.evaluator or self.trainer_failed[r]:
+            return False
+        if deployed is None:
+            pushed_at, structure, code = self.run_times[0] - DAY, self.transform[0], self.code_version[0]
+        else:
+            pushed_at, structure, code = self.run_times[deployed], self.transform[deployed], self.code_version[deployed]
+        noise = 0.0 if self.noise is None else float(self.noise[r])
+        logit = (
+            self.tendency
+            - profile.drift_penalty * abs(self.drift[r])
+            - profile.structure_change_penalty * float(self.transform[r] != structure)
+            - profile.code_change_penalty * float(self.code_version[r] != code)
+            + profile.staleness_bonus * np.log1p((self.run_times[r] - pushed_at) / DAY)
+            + noise
+        )
+        return bool(logit > 0)
 
 
 def generate(profile: Profile, pipelines: int, days: int, seed: int,
@@ -86,23 +109,6 @@ def _pipeline(profile: Profile, name: str, rng: np.random.Generator, start: floa
     noise = rng.normal(0, profile.noise_sd, size=n_runs)
     tendency = rng.normal(profile.tendency_mean, profile.tendency_sd)
 
-    blessed = np.zeros(n_runs, dtype=bool)
-    last_push_time, pushed_structure, pushed_code = run_times[0] - DAY, transform[0], code_version[0]
-    for r in range(n_runs):
-        if not evaluator or trainer_failed[r]:
-            continue
-        logit = (
-            tendency
-            - profile.drift_penalty * abs(drift[r])
-            - profile.structure_change_penalty * float(transform[r] != pushed_structure)
-            - profile.code_change_penalty * float(code_version[r] != pushed_code)
-            + profile.staleness_bonus * np.log1p((run_times[r] - last_push_time) / DAY)
-            + noise[r]
-        )
-        if logit > 0:
-            blessed[r] = True
-            last_push_time, pushed_structure, pushed_code = run_times[r], transform[r], code_version[r]
-
     scale = float(np.exp(rng.normal(0, profile.pipeline_scale_sigma)))
     medians = np.asarray([profile.durations[KIND_OF_TASK[t]] for t in TASKS]) * scale
     durations = medians * np.exp(rng.normal(0, profile.duration_sigma, size=(n_runs, len(TASKS))))
@@ -110,5 +116,11 @@ def _pipeline(profile: Profile, name: str, rng: np.random.Generator, start: floa
     durations[:, TASKS.index("trainer")] *= np.sqrt(window)
     # Drawn last, so every draw above is the same as before this was observed.
     observed = np.abs(np.abs(drift) + rng.normal(0, profile.drift_observation_sd, size=n_runs))
-    return PipelineHistory(name, window, evaluator, run_times, transform, code_version, trainer_failed, blessed, drift,
-                           np.round(observed, 6), np.round(durations, 3))
+    history = PipelineHistory(name, window, evaluator, run_times, transform, code_version, trainer_failed,
+                              np.zeros(n_runs, dtype=bool), drift, np.round(observed, 6), np.round(durations, 3),
+                              float(tendency), noise)
+    deployed = None
+    for r in range(n_runs):
+        if history.blessed_against(profile, r, deployed):
+            history.blessed[r], deployed = True, r
+    return history
