@@ -227,7 +227,7 @@ def _evaluate_on(runs: TrainingRuns, matrix: np.ndarray, train: np.ndarray, repl
         predictor, scoring = given, given.scoring
         point = OperatingPoint(given.threshold, given.target_pushes_kept or settings.target_pushes_kept, None, 0)
     else:
-        scoring = _scoring(settings, matrix[train])
+        scoring = scoring_for(settings, matrix[train])
         predictor = PushPredictor.fit(matrix[train], runs.pushed[train], seed=seed)
         point = choose(runs, matrix, train, target=settings.target_pushes_kept, scoring=scoring,
                        guardrails=rails, folds=settings.cv_folds, seed=seed)
@@ -314,7 +314,7 @@ def train_predictor(extraction: Extraction, inputs: Inputs | None = None, settin
     runs, matrix = store_runs(extraction, inputs)
     everything = np.ones(len(runs), dtype=bool)
     predictor = PushPredictor.fit(matrix, runs.pushed, seed=seed)
-    scoring = _scoring(settings, matrix)
+    scoring = scoring_for(settings, matrix)
     point = choose(runs, matrix, everything, target=settings.target_pushes_kept, scoring=scoring,
                    guardrails=settings.guardrails, folds=settings.cv_folds, seed=seed)
     if point.cross_validated_pushes_kept is None:
@@ -326,7 +326,7 @@ def train_predictor(extraction: Extraction, inputs: Inputs | None = None, settin
                                           settings.target_pushes_kept)
 
 
-def _scoring(settings: PolicySettings, matrix: np.ndarray) -> Scoring:
+def scoring_for(settings: PolicySettings, matrix: np.ndarray) -> Scoring:
     """The scoring ``settings`` ask for; the cost reference is the median expected compute of these rows."""
     reference = None
     if settings.cost_aware:
