@@ -69,9 +69,11 @@ bench-summary: env services
 bench-freshness: env services
 	$(PY) benchmarks/page_freshness.py --backend sqlite
 	$(PY) benchmarks/page_freshness.py --backend postgresql --load
-# The push predictor on real training outcomes (docs/prune.md): the report seeds, about 15 min.
+# The push predictor on real training outcomes (docs/prune.md): the report seeds, about 15 min;
+# then on the paper-profile simulator, recorded and closed loop (about 5 min).
 bench-prune: env
 	$(PY) benchmarks/prune_real_outcomes.py --json benchmarks/results/prune-real-outcomes.json
+	$(PY) benchmarks/prune_simulator.py --json benchmarks/results/prune-simulator.json
 
 # The screenshots in docs/ui/, taken by the browser tests.
 screenshots: env services browser
