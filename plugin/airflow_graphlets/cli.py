@@ -6,7 +6,7 @@
 ``graphlets analyze --store URI [--json] [--html F] [--png F]``   the paper's graphlet analyses
 ``graphlets simulate --store URI --pipelines N --days D --seed S``   write a synthetic history
 ``graphlets replay --store URI [--policy F] [--json] [--html F] [--png F]``   the skip policy replayed
-``graphlets decisions --store URI --dag DAG [--since WHEN] [--json]``   the gate's skip log
+``graphlets decisions --store URI --dag DAG [--since WHEN] [--json] [--audit]``   the gate's skip log
 ``graphlets override ACTION --dag DAG [--by WHO] [--reason TEXT]``   force-run, never-skip, allow-skip, list
 ``graphlets train-predictor --store URI --out FILE [--policy F]``   the gate's predictor, from history
 ``graphlets summarize [--store URI] [--summary URL]``   refresh the summary the UI pages read
@@ -122,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     decisions.add_argument("--dag", required=True, help="the DAG (pipeline)")
     decisions.add_argument("--since", help="only decisions at or after this ISO date or time (UTC when no zone)")
     decisions.add_argument("--json", action="store_true", help="print JSON")
+    decisions.add_argument("--audit", action="store_true",
+                           help="instead, estimate the pushes the skips lost from the exploration runs (docs/prune.md)")
     decisions.set_defaults(run=_decisions)
 
     override = commands.add_parser("override", help="overrule the gate of a DAG, recorded in the store with who")
@@ -286,6 +288,8 @@ def _decisions(args: argparse.Namespace) -> int:
         except ValueError:
             raise StoreConfigError(f"--since {args.since!r} is not an ISO date or time such as 2026-01-15.") from None
         since = (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+    if args.audit:
+        return _audit(args, since)
     found = read_decisions(_store(args.store), args.dag, since)
     if args.json:
         print(json.dumps([d.as_dict() for d in found], indent=1))
@@ -295,6 +299,30 @@ def _decisions(args: argparse.Namespace) -> int:
         p = "-" if d.probability is None else f"{d.probability:.2f}"
         print(f"  {_utc(d.decided_at)}  {d.decision:<4}  p={p:<4}  {_printable(d.run_id)}  {_printable(d.reason)}"
               + (f"  [override: {_printable(d.override)}]" if d.override else ""))
+    return 0
+
+
+def _audit(args: argparse.Namespace, since: float | None) -> int:
+    import json
+
+    from airflow_graphlets.prune.audit import read_audit
+
+    found = read_audit(_store(args.store), args.dag, since)
+    if args.json:
+        print(json.dumps(found.as_dict(), indent=1))
+        return 0
+    print(f"{found.decisions} gate decisions of {_printable(args.dag)}: {found.skipped} skipped, "
+          f"{found.pushed} pushes among the runs that trained"
+          + (f" ({found.unknown} runs with no outcome in the store yet)" if found.unknown else ""))
+    if found.lost is None:
+        print("no exploration run has an outcome yet: the pushes the skips lost cannot be estimated "
+              "(exploration = 0 in the gate's guardrails turns the count off)")
+        return 0
+    low, high = found.lost_range
+    kept_low, kept_high = found.kept_range
+    print(f"exploration: {found.explored} would-be skips trained anyway, {found.explored_pushed} pushed")
+    print(f"estimated pushes lost to skips: {found.lost:.1f} (95 % range {low:.1f}-{high:.1f}); "
+          f"share of pushes kept: {found.kept_share:.1%} ({kept_low:.1%}-{kept_high:.1%})")
     return 0
 
 
