@@ -18,11 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from airflow_graphlets.prune.decisions import LoggedDecision, read_decisions
+from airflow_graphlets.prune.gate import FORCED_BY
+from airflow_graphlets.prune.operating_point import wilson_interval
+from airflow_graphlets.prune.policy import EXPLORATION
 from airflow_graphlets.store.identity import pipeline_run_context_name
 from airflow_graphlets.store.uri import StoreConfig
 
-EXPLORATION_REASON = "guardrail: exploration"  # how the gate's reason starts for an exploration run
-_Z = 1.96
+EXPLORED = FORCED_BY + EXPLORATION  # how the gate's reason begins for a would-be skip exploration let train
+_Z = 1.96  # the range is the 95 % Wilson interval
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,12 @@ def audit(pipeline: str, decisions: Sequence[LoggedDecision], pushed_by_run: Map
             unknown += 1
             continue
         pushed += outcome
-        if decision.reason.startswith(EXPLORATION_REASON):
+        if decision.reason.startswith(EXPLORED):
             explored += 1
             explored_pushed += outcome
     if explored == 0:
         return SkipAudit(pipeline, len(newest), skipped, 0, 0, pushed, unknown, None, None, None, None)
-    low, high = _wilson(explored_pushed, explored)
+    low, high = wilson_interval(explored_pushed, explored, _Z)
     lost = skipped * explored_pushed / explored
     lost_range = (skipped * low, skipped * high)
     return SkipAudit(pipeline, len(newest), skipped, explored, explored_pushed, pushed, unknown, lost, lost_range,
@@ -90,10 +93,3 @@ def read_audit(config: StoreConfig, dag_id: str, since: float | None = None) -> 
 def _share(pushed: int, lost: float) -> float:
     return pushed / (pushed + lost) if pushed + lost > 0 else 1.0
 
-
-def _wilson(successes: int, total: int) -> tuple[float, float]:
-    p = successes / total
-    centre = p + _Z * _Z / (2 * total)
-    spread = _Z * (p * (1 - p) / total + _Z * _Z / (4 * total * total)) ** 0.5
-    scale = 1 + _Z * _Z / total
-    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)

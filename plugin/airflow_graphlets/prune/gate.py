@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 HOUR = 3600.0
+FORCED_BY = "guardrail: "  # how the reason of a run a guardrail forced begins (the skip audit reads it)
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ def _decide(config: StoreConfig, engine: Engine, pipeline: str, candidate: Candi
         draw = float(np.random.default_rng().random()) if draw is None else draw
         forced = settings.guardrails.check(x, state.skips_in_a_row, hours, draw)
         if forced is not None:
-            run, reason = True, f"guardrail: {forced} (the predictor said: {reason})"
+            run, reason = True, f"{FORCED_BY}{forced} (the predictor said: {reason})"
     known = {name: (value if np.isfinite(value) else None) for name, value in zip(NAMES, x.tolist())}
     return GateOutcome(Decision(run, probability, reason), known, version, None, 0.0)
 

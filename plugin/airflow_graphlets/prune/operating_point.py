@@ -106,12 +106,16 @@ def choose(runs: TrainingRuns, matrix: np.ndarray, rows: np.ndarray, *, target: 
 
 def wilson_lower(kept: int, total: int, z: float = _CONFIDENCE_Z) -> float:
     """The lower end of the Wilson score interval of ``kept / total`` (1 with nothing to count)."""
-    if total == 0:
-        return 1.0
-    p = kept / total
+    return wilson_interval(kept, total, z)[0] if total else 1.0
+
+
+def wilson_interval(successes: int, total: int, z: float) -> tuple[float, float]:
+    """The Wilson score interval of ``successes / total`` (``total`` > 0) at ``z`` standard errors."""
+    p = successes / total
     centre = p + z * z / (2 * total)
     spread = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
-    return float((centre - spread) / (1 + z * z / total))
+    scale = 1 + z * z / total
+    return max(0.0, float((centre - spread) / scale)), min(1.0, float((centre + spread) / scale))
 
 
 def _in_sample(runs: TrainingRuns, matrix: np.ndarray, rows: np.ndarray, target: float, scoring: Scoring,

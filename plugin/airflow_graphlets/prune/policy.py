@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # NumPy is imported where it computes: a DAG file that sets G
     import numpy as np
 
 _I = {name: i for i, name in enumerate(NAMES)}
+EXPLORATION = "exploration"  # how the reason of a run the exploration guardrail forced begins
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Guardrails:
         if hours_since_trained >= self.max_hours_without_training:
             return f"{hours_since_trained:.0f} h without a trained candidate (limit {self.max_hours_without_training:g} h)"
         if draw < self.exploration:
-            return f"exploration ({self.exploration:.0%} of would-be skips run)"
+            return f"{EXPLORATION} ({self.exploration:.0%} of would-be skips run)"
         return None
 
 
