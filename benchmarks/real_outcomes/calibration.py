@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from airflow_graphlets.prune.policy import Guardrails, PredictedPush  # noqa: E402
+from airflow_graphlets.prune.policy import EXPLORATION, Guardrails, PredictedPush  # noqa: E402
 from prune_real_outcomes import RESULTS, _store_path, benchmark  # noqa: E402
 from real_outcomes.closed_loop import ClosedLoop  # noqa: E402
 
@@ -51,7 +51,7 @@ class _NotingExploration(Guardrails):
 
     def check(self, features, skips_in_a_row, hours_since_trained, draw):
         forced = super().check(features, skips_in_a_row, hours_since_trained, draw)
-        if forced is not None and forced.startswith("exploration"):
+        if forced is not None and forced.startswith(EXPLORATION):
             asked, explored = self.noted
             explored.add(asked[-1])
         return forced
