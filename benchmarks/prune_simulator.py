@@ -58,7 +58,7 @@ class SimulatedClosedLoop:
     def __init__(self, runs: TrainingRuns, profile: Profile, pipelines: int, days: int, seed: int) -> None:
         self.runs, self.profile = runs, profile
         wanted = sorted({_pipeline_number(name) for name in runs.pipelines})
-        histories = {h.name: h for k in wanted for h in generate(profile, pipelines, days, seed, only=range(k, k + 1))}
+        histories = {h.name: h for h in generate(profile, pipelines, days, seed, only=wanted)}
         self.history: list[PipelineHistory] = []
         self.run_index = np.zeros(len(runs), dtype=np.int64)
         for i, outcome in enumerate(runs.outcomes):

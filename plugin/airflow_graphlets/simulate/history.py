@@ -13,7 +13,7 @@ store. Whether a run's model is blessed (and so pushed) depends on causes, not o
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,8 +50,8 @@ class PipelineHistory:
     drift: np.ndarray  # float: drift of the run's new span
     observed_drift: np.ndarray  # float >= 0: the drift its ExampleValidator reports (|drift| + noise)
     durations: np.ndarray  # float64 [run, task] seconds, in TASKS order
-    tendency: float = 0.0  # the pipeline's own tendency to bless (the logit's constant)
-    noise: np.ndarray | None = None  # float: each run's draw of the blessing logit's noise
+    tendency: float  # the pipeline's own tendency to bless (the logit's constant)
+    noise: np.ndarray  # float: each run's draw of the blessing logit's noise
 
     def blessed_against(self, profile: Profile, r: int, deployed: int | None) -> bool:
         """Whether run ``r``'s model is blessed when the model deployed then is run ``deployed``'s
@@ -63,20 +63,19 @@ class PipelineHistory:
             pushed_at, structure, code = self.run_times[0] - DAY, self.transform[0], self.code_version[0]
         else:
             pushed_at, structure, code = self.run_times[deployed], self.transform[deployed], self.code_version[deployed]
-        noise = 0.0 if self.noise is None else float(self.noise[r])
         logit = (
             self.tendency
             - profile.drift_penalty * abs(self.drift[r])
             - profile.structure_change_penalty * float(self.transform[r] != structure)
             - profile.code_change_penalty * float(self.code_version[r] != code)
             + profile.staleness_bonus * np.log1p((self.run_times[r] - pushed_at) / DAY)
-            + noise
+            + float(self.noise[r])
         )
         return bool(logit > 0)
 
 
 def generate(profile: Profile, pipelines: int, days: int, seed: int,
-             only: range | None = None) -> Iterator[PipelineHistory]:
+             only: Iterable[int] | None = None) -> Iterator[PipelineHistory]:
     """Histories of ``pipelines`` pipelines over ``days`` days, deterministic in ``seed``.
 
     ``only``: just these pipelines (by number), each the same as in the whole history (every
