@@ -182,3 +182,17 @@ def _same_statistics(one, other) -> bool:
             and one.numeric.keys() == other.numeric.keys()
             and all(np.array_equal(h.low, other.numeric[k].low) and np.array_equal(h.count, other.numeric[k].count)
                     for k, h in one.numeric.items()))
+
+
+def test_the_rate_oracle_skips_where_a_lost_push_buys_the_most_compute_within_the_cap():
+    from real_outcomes.within_pipeline import rate_oracle
+
+    # Pipelines: never pushes (cost 30 unpushed); 10 pushes for 100 unpushed; 10 pushes for 20.
+    unpushed, pushes = np.array([30.0, 100.0, 20.0]), np.array([0.0, 10.0, 10.0])
+    # Keeping 90 % of 20 pushes allows 2 lost: the never-pushing pipeline at the cap, then a
+    # fifth of the second (2 of its 10 pushes), nothing of the third.
+    assert rate_oracle(unpushed, pushes, kept=0.90, most=0.75) == pytest.approx(0.75 * 30 + 0.2 * 100)
+    # Without a cap the never-pushing pipeline is skipped whole.
+    assert rate_oracle(unpushed, pushes, kept=0.90, most=1.0) == pytest.approx(30 + 0.2 * 100)
+    # A budget beyond the second pipeline's cap spills into the third.
+    assert rate_oracle(unpushed, pushes, kept=0.50, most=0.75) == pytest.approx(0.75 * 30 + 0.75 * 100 + 0.25 * 20)
