@@ -19,18 +19,18 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import Any, Generic, TypeVar
-
-from airflow_graphlets.store import mlmd_errors
-from airflow_graphlets.store.native_store import NativeStore
-from airflow_graphlets.store import mlmd_proto as mlmd_pb
+from typing import Generic, TypeVar
 
 from airflow_graphlets.errors import RecordError
+from airflow_graphlets.recorder.inputs import describe_input, input_pairs, is_resolved, resolve_input
 from airflow_graphlets.recorder.records import InputRef, RunState, TaskRunRecord
-from airflow_graphlets.store import artifacts, schema
+from airflow_graphlets.recorder.rows import MLMD_STATE, TERMINAL_STATES, epoch_seconds, event, execution_proto
+from airflow_graphlets.store import artifacts, mlmd_errors, schema
+from airflow_graphlets.store import mlmd_proto as mlmd_pb
 from airflow_graphlets.store.connect import open_store
 from airflow_graphlets.store.contexts import ContextCache
 from airflow_graphlets.store.identity import artifact_external_id, execution_external_id
+from airflow_graphlets.store.native_store import NativeStore
 from airflow_graphlets.store.properties import set_value
 from airflow_graphlets.store.row_batch import BatchRefused, RowBatch, RowCollision
 from airflow_graphlets.store.types import TypeRegistry
@@ -38,21 +38,6 @@ from airflow_graphlets.store.uri import StoreConfig
 
 log = logging.getLogger(__name__)
 
-MLMD_STATE = {
-    RunState.RUNNING: mlmd_pb.Execution.RUNNING,
-    RunState.SUCCESS: mlmd_pb.Execution.COMPLETE,
-    RunState.FAILED: mlmd_pb.Execution.FAILED,
-    RunState.UP_FOR_RETRY: mlmd_pb.Execution.FAILED,
-    # MLMD has no SKIPPED state; the Airflow state is kept in the ``airflow_state`` property.
-    RunState.SKIPPED: mlmd_pb.Execution.CANCELED,
-    RunState.UPSTREAM_FAILED: mlmd_pb.Execution.CANCELED,
-}
-_TERMINAL = (
-    mlmd_pb.Execution.COMPLETE,
-    mlmd_pb.Execution.FAILED,
-    mlmd_pb.Execution.CANCELED,
-    mlmd_pb.Execution.CACHED,
-)
 # Errors that say a record can never be written (MLMD refused it, or it cannot be turned into
 # MLMD's protos): retrying would fail the same way, so such a record is set aside with the reason.
 REFUSALS = (mlmd_errors.InvalidArgumentError, ValueError, TypeError)
@@ -157,7 +142,8 @@ class Writer:
         if record.source == "scheduler" and record.state in _WORKER_OUTCOMES:
             return self._close(existing, record)
         if existing is not None and (
-            record.source == "scheduler" or (existing.last_known_state in _TERMINAL and not record.state.is_terminal)
+            record.source == "scheduler"
+            or (existing.last_known_state in TERMINAL_STATES and not record.state.is_terminal)
             or (remembered is not None and not record.state.is_terminal)
         ):
             return WriteResult(existing.id, changed=False)
@@ -169,11 +155,11 @@ class Writer:
             run_properties={
                 schema.ContextProps.DAG_ID: record.dag_id,
                 schema.ContextProps.RUN_ID: record.run_id,
-                schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS: _seconds(record.logical_date_ms),
+                schema.ContextProps.LOGICAL_DATE_EPOCH_SECONDS: epoch_seconds(record.logical_date_ms),
                 schema.ContextProps.RUN_TYPE: record.run_type or None,
             },
         )
-        execution = _execution_proto(self.types, record, external_id, existing)
+        execution = execution_proto(self.types, record, external_id, existing)
         pairs, unresolved, pending = self._artifacts_and_events(record, external_id, known_events)
         if record.state.is_terminal or pending:
             _set_pending(execution, pending)
@@ -224,13 +210,13 @@ class Writer:
         Only the state, Airflow's state and the end time change (a field-masked update); no
         execution is created and none that ended is touched, so a worker's end record that
         arrives later still writes everything it knows."""
-        if existing is None or existing.last_known_state in _TERMINAL:
+        if existing is None or existing.last_known_state in TERMINAL_STATES:
             return WriteResult(existing.id if existing is not None else 0, changed=False)
         props = schema.ExecutionProps
         notes = mlmd_pb.Execution(id=existing.id, type_id=existing.type_id,
                                   last_known_state=MLMD_STATE[record.state])
         started = existing.custom_properties.get(props.START_EPOCH_SECONDS)
-        ended = _seconds(record.end_time_ms)
+        ended = epoch_seconds(record.end_time_ms)
         values = {props.AIRFLOW_STATE: record.state.value, props.END_EPOCH_SECONDS: ended,
                   props.ENDED_BY_SCHEDULER: True,
                   props.DURATION_SECONDS: ended - started.double_value if started is not None and ended else None}
@@ -359,13 +345,13 @@ class Writer:
         still_pending = []
         for ref in refs:
             found = self._resolve_input(ref)
-            pairs.extend(_input_pairs(ref, found, known))
-            if not _complete(ref, found):
+            pairs.extend(input_pairs(ref, found, known))
+            if not is_resolved(ref, found):
                 still_pending.append(ref)
         if pairs:
-            for artifact, event in pairs:
-                event.artifact_id, event.execution_id = artifact.id, execution.id
-            self.store.put_events([event for _, event in pairs])
+            for artifact, input_event in pairs:
+                input_event.artifact_id, input_event.execution_id = artifact.id, execution.id
+            self.store.put_events([input_event for _, input_event in pairs])
             contexts = self.store.get_contexts_by_execution(execution.id)
             self.store.put_attributions_and_associations(
                 [mlmd_pb.Attribution(artifact_id=artifact.id, context_id=context.id)
@@ -383,11 +369,11 @@ class Writer:
         execution.id = execution_id
         events = set(known_events)
         outputs: dict[str, list[mlmd_pb.Artifact]] = {}
-        for (artifact, event), artifact_id in zip(pairs, artifact_ids):
-            events.add((artifact_id, event.type))
-            if event.type == mlmd_pb.Event.OUTPUT:
+        for (artifact, linked), artifact_id in zip(pairs, artifact_ids):
+            events.add((artifact_id, linked.type))
+            if linked.type == mlmd_pb.Event.OUTPUT:
                 artifact.id = artifact_id
-                outputs.setdefault(event.path.steps[0].key, []).append(artifact)
+                outputs.setdefault(linked.path.steps[0].key, []).append(artifact)
         self._written.put(execution.external_id, _Written(execution, events))
         if record.state is RunState.SUCCESS and record.map_index == -1:
             for key, produced in outputs.items():
@@ -405,10 +391,10 @@ class Writer:
         for ref in record.inputs:
             found = self._resolve_input(ref)
             if not found:
-                unresolved.append(_describe(ref))
-            if not _complete(ref, found):
+                unresolved.append(describe_input(ref))
+            if not is_resolved(ref, found):
                 pending.append(ref)
-            pairs.extend(_input_pairs(ref, found, known_events))
+            pairs.extend(input_pairs(ref, found, known_events))
         for output in outputs:
             artifact = artifacts.build_artifact(
                 self.types.artifact_type(output.type_name),
@@ -423,7 +409,7 @@ class Writer:
                 stored = artifacts.by_external_id(self.store, artifact.external_id)
                 if stored is not None and (stored.id, mlmd_pb.Event.OUTPUT) in known_events:
                     continue
-            pairs.append((artifact, _event(mlmd_pb.Event.OUTPUT, output.key, output.index)))
+            pairs.append((artifact, event(mlmd_pb.Event.OUTPUT, output.key, output.index)))
         return pairs, unresolved, pending
 
     def _resolve_input(self, ref: InputRef) -> list[mlmd_pb.Artifact]:
@@ -436,19 +422,7 @@ class Writer:
         if ref.by == "spans" and self.rows is not None:
             ids = self.rows.span_artifact_ids(ref.dag_id, ref.type_name, ref.span_min, ref.span_max)
             return artifacts.pipeline_spans(self.store, ref.dag_id, ref.type_name, ref.span_min, ref.span_max, ids)
-        return _resolve_input(self.store, ref)
-
-
-def _complete(ref: InputRef, found: list[mlmd_pb.Artifact]) -> bool:
-    """Whether ``ref`` is resolved: anything found. A window with some of its spans found is
-    taken as it is: a pipeline's first windows reach before its first span, and re-reading
-    every such window for an hour costs every flusher more than the rare late span is worth."""
-    return bool(found)
-
-
-def _input_pairs(ref: InputRef, found: list[mlmd_pb.Artifact], known_events: set[tuple[int, int]]):
-    return [(artifact, _event(mlmd_pb.Event.INPUT, ref.key, index)) for index, artifact in enumerate(found)
-            if (artifact.id, mlmd_pb.Event.INPUT) not in known_events]
+        return resolve_input(self.store, ref)
 
 
 def _set_pending(execution: mlmd_pb.Execution, pending: list[InputRef]) -> None:
@@ -465,71 +439,6 @@ def _execution_by_external_id(store: NativeStore, external_id: str) -> mlmd_pb.E
     except mlmd_errors.NotFoundError:
         return None
     return found[0] if found else None
-
-
-def _execution_proto(
-    types: TypeRegistry, record: TaskRunRecord, external_id: str, existing: mlmd_pb.Execution | None
-) -> mlmd_pb.Execution:
-    execution = mlmd_pb.Execution()
-    if existing is not None:
-        # Keep what the start record wrote (and the type it was created with); add the end.
-        execution.CopyFrom(existing)
-        execution.ClearField("create_time_since_epoch")
-        execution.ClearField("last_update_time_since_epoch")
-    else:
-        execution.type_id = _execution_type_id(types, record)
-        execution.name = external_id
-        execution.external_id = external_id
-    execution.last_known_state = MLMD_STATE[record.state]
-    props = schema.ExecutionProps
-    values = {
-        props.DAG_ID: record.dag_id,
-        props.TASK_ID: record.task_id,
-        props.RUN_ID: record.run_id,
-        props.TRY_NUMBER: record.try_number,
-        props.MAP_INDEX: record.map_index,
-        props.AIRFLOW_STATE: record.state.value,
-        props.OPERATOR_CLASS: record.operator_class or None,
-        props.COMPONENT_KIND: record.component_kind,
-        props.START_EPOCH_SECONDS: _seconds(record.start_time_ms),
-        props.END_EPOCH_SECONDS: _seconds(record.end_time_ms),
-        props.DURATION_SECONDS: record.duration_seconds,
-        props.RESOURCES: _resources(record),
-        props.CODE_HASH: record.code_hash or None,
-        props.PARAMETERS_HASH: record.parameters_hash or None,
-        props.DAG_STRUCTURE_HASH: record.dag_structure_hash or None,
-        props.DAG_VERSION: record.dag_version or None,
-        props.ERROR: record.error or None,
-        **record.properties,
-    }
-    for name, value in values.items():
-        if value is not None:
-            set_value(execution.custom_properties[name], name, value)
-    return execution
-
-
-def _resources(record: TaskRunRecord) -> dict[str, Any] | None:
-    resources = {
-        "pool": record.pool,
-        "pool_slots": record.pool_slots,
-        "queue": record.queue,
-        "executor": record.executor,
-        "hostname": record.hostname,
-    }
-    return {k: v for k, v in resources.items() if v} if record.source == "worker" else None
-
-
-def _seconds(milliseconds: int | None) -> float | None:
-    return None if milliseconds is None else milliseconds / 1000.0
-
-
-def _execution_type_id(types: TypeRegistry, record: TaskRunRecord) -> int:
-    kind = schema.COMPONENT_KINDS.get(record.component_kind or "")
-    if kind is not None:
-        return types.execution_type(schema.component_type_name(kind.name), kind.base_type)
-    if record.component_kind:
-        return types.execution_type(schema.component_type_name(record.component_kind))
-    return types.execution_type(record.operator_class or "airflow.BaseOperator")
 
 
 class _BatchRolledBack(Exception):
@@ -567,30 +476,3 @@ class _Recent(Generic[K, V]):
 
     def pop(self, key: K) -> None:
         self._items.pop(key, None)
-
-
-def _resolve_input(store: NativeStore, ref: InputRef) -> list[mlmd_pb.Artifact]:
-    if ref.by == "artifact_id":
-        return artifacts.by_ids(store, list(ref.artifact_ids))
-    if ref.by == "task_output":
-        return artifacts.task_outputs(store, ref.dag_id, ref.run_id, ref.task_id, ref.output_key, ref.map_index)
-    if ref.by == "uri":
-        return artifacts.latest_by_uri(store, ref.uri, ref.type_name)
-    return artifacts.pipeline_spans(store, ref.dag_id, ref.type_name, ref.span_min, ref.span_max)
-
-
-def _describe(ref: InputRef) -> str:
-    if ref.by == "artifact_id":
-        return f"{ref.key}: artifact ids {list(ref.artifact_ids)}"
-    if ref.by == "task_output":
-        return f"{ref.key}: output {ref.output_key!r} of {ref.dag_id}.{ref.task_id} in run {ref.run_id}"
-    if ref.by == "uri":
-        return f"{ref.key}: uri {ref.uri}"
-    return f"{ref.key}: {ref.type_name} spans {ref.span_min}..{ref.span_max} of {ref.dag_id}"
-
-
-def _event(event_type: int, key: str, index: int) -> mlmd_pb.Event:
-    event = mlmd_pb.Event(type=event_type)
-    event.path.steps.add().key = key
-    event.path.steps.add().index = index
-    return event
