@@ -194,8 +194,7 @@ def _hindsight(extraction, inputs, evaluate_from: float | None, source, guardrai
 
     runs, _ = store_runs(extraction, inputs)
     if evaluate_from is None:  # as evaluate() splits the period
-        first, last = float(runs.start.min()), float(runs.start.max())
-        evaluate_from = first + PolicySettings().train_share * (last - first)
+        evaluate_from = PolicySettings().evaluation_start(runs)
     result = hindsight(runs, evaluate_from, source(runs) if source else None,
                        guardrails or PolicySettings().guardrails)
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in result.as_dict().items()}

@@ -70,8 +70,7 @@ def seed_calibration(seed: int, pipelines: int = 48) -> dict:
     config = parse_store_uri(f"sqlite:///{_store_path(os.path.join(RESULTS, f'seed-{seed}'), 'tfx+gate')}")
     runs, matrix = store_runs(read_graphlets(config, workers=1), Inputs.read(config))
     settings = PolicySettings()
-    first, last = float(runs.start.min()), float(runs.start.max())
-    split = first + settings.train_share * (last - first)
+    split = settings.evaluation_start(runs)
     train = runs.start < split
     scoring = scoring_for(settings, matrix[train])
     point = choose(runs, matrix, train, target=settings.target_pushes_kept, scoring=scoring,

@@ -69,8 +69,7 @@ def main() -> int:
     config = parse_store_uri(sys.argv[1])
     runs, _ = store_runs(read_graphlets(config), Inputs.read(config))
     settings = PolicySettings()
-    first, last = float(runs.start.min()), float(runs.start.max())
-    result = hindsight(runs, first + settings.train_share * (last - first), guardrails=settings.guardrails)
+    result = hindsight(runs, settings.evaluation_start(runs), guardrails=settings.guardrails)
     print(f"{result.policy}: skips {result.skipped}/{result.decided}, saves {result.compute_saved_share:.1%} of the "
           f"wasted compute ({result.avoidable_saved_share:.1%} of the avoidable), keeps "
           f"{result.pushes_kept_share:.1%} of pushes, age {result.age_increase:+.1%}; "

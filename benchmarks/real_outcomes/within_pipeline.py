@@ -86,8 +86,7 @@ def measure(seed: int, pipelines: int) -> Ordering:
     extraction, inputs = read_graphlets(config, workers=1), Inputs.read(config)
     settings = PolicySettings()
     runs, matrix = store_runs(extraction, inputs)
-    first, last = float(runs.start.min()), float(runs.start.max())
-    split = first + settings.train_share * (last - first)  # as prune.evaluate splits the period
+    split = settings.evaluation_start(runs)
     past, replayed = runs.start < split, runs.start >= split
     probability = PushPredictor.fit(matrix[past], runs.pushed[past]).push_probability(matrix)
     gap = matrix[:, NAMES.index("latest_score_gap")]

@@ -57,6 +57,12 @@ class PolicySettings:
     cv_folds: int = 4  # time slices of the training period for choosing the threshold
     guardrails: Guardrails = field(default_factory=Guardrails)
 
+    def evaluation_start(self, runs: TrainingRuns) -> float:
+        """Where the replayed period begins: ``train_share`` of the way from the first run's start
+        to the last's; runs before it train the predictor."""
+        first, last = float(runs.start.min()), float(runs.start.max())
+        return first + self.train_share * (last - first)
+
     @classmethod
     def from_toml(cls, path: str) -> PolicySettings:
         """Read ``[policy]`` and ``[policy.guardrails]``; unknown keys are errors naming the known ones.
@@ -186,8 +192,7 @@ def evaluate(extraction: Extraction, inputs: Inputs | None = None, settings: Pol
     """
     settings, inputs = settings or PolicySettings(), inputs or Inputs()
     runs, matrix = store_runs(extraction, inputs)
-    first, last = float(runs.start.min()), float(runs.start.max())
-    split = first + settings.train_share * (last - first)
+    split = settings.evaluation_start(runs)
     past = runs.start < split
     outcome_source = source(runs) if source is not None else None
     main = _evaluate_on(runs, matrix, past, np.ones(len(runs), dtype=bool), split, settings, seed, outcome_source,
